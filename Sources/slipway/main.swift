@@ -1,0 +1,2 @@
+import SlipwayCore
+print(SlipwayVersion.string)
