@@ -51,38 +51,3 @@ public struct ExtractResult: Sendable {
     public var entryCount: Int
     public var tarSize: UInt64
 }
-
-/// Packs a directory tree into a reproducible archive.
-public enum ArchiveWriter {
-    /// Packs every entry under `tree` (not the root directory itself) into `archive`,
-    /// written to a temporary file beside it and renamed into place when complete.
-    public static func pack(tree: String, to archive: String, configuration: ArchiveWriterConfiguration = .init()) throws -> PackResult {
-        throw ArchiveError.system(operation: "pack (not yet implemented)", path: tree, errno: ENOSYS)
-    }
-}
-
-/// Extracts archives safely.
-public enum ArchiveExtractor {
-    /// Extracts `archive` (tar.xz, tar.zst or tar, detected by content) into `target`, which must
-    /// not exist or be an empty directory. On any error nothing is left in `target`.
-    public static func extract(archive: String, into target: String, options: ExtractOptions = .init()) throws -> ExtractResult {
-        throw ArchiveError.system(operation: "extract (not yet implemented)", path: archive, errno: ENOSYS)
-    }
-}
-
-/// Reads an archive's entries without extracting it.
-public enum ArchiveReader {
-    /// The entry records of `archive`, with the SHA-256 of each regular file's content.
-    public static func records(archive: String, threads: Int = 0) throws -> [EntryRecord] {
-        throw ArchiveError.system(operation: "read (not yet implemented)", path: archive, errno: ENOSYS)
-    }
-}
-
-/// Walks a tree on disk the way the writer does.
-public enum TreeWalker {
-    /// The records of every entry under `root` (not `root` itself), in bytewise path order;
-    /// the first path of a hardlinked file is a `file`, the others `hardlink`s to it.
-    public static func records(root: String, hashing: Bool = true) throws -> [EntryRecord] {
-        throw ArchiveError.system(operation: "walk (not yet implemented)", path: root, errno: ENOSYS)
-    }
-}

@@ -1,0 +1,152 @@
+import CArchive
+import Crypto
+import Glibc
+
+/// One entry of a tree on disk, as the writer packs it.
+struct WalkedEntry {
+    var record: EntryRecord
+    /// Full path on disk.
+    var diskPath: [UInt8]
+    var mtime: Int64
+    /// Device and inode of a non-directory with more than one link.
+    var inode: (device: UInt64, inode: UInt64)?
+}
+
+/// Walks a tree on disk the way the writer does.
+public enum TreeWalker {
+    /// The records of every entry under `root` (not `root` itself), in bytewise path order;
+    /// the first path of a hardlinked file is a `file`, the others `hardlink`s to it.
+    public static func records(root: String, hashing: Bool = true) throws -> [EntryRecord] {
+        var entries = try walk(root: root)
+        if hashing {
+            for index in entries.indices where entries[index].record.kind == .file {
+                let path = String(decoding: entries[index].diskPath, as: UTF8.self)
+                entries[index].record.sha256 = try PosixPath.withCString(entries[index].diskPath) { cPath in
+                    try hashFile(cPath, display: path)
+                }
+            }
+        }
+        return entries.map(\.record)
+    }
+
+    /// Every entry under `root`, sorted, hardlinks resolved; no content hashes.
+    static func walk(root: String) throws -> [WalkedEntry] {
+        let rootBytes = Array(root.utf8)
+        var st = stat()
+        guard lstat(root, &st) == 0 else { throw ArchiveError.system(operation: "lstat", path: root, errno: errno) }
+        guard st.st_mode & S_IFMT == S_IFDIR else {
+            throw ArchiveError.system(operation: "walk", path: root, errno: ENOTDIR)
+        }
+        var entries: [WalkedEntry] = []
+        var pending: [[UInt8]] = [[]]
+        while let relative = pending.popLast() {
+            let dirPath = PosixPath.join(rootBytes, relative)
+            let fd = PosixPath.withCString(dirPath) { open($0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+            guard fd >= 0 else { throw ArchiveError.system(operation: "open", path: PosixPath.display(dirPath), errno: errno) }
+            for name in try PosixPath.directoryNames(fd: fd, path: dirPath) {
+                let path = PosixPath.join(relative, name)
+                let entry = try describe(relative: path, diskPath: PosixPath.join(rootBytes, path))
+                if entry.record.kind == .directory { pending.append(path) }
+                entries.append(entry)
+            }
+        }
+        entries.sort { $0.record.path < $1.record.path }
+        resolveHardlinks(&entries)
+        return entries
+    }
+
+    private static func describe(relative: [UInt8], diskPath: [UInt8]) throws -> WalkedEntry {
+        var st = stat()
+        let display = PosixPath.display(diskPath)
+        return try PosixPath.withCString(diskPath) { cPath in
+            guard lstat(cPath, &st) == 0 else { throw ArchiveError.system(operation: "lstat", path: display, errno: errno) }
+            var record = EntryRecord(
+                path: ArchivePath(bytes: relative), kind: .file, mode: UInt32(st.st_mode) & 0o7777,
+                uid: st.st_uid, gid: st.st_gid)
+            switch st.st_mode & S_IFMT {
+            case S_IFREG: record.size = UInt64(st.st_size)
+            case S_IFDIR: record.kind = .directory
+            case S_IFLNK:
+                record.kind = .symlink
+                record.linkTarget = ArchivePath(bytes: try readLink(cPath, display: display, size: Int(st.st_size)))
+            case S_IFCHR, S_IFBLK:
+                record.kind = st.st_mode & S_IFMT == S_IFCHR ? .characterDevice : .blockDevice
+                record.deviceMajor = DeviceNumber.major(UInt64(st.st_rdev))
+                record.deviceMinor = DeviceNumber.minor(UInt64(st.st_rdev))
+            case S_IFIFO: record.kind = .fifo
+            default: throw ArchiveError.unsupportedEntry(path: display, kind: "socket")
+            }
+            let names = try Xattrs.names(cPath, display: display)
+            record.xattrs = names.isEmpty ? nil : names
+            var entry = WalkedEntry(record: record, diskPath: diskPath, mtime: Int64(st.st_mtim.tv_sec))
+            // Hardlink identity rides along in the record until resolved.
+            if record.kind != .directory, st.st_nlink > 1 {
+                entry.inode = (UInt64(st.st_dev), UInt64(st.st_ino))
+            }
+            return entry
+        }
+    }
+
+    private static func readLink(_ cPath: UnsafePointer<CChar>, display: String, size: Int) throws -> [UInt8] {
+        var capacity = max(size, 255) + 1
+        while true {
+            var buffer = [CChar](repeating: 0, count: capacity)
+            let n = readlink(cPath, &buffer, capacity)
+            guard n >= 0 else { throw ArchiveError.system(operation: "readlink", path: display, errno: errno) }
+            if n < capacity { return buffer[0..<n].map { UInt8(bitPattern: $0) } }
+            capacity *= 2
+        }
+    }
+
+    /// Marks every later path of an inode as a hardlink to its first path in sorted order.
+    private static func resolveHardlinks(_ entries: inout [WalkedEntry]) {
+        var firstPath: [InodeKey: ArchivePath] = [:]
+        for index in entries.indices {
+            guard let inode = entries[index].inode else { continue }
+            let key = InodeKey(device: inode.device, inode: inode.inode)
+            if let target = firstPath[key] {
+                entries[index].record = EntryRecord(
+                    path: entries[index].record.path, kind: .hardlink, mode: entries[index].record.mode,
+                    uid: entries[index].record.uid, gid: entries[index].record.gid, linkTarget: target)
+            } else {
+                firstPath[key] = entries[index].record.path
+            }
+        }
+    }
+
+    /// SHA-256 of a file's content.
+    static func hashFile(_ cPath: UnsafePointer<CChar>, display: String) throws -> String {
+        let fd = open(cPath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw ArchiveError.system(operation: "open", path: display, errno: errno) }
+        defer { close(fd) }
+        var hasher = SHA256()
+        let chunk = 1 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(fd, buffer.baseAddress, chunk)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ArchiveError.system(operation: "read", path: display, errno: errno)
+            }
+            if n == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+        return FileHasher.hex(hasher.finalize())
+    }
+}
+
+struct InodeKey: Hashable {
+    var device: UInt64
+    var inode: UInt64
+}
+
+/// glibc's encoding of device numbers (the `major`/`minor`/`makedev` macros).
+enum DeviceNumber {
+    static func major(_ dev: UInt64) -> UInt32 { UInt32(((dev >> 8) & 0xFFF) | ((dev >> 32) & ~UInt64(0xFFF))) }
+    static func minor(_ dev: UInt64) -> UInt32 { UInt32((dev & 0xFF) | ((dev >> 12) & ~UInt64(0xFF))) }
+    static func make(major: UInt32, minor: UInt32) -> UInt64 {
+        let ma = UInt64(major), mi = UInt64(minor)
+        return ((ma & 0xFFF) << 8) | ((ma & ~UInt64(0xFFF)) << 32) | (mi & 0xFF) | ((mi & ~UInt64(0xFF)) << 12)
+    }
+}

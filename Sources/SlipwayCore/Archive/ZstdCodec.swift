@@ -1,0 +1,98 @@
+import CZstd
+import Glibc
+
+/// zstd through libzstd, always with worker threads (the output is the same for any
+/// worker count of one or more) and a content checksum.
+final class ZstdCompressor: StreamCompressor {
+    static let defaultLevel = 9
+    private let context: OpaquePointer
+    private let output: ArchiveOutputFile
+    private let buffer: UnsafeMutableRawBufferPointer
+
+    init(level: Int, threads: Int, output: ArchiveOutputFile) throws {
+        guard let context = ZSTD_createCCtx() else { throw ArchiveError.zstd(operation: "start the zstd encoder", message: "out of memory") }
+        self.context = context
+        self.output = output
+        buffer = .allocate(byteCount: ZSTD_CStreamOutSize(), alignment: 16)
+        for (parameter, value) in [(ZSTD_c_compressionLevel, level), (ZSTD_c_checksumFlag, 1), (ZSTD_c_nbWorkers, max(1, threads))] {
+            let result = ZSTD_CCtx_setParameter(context, parameter, Int32(value))
+            if ZSTD_isError(result) != 0 {
+                throw ArchiveError.zstd(operation: "configure the zstd encoder", message: String(cString: ZSTD_getErrorName(result)))
+            }
+        }
+    }
+
+    deinit {
+        ZSTD_freeCCtx(context)
+        buffer.deallocate()
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var input = ZSTD_inBuffer(src: bytes.baseAddress, size: bytes.count, pos: 0)
+        while input.pos < input.size {
+            _ = try step(&input, ZSTD_e_continue)
+        }
+    }
+
+    func finish() throws {
+        var input = ZSTD_inBuffer(src: nil, size: 0, pos: 0)
+        while try step(&input, ZSTD_e_end) != 0 {}
+    }
+
+    private func step(_ input: inout ZSTD_inBuffer, _ directive: ZSTD_EndDirective) throws -> Int {
+        var out = ZSTD_outBuffer(dst: buffer.baseAddress, size: buffer.count, pos: 0)
+        let remaining = ZSTD_compressStream2(context, &out, &input, directive)
+        if ZSTD_isError(remaining) != 0 {
+            throw ArchiveError.zstd(operation: "zstd compression", message: String(cString: ZSTD_getErrorName(remaining)))
+        }
+        try output.write(UnsafeRawBufferPointer(rebasing: buffer[0..<out.pos]))
+        return remaining
+    }
+}
+
+/// zstd decoding of exactly one frame; anything after it is trailing garbage.
+final class ZstdDecompressor: StreamDecompressor {
+    private let context: OpaquePointer
+    private let input: ArchiveInputFile
+    private let buffers: AlternatingBuffers
+    private let outputSize = ZSTD_DStreamOutSize()
+    private var inBuffer = ZSTD_inBuffer(src: nil, size: 0, pos: 0)
+    private var ended = false
+
+    init(input: ArchiveInputFile) throws {
+        guard let context = ZSTD_createDCtx() else { throw ArchiveError.zstd(operation: "start the zstd decoder", message: "out of memory") }
+        self.context = context
+        self.input = input
+        buffers = AlternatingBuffers(size: outputSize)
+        // Refuse frames that would need more than a 128 MiB window: memory stays bounded.
+        ZSTD_DCtx_setParameter(context, ZSTD_d_windowLogMax, 27)
+    }
+
+    deinit { ZSTD_freeDCtx(context) }
+
+    func next() throws -> UnsafeRawBufferPointer? {
+        if ended { return nil }
+        let buffer = buffers.swap()
+        var out = ZSTD_outBuffer(dst: buffer.baseAddress, size: outputSize, pos: 0)
+        while out.pos == 0 {
+            if inBuffer.pos == inBuffer.size {
+                let chunk = try input.read()
+                if chunk.count == 0 { throw ArchiveError.truncated(archive: input.path) }
+                inBuffer = ZSTD_inBuffer(src: chunk.baseAddress, size: chunk.count, pos: 0)
+            }
+            let result = ZSTD_decompressStream(context, &out, &inBuffer)
+            if ZSTD_isError(result) != 0 {
+                throw ArchiveError.zstd(operation: "zstd decompression of \(input.path)", message: String(cString: ZSTD_getErrorName(result)))
+            }
+            if result == 0 {
+                // The frame is complete once all its output is flushed.
+                ended = true
+                if try inBuffer.pos < inBuffer.size || input.read().count > 0 {
+                    throw ArchiveError.trailingGarbage(archive: input.path)
+                }
+                break
+            }
+        }
+        return out.pos == 0 ? nil : UnsafeRawBufferPointer(rebasing: buffer[0..<out.pos])
+    }
+}
