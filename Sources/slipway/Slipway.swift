@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+import SlipwayCore
+
+/// The `slipway` command line: parses arguments and hands the work to SlipwayCore.
+@main
+struct Slipway: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "slipway",
+        abstract: "Versioned root filesystems packed into signed releases.",
+        discussion: """
+            The release store defaults to $SLIPWAY_STORE, else ./store.
+            Set SOURCE_DATE_EPOCH for reproducible packs.
+            """,
+        subcommands: [Pack.self, Unpack.self, Inspect.self, Diff.self, Keygen.self, Verify.self]
+    )
+
+    static func main() {
+        // libarchive converts entry names through the locale; a C locale would mangle them.
+        setlocale(LC_ALL, "C.UTF-8")
+        SignalHandling.install()
+        main(nil)
+    }
+}
+
+/// SIGINT and SIGTERM end the process with status 128+signal after removing the assembly
+/// directories of releases being added, so an interrupted pack leaves nothing behind.
+enum SignalHandling {
+    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
+
+    static func install() {
+        for signo in [SIGINT, SIGTERM] {
+            // A dispatch source only sees the signal once its default action is disabled.
+            signal(signo, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
+            source.setEventHandler {
+                // A progress bar may be on screen without its newline.
+                if isatty(2) == 1 { _ = write(2, "\n", 1) }
+                InterruptedWork.removeAll()
+                exit(128 + signo)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}

@@ -1,0 +1,29 @@
+import ArgumentParser
+import SlipwayCore
+
+/// `slipway unpack ARCHIVE DEST`: safe extraction of any tar.xz, tar.zst or tar.
+struct Unpack: SlipwayCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Extract a tar.xz, tar.zst or tar archive safely into a new or empty directory."
+    )
+
+    @Argument(help: ArgumentHelp("The archive to extract.", valueName: "ARCHIVE"))
+    var archive: String
+
+    @Argument(help: ArgumentHelp("The target directory; must not exist or be empty.", valueName: "DEST"))
+    var dest: String
+
+    @OptionGroup var global: GlobalOptions
+
+    func run(_ context: CommandContext) throws {
+        let progress = context.output.progress()
+        let result: ExtractResult
+        do {
+            result = try ArchiveExtractor.extract(archive: archive, into: dest, options: ExtractOptions(progress: progress))
+        } catch {
+            progress.closeLine()
+            throw error
+        }
+        context.output.result("unpacked \(result.entryCount) entries (\(ByteCount.format(result.tarSize)) of tar) into \(dest)")
+    }
+}

@@ -1,2 +1,0 @@
-import SlipwayCore
-print(SlipwayVersion.string)

@@ -1,0 +1,214 @@
+import Foundation
+import Testing
+@testable import SlipwayCore
+
+@Suite("Release store")
+struct ReleaseStoreTests {
+    @Test("app names and versions are checked", arguments: [
+        ("", "it is empty"), ("a/b", "it contains '/'"), (".hidden", "it starts with '.'"),
+        ("web app", "it contains ' '"), ("wéb", "it contains 'é'"), ("a@b", "it contains '@'"),
+    ])
+    func invalidNames(value: String, reason: String) {
+        #expect(throws: ReleaseError.invalidName(what: "app name", value: value, reason: reason)) {
+            try ReleaseStore.validate(name: value)
+        }
+        #expect(throws: ReleaseError.invalidName(what: "version", value: value, reason: reason)) {
+            try ReleaseStore.validate(version: value)
+        }
+    }
+
+    @Test("usual names and versions are accepted")
+    func validNames() throws {
+        for value in ["web", "web-api_2", "1.4.2", "1.0~rc1", "2.0+deb12", "A.b-C"] {
+            try ReleaseStore.validate(name: value)
+            try ReleaseStore.validate(version: value)
+        }
+        #expect(throws: ReleaseError.self) { try ReleaseStore.validate(version: "index.json") }
+    }
+
+    @Test("NAME@VERSION references")
+    func references() throws {
+        let reference = try ReleaseReference(parsing: "web@1.4.2")
+        #expect(reference == ReleaseReference(name: "web", version: "1.4.2"))
+        #expect(reference.description == "web@1.4.2")
+        #expect(throws: ReleaseError.invalidReference("web", reason: "it has no '@'")) { try ReleaseReference(parsing: "web") }
+        #expect(throws: ReleaseError.invalidReference("@1", reason: "the name before '@' is empty")) { try ReleaseReference(parsing: "@1") }
+        #expect(throws: ReleaseError.invalidReference("web@", reason: "the version after '@' is empty")) { try ReleaseReference(parsing: "web@") }
+        #expect(throws: ReleaseError.self) { try ReleaseReference(parsing: "web@1@2") }
+        #expect(throws: ReleaseError.self) { try ReleaseReference(parsing: "../x@1") }
+        do {
+            _ = try ReleaseReference(parsing: "web")
+        } catch {
+            #expect("\(error)".contains("write NAME@VERSION"))
+        }
+    }
+
+    @Test("the store root comes from --store, else $SLIPWAY_STORE, else ./store")
+    func defaultRoot() {
+        #expect(ReleaseStore(root: "/x", environment: ["SLIPWAY_STORE": "/y"]).root == "/x")
+        #expect(ReleaseStore(root: nil, environment: ["SLIPWAY_STORE": "/y"]).root == "/y")
+        #expect(ReleaseStore(root: nil, environment: [:]).root == "store")
+        #expect(ReleaseStore.archiveFileName(.zstd) == "rootfs.tar.zst")
+    }
+
+    /// Stands in for the packer: writes fixed bytes and returns one entry.
+    static func fakePacker(_ content: String) -> ReleaseStore.Packer {
+        { _, archive, _ in
+            try Data(content.utf8).write(to: URL(fileURLWithPath: archive))
+            let (hex, size) = try FileHasher.sha256(path: archive)
+            return PackResult(entries: [EntryRecord(path: ArchivePath("a"), kind: .file, mode: 0o644, uid: 0, gid: 0, size: 1, sha256: "x")],
+                              archiveSHA256: hex, archiveSize: size, tarSize: 10240)
+        }
+    }
+
+    @Test("add assembles, signs, indexes; same content is a no-op, other content an error")
+    func addWithFakePacker() throws {
+        try withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/tree", withIntermediateDirectories: true)
+            try ReleaseSigning.generateKey(at: dir + "/key")
+            let key = try ReleaseSigning.loadSigningKey(path: dir + "/key")
+            let store = ReleaseStore(root: dir + "/store")
+            let added = try store.add(tree: dir + "/tree", name: "web", version: "1.0", created: 5,
+                                      configuration: .init(), signingKey: key, packer: Self.fakePacker("one"))
+            #expect(added.outcome == .added)
+            #expect(added.signed)
+            #expect(try store.versions(of: "web") == ["1.0"])
+
+            let loaded = try store.release(name: "web", version: "1.0")
+            #expect(loaded.manifest == added.release.manifest)
+            #expect(loaded.archivePath == dir + "/store/web/1.0/rootfs.tar.xz")
+            let verification = try ReleaseVerifier.verify(loaded, trust: key.publicKey)
+            #expect(verification.isValid)
+            #expect(verification.signature == .verified)
+
+            let again = try store.add(tree: dir + "/tree", name: "web", version: "1.0", created: 6,
+                                      configuration: .init(), signingKey: nil, packer: Self.fakePacker("one"))
+            #expect(again.outcome == .alreadyPresent)
+            #expect(throws: ReleaseError.versionExists(name: "web", version: "1.0", path: dir + "/store/web/1.0")) {
+                try store.add(tree: dir + "/tree", name: "web", version: "1.0", created: 6,
+                              configuration: .init(), signingKey: nil, packer: Self.fakePacker("two"))
+            }
+            _ = try store.add(tree: dir + "/tree", name: "web", version: "0.9", created: 7,
+                              configuration: .init(compression: .zstd), signingKey: nil, packer: Self.fakePacker("three"))
+            // Newest last means the order they were added in, not version order.
+            #expect(try store.versions(of: "web") == ["1.0", "0.9"])
+            #expect(FileManager.default.fileExists(atPath: dir + "/store/web/0.9/rootfs.tar.zst"))
+            #expect(try leftovers(dir + "/store/web").isEmpty)
+        }
+    }
+
+    @Test("a failed add leaves no assembly directory behind")
+    func failedAddCleansUp() throws {
+        struct Boom: Error {}
+        try withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/tree", withIntermediateDirectories: true)
+            let store = ReleaseStore(root: dir + "/store")
+            #expect(throws: Boom.self) {
+                try store.add(tree: dir + "/tree", name: "web", version: "1.0", created: 0, configuration: .init(),
+                              signingKey: nil, packer: { _, archive, _ in
+                                  try Data("partial".utf8).write(to: URL(fileURLWithPath: archive))
+                                  throw Boom()
+                              })
+            }
+            #expect(try leftovers(dir + "/store/web").isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: dir + "/store/web/1.0"))
+            #expect(throws: ReleaseError.storeInsideTree(store: dir + "/tree/./store", tree: dir + "/tree")) {
+                try ReleaseStore(root: dir + "/tree/./store").add(tree: dir + "/tree", name: "web", version: "1.0", created: 0)
+            }
+            #expect(!FileManager.default.fileExists(atPath: dir + "/tree/store"))
+            #expect(throws: ReleaseError.treeNotFound(path: dir + "/nope")) {
+                try store.add(tree: dir + "/nope", name: "web", version: "1.0", created: 0)
+            }
+        }
+    }
+
+    @Test("missing releases and damaged stores are clear errors")
+    func loadErrors() throws {
+        try withTemporaryDirectory { dir in
+            let store = ReleaseStore(root: dir)
+            #expect(throws: ReleaseError.releaseNotFound(name: "web", version: "1.0", store: dir, known: [])) {
+                try store.release(name: "web", version: "1.0")
+            }
+            let releaseDir = try storeRelease(in: dir, name: "web", version: "2.0")
+            // The manifest claims another version: someone moved directories around.
+            try FileManager.default.moveItem(atPath: releaseDir, toPath: dir + "/web/3.0")
+            #expect(throws: ReleaseError.manifestMismatch(path: dir + "/web/3.0/manifest.json", expected: "web@3.0", found: "web@2.0")) {
+                try store.release(name: "web", version: "3.0")
+            }
+            let other = try storeRelease(in: dir, name: "web", version: "4.0")
+            try FileManager.default.removeItem(atPath: other + "/rootfs.tar.xz")
+            #expect(throws: ReleaseError.archiveMissing(path: other + "/rootfs.tar.xz")) {
+                try store.release(name: "web", version: "4.0")
+            }
+        }
+    }
+
+    @Test("the verifier catches a changed archive and a missing or wrong signature")
+    func verifier() throws {
+        try withTemporaryDirectory { dir in
+            try ReleaseSigning.generateKey(at: dir + "/key")
+            try ReleaseSigning.generateKey(at: dir + "/other")
+            let key = try ReleaseSigning.loadSigningKey(path: dir + "/key")
+            let other = try ReleaseSigning.loadPublicKey(path: dir + "/other.pub")
+            let store = ReleaseStore(root: dir + "/store")
+            let signedDir = try storeRelease(in: store.root, version: "1.0", key: key)
+            try storeRelease(in: store.root, version: "2.0")
+
+            let unsigned = try ReleaseVerifier.verify(try store.release(name: "web", version: "2.0"))
+            #expect(unsigned.isValid)
+            #expect(unsigned.signature == .absent)
+            let required = try ReleaseVerifier.verify(try store.release(name: "web", version: "2.0"), trust: key.publicKey)
+            #expect(required.signature == .absent)
+            #expect(!required.isValid)
+
+            let unchecked = try ReleaseVerifier.verify(try store.release(name: "web", version: "1.0"))
+            #expect(unchecked.signature == .unchecked)
+            let wrong = try ReleaseVerifier.verify(try store.release(name: "web", version: "1.0"), trust: other)
+            #expect(wrong.signature == .invalid)
+            #expect(wrong.problems == [.signatureMismatch(path: signedDir + "/manifest.sig", keyID: other.keyID)])
+
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: signedDir + "/rootfs.tar.xz"))
+            try handle.seek(toOffset: 100)
+            try handle.write(contentsOf: Data([0xFF, 0xFF]))
+            try handle.close()
+            let damaged = try ReleaseVerifier.verify(try store.release(name: "web", version: "1.0"), trust: key.publicKey)
+            #expect(damaged.signature == .verified)
+            #expect(!damaged.archiveOK)
+            #expect(throws: ReleaseError.self) { try damaged.requireValid() }
+            let inspection = ReleaseInspection(release: try store.release(name: "web", version: "1.0"), verification: damaged)
+            #expect(inspection.textLines.contains("archive hash: MISMATCH"))
+            #expect(inspection.problems.count == 1)
+        }
+    }
+
+    @Test("add packs a real tree with the archive engine")
+    func addWithRealPacker() throws {
+        try withTemporaryDirectory { dir in
+            let tree = dir + "/tree"
+            try FileManager.default.createDirectory(atPath: tree + "/etc", withIntermediateDirectories: true)
+            try writeFile(tree + "/etc/motd", "hello\n")
+            try FileManager.default.createSymbolicLink(atPath: tree + "/motd", withDestinationPath: "etc/motd")
+            let store = ReleaseStore(root: dir + "/store")
+            let configuration = ArchiveWriterConfiguration(sourceDateEpoch: 1_700_000_000)
+            let added = try store.add(tree: tree, name: "web", version: "1.0", created: 1_700_000_000, configuration: configuration)
+            #expect(added.outcome == .added)
+            let paths = added.release.manifest.entries.map(\.path.description)
+            #expect(paths == ["etc", "etc/motd", "motd"])
+            let motd = try #require(added.release.manifest.entries.first { $0.path == ArchivePath("etc/motd") })
+            #expect(motd.sha256 == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03")
+            #expect(try ReleaseVerifier.verify(try store.release(name: "web", version: "1.0")).isValid)
+            // Reproducible packing makes storing the same tree again a no-op.
+            let again = try store.add(tree: tree, name: "web", version: "1.0", created: 1_700_000_000, configuration: configuration)
+            #expect(again.outcome == .alreadyPresent)
+            try writeFile(tree + "/etc/motd", "changed\n")
+            #expect(throws: ReleaseError.versionExists(name: "web", version: "1.0", path: dir + "/store/web/1.0")) {
+                try store.add(tree: tree, name: "web", version: "1.0", created: 1_700_000_000, configuration: configuration)
+            }
+            #expect(try leftovers(dir + "/store/web").isEmpty)
+        }
+    }
+
+    private func leftovers(_ appDir: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: appDir).filter { $0.hasPrefix(".tmp-") || $0.contains(".tmp-") }
+    }
+}
