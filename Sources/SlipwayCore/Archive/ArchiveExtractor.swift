@@ -6,6 +6,10 @@ public enum ArchiveExtractor {
     /// Extracts `archive` (tar.xz, tar.zst or tar, detected by content) into `target`, which must
     /// not exist or be an empty directory. On any error nothing is left in `target`.
     public static func extract(archive: String, into target: String, options: ExtractOptions = .init()) throws -> ExtractResult {
+        try ArchiveLocale.withUTF8 { try extractArchive(archive, into: target, options: options) }
+    }
+
+    private static func extractArchive(_ archive: String, into target: String, options: ExtractOptions) throws -> ExtractResult {
         let threads = options.threads > 0 ? options.threads : ProcessInfo.processInfo.activeProcessorCount
         let reader = try TarStreamReader(path: archive, threads: threads, progress: options.progress)
         let (rootFD, created) = try openTarget(target)
@@ -58,6 +62,10 @@ public enum ArchiveExtractor {
 public enum ArchiveReader {
     /// The entry records of `archive`, with the SHA-256 of each regular file's content.
     public static func records(archive: String, threads: Int = 0) throws -> [EntryRecord] {
+        try ArchiveLocale.withUTF8 { try readRecords(archive, threads: threads) }
+    }
+
+    private static func readRecords(_ archive: String, threads: Int) throws -> [EntryRecord] {
         let reader = try TarStreamReader(
             path: archive, threads: threads > 0 ? threads : ProcessInfo.processInfo.activeProcessorCount, progress: nil)
         var records: [EntryRecord] = []

@@ -10,6 +10,10 @@ public enum ArchiveWriter {
     /// Packs every entry under `tree` (not the root directory itself) into `archive`,
     /// written to a temporary file beside it and renamed into place when complete.
     public static func pack(tree: String, to archive: String, configuration: ArchiveWriterConfiguration = .init()) throws -> PackResult {
+        try ArchiveLocale.withUTF8 { try packTree(tree, to: archive, configuration: configuration) }
+    }
+
+    private static func packTree(_ tree: String, to archive: String, configuration: ArchiveWriterConfiguration) throws -> PackResult {
         let entries = try TreeWalker.walk(root: tree)
         let temporary = archive + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {

@@ -35,6 +35,8 @@ enum PosixPath {
             throw ArchiveError.system(operation: "opendir", path: display(path), errno: code)
         }
         defer { closedir(dir) }
+        // A dup'd descriptor shares its offset with the original: start from the top.
+        rewinddir(dir)
         var names: [[UInt8]] = []
         while true {
             errno = 0
@@ -70,5 +72,19 @@ enum PosixPath {
         let copy = dup(directoryFD)
         guard copy >= 0, let names = try? directoryNames(fd: copy, path: []) else { return }
         for name in names { removeTree(parentFD: directoryFD, name: name) }
+    }
+}
+
+/// libarchive converts names through the calling thread's locale; in the "C" locale it
+/// cannot handle UTF-8 names at all. The engine runs its libarchive calls under C.UTF-8 on
+/// the calling thread only, whatever the process locale is.
+enum ArchiveLocale {
+    nonisolated(unsafe) private static let utf8: locale_t? = newlocale(Int32(1) << LC_CTYPE, "C.UTF-8", nil)
+
+    static func withUTF8<R>(_ body: () throws -> R) rethrows -> R {
+        guard let utf8 else { return try body() }
+        let previous = uselocale(utf8)
+        defer { uselocale(previous) }
+        return try body()
     }
 }
