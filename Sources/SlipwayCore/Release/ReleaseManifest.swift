@@ -31,12 +31,16 @@ public struct ReleaseManifest: Codable, Equatable, Sendable {
     public var tarSize: UInt64
     /// One record per archive entry, in archive order.
     public var entries: [EntryRecord]
+    /// What the node does with this release (hooks, health check, shared dirs); from the
+    /// recipe's `[service]`, absent for a plain `pack`.
+    public var service: ServiceSpec?
 
     public init(
         name: String, version: String, created: Int64, compression: ArchiveCompression,
-        archive: ArchiveInfo, tarSize: UInt64, entries: [EntryRecord],
+        archive: ArchiveInfo, tarSize: UInt64, entries: [EntryRecord], service: ServiceSpec? = nil,
         formatVersion: Int = ReleaseManifest.currentFormatVersion
     ) {
+        self.service = service
         self.formatVersion = formatVersion
         self.name = name
         self.version = version

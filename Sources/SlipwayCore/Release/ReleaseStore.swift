@@ -132,15 +132,18 @@ public struct ReleaseStore: Sendable {
     /// (`alreadyPresent`); with other content it is an error. On failure nothing is left.
     public func add(
         tree: String, name: String, version: String, created: Int64,
-        configuration: ArchiveWriterConfiguration = .init(), signingKey: ReleaseSigningKey? = nil
+        configuration: ArchiveWriterConfiguration = .init(), signingKey: ReleaseSigningKey? = nil,
+        service: ServiceSpec? = nil
     ) throws -> AddResult {
         try add(tree: tree, name: name, version: version, created: created, configuration: configuration,
-                signingKey: signingKey, packer: { try ArchiveWriter.pack(tree: $0, to: $1, configuration: $2) })
+                signingKey: signingKey, service: service,
+                packer: { try ArchiveWriter.pack(tree: $0, to: $1, configuration: $2) })
     }
 
     func add(
         tree: String, name: String, version: String, created: Int64,
-        configuration: ArchiveWriterConfiguration, signingKey: ReleaseSigningKey?, packer: Packer
+        configuration: ArchiveWriterConfiguration, signingKey: ReleaseSigningKey?, service: ServiceSpec? = nil,
+        packer: Packer
     ) throws -> AddResult {
         try Self.validate(name: name)
         try Self.validate(version: version)
@@ -175,7 +178,7 @@ public struct ReleaseStore: Sendable {
         let manifest = ReleaseManifest(
             name: name, version: version, created: created, compression: configuration.compression,
             archive: .init(sha256: packed.archiveSHA256, size: packed.archiveSize),
-            tarSize: packed.tarSize, entries: packed.entries)
+            tarSize: packed.tarSize, entries: packed.entries, service: service)
         let manifestBytes = try manifest.encoded()
         try writeNewFile(temp + "/" + Self.manifestFileName, manifestBytes)
         var signatureFile: Data?
@@ -191,7 +194,7 @@ public struct ReleaseStore: Sendable {
         return try withAppLock(appDir) {
             if FileManager.default.fileExists(atPath: target) {
                 let existing = try release(reference)
-                guard existing.manifest.archive.sha256 == packed.archiveSHA256 else {
+                guard existing.manifest.archive.sha256 == packed.archiveSHA256, existing.manifest.service == service else {
                     throw ReleaseError.versionExists(name: name, version: version, path: target)
                 }
                 try appendToIndex(reference)
