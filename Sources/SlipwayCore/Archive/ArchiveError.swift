@@ -18,6 +18,8 @@ public enum ArchiveError: Error, Equatable, CustomStringConvertible, Sendable {
     case targetNotEmpty(path: String)
     /// The tree holds a file kind a tar archive cannot carry (a socket).
     case unsupportedEntry(path: String, kind: String)
+    /// The process was told to stop (SIGINT/SIGTERM); what was begun is removed.
+    case interrupted
 
     public var description: String {
         switch self {
@@ -37,6 +39,8 @@ public enum ArchiveError: Error, Equatable, CustomStringConvertible, Sendable {
             return "refused entry \(entry): \(reason); nothing was extracted"
         case let .targetNotEmpty(path):
             return "\(path) exists and is not an empty directory; extract into a new or empty directory"
+        case .interrupted:
+            return "interrupted; nothing was left behind"
         case let .unsupportedEntry(path, kind):
             return "\(path): a \(kind) cannot be stored in a tar archive; remove it from the tree"
         }

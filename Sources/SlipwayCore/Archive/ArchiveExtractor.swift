@@ -13,12 +13,15 @@ public enum ArchiveExtractor {
         let threads = options.threads > 0 ? options.threads : ProcessInfo.processInfo.activeProcessorCount
         let reader = try TarStreamReader(path: archive, threads: threads, progress: options.progress)
         let (rootFD, created) = try openTarget(target)
+        if created { InterruptedWork.register(target) }
+        defer { if created { InterruptedWork.unregister(target) } }
         options.progress?.begin("unpack", total: reader.input.size)
         defer { options.progress?.end() }
         do {
             let creator = TreeCreator(rootFD: rootFD, restoreOwners: options.restoreOwners)
             var count = 0
             while let header = try reader.nextHeader() {
+                try InterruptedWork.checkpoint()
                 try creator.create(header) { body in try reader.readContent(body) }
                 count += 1
             }

@@ -50,6 +50,7 @@ public enum ArchiveWriter {
         records.reserveCapacity(entries.count)
         var done: UInt64 = 0
         for entry in entries {
+            try InterruptedWork.checkpoint()
             var record = entry.record
             var mtime = entry.mtime
             if let epoch = configuration.sourceDateEpoch, mtime > epoch { mtime = epoch }

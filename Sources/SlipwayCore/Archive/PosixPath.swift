@@ -67,6 +67,18 @@ enum PosixPath {
         }
     }
 
+    /// Removes `path` and everything below it, never following symlinks.
+    static func removeTree(_ path: String) {
+        let bytes = Array(path.utf8)
+        let slash = bytes.lastIndex(of: UInt8(ascii: "/"))
+        let parent = slash.map { $0 == 0 ? "/" : String(decoding: bytes[..<$0], as: UTF8.self) } ?? "."
+        let name = slash.map { Array(bytes[($0 + 1)...]) } ?? bytes
+        let parentFD = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard parentFD >= 0, !name.isEmpty else { return }
+        defer { close(parentFD) }
+        removeTree(parentFD: parentFD, name: name)
+    }
+
     /// Empties the directory `directoryFD` (which stays open and owned by the caller).
     static func removeContents(directoryFD: Int32) {
         let copy = dup(directoryFD)

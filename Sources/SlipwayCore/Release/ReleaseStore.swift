@@ -304,24 +304,6 @@ public struct ReleaseStore: Sendable {
     }
 }
 
-/// Assembly directories of releases being added; removed when the process is interrupted.
-public enum InterruptedWork {
-    private static let paths = Mutex<Set<String>>([])
-
-    static func register(_ path: String) { paths.withLock { _ = $0.insert(path) } }
-    static func unregister(_ path: String) { paths.withLock { _ = $0.remove(path) } }
-
-    /// Removes every assembly directory still registered; called on SIGINT/SIGTERM before exit.
-    public static func removeAll() {
-        let pending = paths.withLock { current in
-            let copy = current
-            current.removeAll()
-            return copy
-        }
-        for path in pending { removeTree(path) }
-    }
-}
-
 /// `mkdir -p`.
 private func makeDirectories(_ path: String) throws {
     var prefix = path.hasPrefix("/") ? "" : "."
