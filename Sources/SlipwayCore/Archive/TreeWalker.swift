@@ -22,7 +22,7 @@ public enum TreeWalker {
             for index in entries.indices where entries[index].record.kind == .file {
                 let path = String(decoding: entries[index].diskPath, as: UTF8.self)
                 entries[index].record.sha256 = try PosixPath.withCString(entries[index].diskPath) { cPath in
-                    try hashFile(cPath, display: path)
+                    try FileHasher.sha256(cPath, display: path, flags: O_NOFOLLOW).hex
                 }
             }
         }
@@ -112,27 +112,6 @@ public enum TreeWalker {
                 firstPath[key] = entries[index].record.path
             }
         }
-    }
-
-    /// SHA-256 of a file's content.
-    static func hashFile(_ cPath: UnsafePointer<CChar>, display: String) throws -> String {
-        let fd = open(cPath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw ArchiveError.system(operation: "open", path: display, errno: errno) }
-        defer { close(fd) }
-        var hasher = SHA256()
-        let chunk = 1 << 20
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
-        defer { buffer.deallocate() }
-        while true {
-            let n = read(fd, buffer.baseAddress, chunk)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ArchiveError.system(operation: "read", path: display, errno: errno)
-            }
-            if n == 0 { break }
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-        }
-        return FileHasher.hex(hasher.finalize())
     }
 }
 

@@ -5,8 +5,13 @@ import Foundation
 public enum FileHasher {
     /// The lowercase hex SHA-256 and the size of the file at `path`.
     public static func sha256(path: String) throws -> (hex: String, size: UInt64) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ArchiveError.system(operation: "open", path: path, errno: errno) }
+        try sha256(path, display: path, flags: 0)
+    }
+
+    /// The same for a raw C path; `flags` adds open(2) flags such as `O_NOFOLLOW`.
+    static func sha256(_ path: UnsafePointer<CChar>, display: String, flags: Int32) throws -> (hex: String, size: UInt64) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | flags)
+        guard fd >= 0 else { throw ArchiveError.system(operation: "open", path: display, errno: errno) }
         defer { close(fd) }
         var hasher = SHA256()
         var size: UInt64 = 0
@@ -17,7 +22,7 @@ public enum FileHasher {
             let n = read(fd, buffer.baseAddress, chunk)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw ArchiveError.system(operation: "read", path: path, errno: errno)
+                throw ArchiveError.system(operation: "read", path: display, errno: errno)
             }
             if n == 0 { break }
             hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
