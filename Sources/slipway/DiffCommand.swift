@@ -16,6 +16,9 @@ struct Diff: SlipwayCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Flag(help: "Also make (or reuse) the delta archive from A to B in the store: store/NAME/B/deltas/A.tar.xz.")
+    var emitDelta = false
+
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var global: GlobalOptions
 
@@ -31,6 +34,25 @@ struct Diff: SlipwayCommand {
         let before = try store.release(try parseReference(old))
         let after = try store.release(try parseReference(new))
         let diff = ManifestDiff(from: before.manifest, to: after.manifest)
-        try context.output.result(diff, text: diff.textLines)
+        guard emitDelta else {
+            try context.output.result(diff, text: diff.textLines)
+            return
+        }
+        let made = try ReleaseDelta.make(store: store, from: before.reference, to: after.reference)
+        struct Reply: Encodable {
+            var diff: ManifestDiff
+            var delta: String
+            var metadata: String
+            var sha256: String?
+            var size: UInt64?
+            var removals: Int
+            var entries: Int
+            var cached: Bool
+        }
+        let meta = made.metadata
+        try context.output.result(
+            Reply(diff: diff, delta: made.archivePath, metadata: made.metadataPath, sha256: meta.archiveSHA256, size: meta.archiveSize,
+                  removals: meta.removals.count, entries: meta.entries, cached: made.cached),
+            text: diff.textLines + ["delta: \(made.archivePath) (\(ByteCount.format(meta.archiveSize ?? 0)), \(meta.entries) entries, \(meta.removals.count) removals\(made.cached ? ", cached" : ""))"])
     }
 }

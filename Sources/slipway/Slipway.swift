@@ -12,7 +12,7 @@ struct Slipway: ParsableCommand {
             The release store defaults to $SLIPWAY_STORE, else ./store.
             Set SOURCE_DATE_EPOCH for reproducible packs.
             """,
-        subcommands: [Pack.self, Unpack.self, Inspect.self, Diff.self, Keygen.self, Verify.self]
+        subcommands: [Pack.self, Unpack.self, Inspect.self, Diff.self, Keygen.self, Verify.self, Build.self, Install.self, Status.self, Rollback.self, Node.self]
     )
 
     static func main() {

@@ -1,0 +1,110 @@
+import Foundation
+import Glibc
+import Synchronization
+
+/// Mounts and work directories of builds in progress, undone when the process exits —
+/// also when SIGINT/SIGTERM end it (the signal handler calls `exit`, which runs the
+/// `atexit` hook installed here), so an interrupted build leaves nothing mounted.
+public enum BuildCleanup {
+    private struct State {
+        var mounts: [String] = []
+        var workDirectories: [String] = []
+        var installed = false
+        var exiting = false
+    }
+
+    private static let state = Mutex(State())
+
+    /// Installs the exit hook once.
+    static func installExitHook() {
+        let install = state.withLock { state -> Bool in
+            defer { state.installed = true }
+            return !state.installed
+        }
+        if install { atexit { BuildCleanup.cleanUpAtExit() } }
+    }
+
+    /// Records a mount point before mounting; refused once the process is exiting.
+    static func registerMount(_ path: String) throws {
+        let exiting = state.withLock { state -> Bool in
+            if !state.exiting { state.mounts.append(path) }
+            return state.exiting
+        }
+        if exiting { throw BuildError.stageFailed(stage: "mount", detail: "the build is being interrupted", hint: "") }
+    }
+
+    static func unregisterMount(_ path: String) {
+        state.withLock { state in
+            if let index = state.mounts.lastIndex(of: path) { state.mounts.remove(at: index) }
+        }
+    }
+
+    static func registerWorkDirectory(_ path: String) { state.withLock { $0.workDirectories.append(path) } }
+    static func unregisterWorkDirectory(_ path: String) { state.withLock { $0.workDirectories.removeAll { $0 == path } } }
+
+    /// Unmounts what is still mounted (newest first) and removes work directories that no
+    /// longer hold a mount.
+    public static func cleanUpAtExit() {
+        let (mounts, directories) = state.withLock { state in
+            state.exiting = true
+            defer { state.mounts.removeAll(); state.workDirectories.removeAll() }
+            return (state.mounts, state.workDirectories)
+        }
+        for mount in mounts.reversed() { Mounts.unmount(mount) }
+        for directory in directories { try? Mounts.removeTree(directory) }
+    }
+}
+
+/// mount/umount through the command runner, and what /proc/self/mountinfo says.
+enum Mounts {
+    /// Mount points at or below `directory`, deepest first.
+    static func mountPoints(under directory: String) -> [String] {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        let root = directory.hasSuffix("/") ? String(directory.dropLast()) : directory
+        var points: [String] = []
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count > 4 else { continue }
+            let point = unescape(String(fields[4]))
+            if point == root || point.hasPrefix(root + "/") { points.append(point) }
+        }
+        return points.sorted { $0.count > $1.count }
+    }
+
+    /// mountinfo writes space, tab, newline and backslash as octal escapes.
+    static func unescape(_ field: String) -> String {
+        guard field.contains("\\") else { return field }
+        var bytes: [UInt8] = []
+        let utf8 = Array(field.utf8)
+        var i = 0
+        while i < utf8.count {
+            if utf8[i] == UInt8(ascii: "\\"), i + 3 < utf8.count,
+               let value = UInt8(String(decoding: utf8[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+                bytes.append(value)
+                i += 4
+            } else {
+                bytes.append(utf8[i])
+                i += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Unmounts `path`; when busy (a process still inside), detaches it lazily so nothing
+    /// stays visible under the tree.
+    static func unmount(_ path: String) {
+        let runner = CommandRunner()
+        if (try? runner.run(Command(["umount", path], timeout: .seconds(60)))) != nil { return }
+        if mountPoints(under: path).isEmpty { return }
+        _ = try? runner.run(Command(["umount", "--lazy", path], timeout: .seconds(60)))
+    }
+
+    /// Removes a build work directory, refusing while anything is mounted below it (removing
+    /// through a bind mount of /dev would delete the host's device nodes).
+    static func removeTree(_ path: String) throws {
+        guard access(path, F_OK) == 0 else { return }
+        let left = mountPoints(under: path)
+        guard left.isEmpty else { throw BuildError.mountsLeft(paths: left) }
+        try CommandRunner().run(Command(["rm", "-rf", "--one-file-system", "--", path], timeout: .seconds(600)))
+    }
+}

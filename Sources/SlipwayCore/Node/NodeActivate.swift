@@ -1,0 +1,187 @@
+import Foundation
+import Glibc
+
+/// Switches `current` to a landed version (DESIGN.md "Crash safety", activate):
+/// lock → recover → landed? → pre-activate hook → `current.new` → rename over `current` →
+/// fsync → schroot file the same way → reload hook (start on the first activation) →
+/// health check with retries. A failed reload or health check switches back, reloads the old
+/// version, journals `rolled-back` and fails saying "rolled back to X". Every switch is
+/// journaled. Hooks run as `sh -c` outside the release with SLIPWAY_APP, SLIPWAY_VERSION,
+/// SLIPWAY_PREVIOUS and SLIPWAY_RELEASE set.
+public enum NodeActivate {
+    /// What a switch did (the JSON reply of activate and rollback).
+    public struct Result: Codable, Sendable {
+        public var app: String
+        /// `activate` or `rollback`.
+        public var kind: String
+        public var version: String
+        public var previous: String?
+        /// `activated`, or `already-current`.
+        public var outcome: String
+        /// Hooks that ran, in order (`pre_activate`, `start`, `reload`, `health`).
+        public var ran: [String]
+        public var seconds: Double
+        public var recovered: [String]
+    }
+
+    public static func activate(app: String, version: String, context: NodeContext) throws -> Result {
+        try ReleaseStore.validate(version: version)
+        return try context.mutating(app) { layout, recovered in
+            var result = try switchTo(version, kind: "activate", layout: layout, context: context)
+            result.recovered = recovered.removed
+            return result
+        }
+    }
+
+    /// The switch itself, under the lock.
+    static func switchTo(_ version: String, kind: String, layout: NodeLayout, context: NodeContext) throws -> Result {
+        let started = NodeFiles.now()
+        let landed = try context.landed(layout)
+        guard landed.contains(version) else { throw NodeError.versionNotLanded(app: layout.app, version: version, landed: landed) }
+        let previous = layout.currentVersion.flatMap { landed.contains($0) ? $0 : nil }
+        var result = Result(app: layout.app, kind: kind, version: version, previous: previous, outcome: "activated", ran: [],
+                            seconds: 0, recovered: [])
+        if previous == version {
+            context.log("\(layout.app)@\(version) is already current")
+            result.outcome = "already-current"
+            result.seconds = NodeFiles.now() - started
+            return result
+        }
+        let service = serviceSpec(layout, version)
+        let hooks = NodeHooks(context: context, layout: layout)
+        var state = try NodeState.load(layout)
+        func journal(_ outcome: String, _ detail: String?) throws {
+            state.recordActivation(.init(kind: kind, from: previous, to: version, at: NodeFiles.now(), result: outcome, detail: detail))
+            try state.save(layout)
+        }
+
+        if kind == "activate", let command = service?.preActivate {
+            result.ran.append("pre_activate")
+            do {
+                try hooks.run("pre_activate", command, version: version, previous: previous)
+            } catch {
+                try journal("failed", "pre_activate: \(Output.message(for: error))")
+                throw error
+            }
+        }
+
+        try point(layout, to: version, context: context)
+        context.log("switched \(layout.app) to \(version)" + (previous.map { " (from \($0))" } ?? ""))
+
+        var failure: String?
+        let hookName = previous == nil ? "start" : "reload"
+        if let command = previous == nil ? service?.start : service?.reload {
+            result.ran.append(hookName)
+            do {
+                try hooks.run(hookName, command, version: version, previous: previous)
+            } catch {
+                failure = "\(hookName) failed: \(Output.message(for: error))"
+            }
+        }
+        if failure == nil, let health = service?.health {
+            result.ran.append("health")
+            failure = hooks.checkHealth(health, version: version, previous: previous)
+        }
+
+        if let failure {
+            context.log("\(layout.app)@\(version): \(failure); switching back")
+            if let previous {
+                try point(layout, to: previous, context: context)
+                let oldService = serviceSpec(layout, previous)
+                if let reload = oldService?.reload {
+                    try? hooks.run("reload", reload, version: previous, previous: version)
+                }
+            } else {
+                try point(layout, to: nil, context: context)
+                if let stop = service?.stop { try? hooks.run("stop", stop, version: version, previous: nil) }
+            }
+            try journal("rolled-back", failure)
+            throw NodeError.rolledBack(app: layout.app, failedVersion: version, restored: previous, detail: failure)
+        }
+        try journal("activated", nil)
+        result.seconds = NodeFiles.now() - started
+        return result
+    }
+
+    /// The `[service]` of a landed version, decoded alone: a switch must not pay for
+    /// decoding a manifest's thousands of entries.
+    static func serviceSpec(_ layout: NodeLayout, _ version: String) -> ServiceSpec? {
+        struct ServiceOnly: Decodable { var service: ServiceSpec? }
+        guard let data = FileManager.default.contents(atPath: layout.manifest(version)) else { return nil }
+        return (try? JSONDecoder().decode(ServiceOnly.self, from: data))?.service
+    }
+
+    /// Points `current` (and the schroot file, when enabled) at `version`, or removes them
+    /// for nil. `current` only ever changes by rename(2) of a fresh `current.new`.
+    static func point(_ layout: NodeLayout, to version: String?, context: NodeContext) throws {
+        if let version {
+            unlink(layout.currentNew)
+            guard symlink("releases/\(version)", layout.currentNew) == 0 else {
+                throw NodeError.system(operation: "create symlink", path: layout.currentNew, errno: errno)
+            }
+            guard rename(layout.currentNew, layout.current) == 0 else {
+                let code = errno
+                unlink(layout.currentNew)
+                throw NodeError.system(operation: "rename \(layout.currentNew) over", path: layout.current, errno: code)
+            }
+        } else if unlink(layout.current) != 0 && errno != ENOENT {
+            throw NodeError.system(operation: "remove", path: layout.current, errno: errno)
+        }
+        try NodeFiles.fsyncDirectory(layout.appDirectory)
+        if context.settings.schrootEnabled {
+            if let version {
+                try context.schroot.write(layout: layout, version: version,
+                                          settings: try context.backend.schrootSettings(version: version, layout: layout))
+            } else {
+                try context.schroot.remove(layout: layout)
+            }
+        }
+    }
+}
+
+/// Runs a release's hooks and health check.
+struct NodeHooks {
+    let context: NodeContext
+    let layout: NodeLayout
+
+    func environment(version: String, previous: String?) -> [String: String?] {
+        ["SLIPWAY_APP": layout.app, "SLIPWAY_VERSION": version, "SLIPWAY_PREVIOUS": previous ?? "",
+         "SLIPWAY_RELEASE": layout.release(version), "SLIPWAY_ROOT": layout.root]
+    }
+
+    /// Runs `command` with `sh -c`; its stdout is discarded (stdout carries the JSON reply),
+    /// its stderr is passed on.
+    func run(_ name: String, _ command: String, version: String, previous: String?, timeout: Double? = nil) throws {
+        do {
+            try context.runner.run(Command(["sh", "-c", command], environment: environment(version: version, previous: previous),
+                                           workingDirectory: layout.appDirectory, output: .discard, echoStandardError: true,
+                                           timeout: .milliseconds(Int64((timeout ?? context.settings.hookTimeout) * 1000))))
+        } catch {
+            throw NodeError.hookFailed(hook: name, app: layout.app, version: version, detail: Output.message(for: error))
+        }
+    }
+
+    /// Tries the health check up to `retries` times; returns nil when healthy, else why not.
+    func checkHealth(_ health: HealthCheck, version: String, previous: String?) -> String? {
+        let tries = max(1, health.retries)
+        var last = "no health check configured"
+        for attempt in 1...tries {
+            if attempt > 1 { usleep(useconds_t(max(0, health.intervalSeconds) * 1_000_000)) }
+            do {
+                if let command = health.command {
+                    try run("health", command, version: version, previous: previous, timeout: health.timeoutSeconds)
+                } else if let url = health.url {
+                    try context.runner.run(Command(["curl", "--fail", "--silent", "--show-error", "--output", "/dev/null",
+                                                    "--max-time", String(health.timeoutSeconds), url],
+                                                   timeout: .milliseconds(Int64(health.timeoutSeconds * 1000) + 2000)))
+                } else {
+                    return nil
+                }
+                return nil
+            } catch {
+                last = "health check failed \(tries) time\(tries == 1 ? "" : "s"), last: \(Output.message(for: error))"
+            }
+        }
+        return last
+    }
+}

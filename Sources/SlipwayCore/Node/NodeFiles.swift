@@ -1,0 +1,130 @@
+import Foundation
+import Glibc
+
+/// The node's small file-system operations, each mapping failures to `NodeError.system`.
+enum NodeFiles {
+    static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR
+    }
+
+    /// `mkdir -p` with mode 0755 for the directories it creates.
+    static func makeDirectories(_ path: String) throws {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o755) == 0 || errno == EEXIST { continue }
+            throw NodeError.system(operation: "create directory", path: prefix, errno: errno)
+        }
+    }
+
+    /// Removes `path` and everything below it without following symlinks; absent is fine.
+    static func removeTree(_ path: String) {
+        let parent = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        let fd = open(parent.isEmpty ? "." : parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        PosixPath.removeTree(parentFD: fd, name: Array(name.utf8))
+    }
+
+    /// The names in a directory, without `.` and `..`; empty when it does not exist.
+    static func names(_ directory: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+    }
+
+    /// The target of a symlink, or nil.
+    static func readLink(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink(path, &buffer, buffer.count - 1)
+        guard n >= 0 else { return nil }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func fsyncDirectory(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw NodeError.system(operation: "open directory", path: path, errno: errno) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw NodeError.system(operation: "fsync", path: path, errno: errno) }
+    }
+
+    /// Flushes the whole file system holding `path` (one call instead of an fsync per file
+    /// of a freshly extracted tree).
+    static func syncFileSystem(of path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw NodeError.system(operation: "open directory", path: path, errno: errno) }
+        defer { close(fd) }
+        guard slipway_syncfs(fd) == 0 else { throw NodeError.system(operation: "sync the file system of", path: path, errno: errno) }
+    }
+
+    /// Writes `data` to `path` through a temporary file in the same directory: write, fsync,
+    /// rename, fsync the directory. A crash leaves the old file or the new one (and maybe a
+    /// `.tmp-*` file, which recovery removes).
+    static func writeAtomically(_ path: String, _ data: Data, mode: mode_t = 0o644) throws {
+        let temp = path + ".tmp-" + String(format: "%08x", UInt32.random(in: .min ... .max))
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw NodeError.system(operation: "create", path: temp, errno: errno) }
+        do {
+            try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
+                var offset = 0
+                while offset < buffer.count {
+                    let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw NodeError.system(operation: "write", path: temp, errno: errno)
+                    }
+                    offset += n
+                }
+            }
+            guard fchmod(fd, mode) == 0 else { throw NodeError.system(operation: "chmod", path: temp, errno: errno) }
+            guard fsync(fd) == 0 else { throw NodeError.system(operation: "fsync", path: temp, errno: errno) }
+            close(fd)
+            guard rename(temp, path) == 0 else { throw NodeError.system(operation: "rename \(temp) to", path: path, errno: errno) }
+        } catch {
+            close(fd)
+            unlink(temp)
+            throw error
+        }
+        try fsyncDirectory((path as NSString).deletingLastPathComponent)
+    }
+
+    /// Reads a whole (small) file.
+    static func read(_ path: String) throws -> Data {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw NodeError.system(operation: "read", path: path, errno: errno == 0 ? ENOENT : errno)
+        }
+        return data
+    }
+
+    /// Seconds since 1970, now.
+    static func now() -> Double { Date().timeIntervalSince1970 }
+}
+
+extension NodeLayout {
+    /// `manifests/<version>.json` (+ `.sig`): the manifest each landed release is verified and
+    /// activated by (its `[service]`), kept beside the releases so the node needs nothing else.
+    public var manifests: String { "\(appDirectory)/manifests" }
+    public func manifest(_ version: String) -> String { "\(manifests)/\(version).json" }
+    public func signature(_ version: String) -> String { "\(manifests)/\(version).sig" }
+
+    /// Creates the app's directories (releases/, shared/, incoming/, manifests/).
+    func prepare() throws {
+        for directory in [releases, shared, incoming, manifests] { try NodeFiles.makeDirectories(directory) }
+    }
+
+    /// The version `current` points at, if any.
+    public var currentVersion: String? {
+        guard let target = NodeFiles.readLink(current) else { return nil }
+        let name = (target as NSString).lastPathComponent
+        return name.isEmpty ? nil : name
+    }
+}
+
+/// syncfs(2): Glibc's module map hides it behind _GNU_SOURCE; the symbol is plain C.
+@_silgen_name("syncfs")
+private func slipway_syncfs(_ fd: Int32) -> Int32

@@ -1,0 +1,87 @@
+import Crypto
+import Foundation
+import Glibc
+
+/// Receives release bytes (a full archive or a delta) into `incoming/<file>`, resumable:
+/// `--offset N` continues a partial upload after its first N bytes (anything beyond is
+/// dropped). With `--size`, a short upload stays as it is for the next resume; once complete,
+/// `--sha256` is checked and a mismatching file is removed. Uploads of one file are
+/// serialized by an flock on the file itself, not the app's lock, so landing or switching
+/// is not held up by a slow link.
+public enum NodeReceive {
+    /// The reply of `slipway node receive`.
+    public struct Result: Codable, Sendable {
+        public var path: String
+        /// Bytes read from the input in this call.
+        public var received: UInt64
+        /// Bytes in the file now.
+        public var bytes: UInt64
+        /// Whether the file reached `size` (or no size was given).
+        public var complete: Bool
+        public var sha256: String?
+    }
+
+    public static func receive(app: String, fileName: String, from input: Int32 = 0, offset: UInt64,
+                               size: UInt64?, sha256: String?, context: NodeContext) throws -> Result {
+        try ReleaseStore.validate(name: app)
+        try ReleaseStore.validate(version: fileName)
+        let layout = context.layout(app)
+        try NodeFiles.makeDirectories(layout.incoming)
+        let path = "\(layout.incoming)/\(fileName)"
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw NodeError.system(operation: "open", path: path, errno: errno) }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            throw NodeError.invalidArgument("\(path) is being received by another slipway process; wait for it to finish")
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw NodeError.system(operation: "stat", path: path, errno: errno) }
+        let have = UInt64(st.st_size)
+        guard offset <= have else { throw NodeError.badOffset(path: path, offset: offset, have: have) }
+        guard ftruncate(fd, off_t(offset)) == 0 else { throw NodeError.system(operation: "truncate", path: path, errno: errno) }
+        guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else { throw NodeError.system(operation: "seek", path: path, errno: errno) }
+
+        var received: UInt64 = 0
+        let chunk = 1 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(input, buffer.baseAddress, chunk)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw NodeError.system(operation: "read the upload from stdin for", path: path, errno: errno)
+            }
+            if n == 0 { break }
+            var written = 0
+            while written < n {
+                let w = write(fd, buffer.baseAddress! + written, n - written)
+                if w < 0 {
+                    if errno == EINTR { continue }
+                    // What was written stays: the sender resumes from the size status reports.
+                    let code = errno
+                    _ = fsync(fd)
+                    throw NodeError.system(operation: "write", path: path, errno: code)
+                }
+                written += w
+            }
+            received += UInt64(n)
+            if let size, offset + received > size {
+                throw NodeError.invalidArgument("\(path): received more than the announced --size \(size) bytes; send it again from --offset 0")
+            }
+        }
+        guard fsync(fd) == 0 else { throw NodeError.system(operation: "fsync", path: path, errno: errno) }
+        let total = offset + received
+        let complete = size.map { total == $0 } ?? true
+        var result = Result(path: path, received: received, bytes: total, complete: complete, sha256: nil)
+        if complete {
+            let actual = try NodeApply.hash(path)
+            result.sha256 = actual.hex
+            if let sha256, actual.hex != sha256.lowercased() {
+                unlink(path)
+                throw NodeError.archiveMismatch(path: path, expectedSHA256: sha256, actualSHA256: actual.hex,
+                                                expectedSize: size ?? total, actualSize: total)
+            }
+        }
+        return result
+    }
+}

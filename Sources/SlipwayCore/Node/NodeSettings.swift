@@ -1,0 +1,155 @@
+import Foundation
+import TOMLKit
+
+/// The node's settings: `/etc/slipway/node.toml`, then command-line flags over it.
+///
+///     root = "/var/lib/slipway"
+///     backend = "dir"                 # dir | btrfs | zfs | lvm
+///     keep = 5                        # releases kept by `prune` without --keep
+///     trusted_keys = ["/etc/slipway/release.pub"]
+///     require_signature = false
+///     lock_timeout = 60               # seconds a command waits for the app's lock
+///     hook_timeout = 300              # seconds a hook (pre_activate, start, reload) may run
+///     [btrfs]                         # the backend's own parameters, read by the backend
+///     mount = "/srv/slipway"
+///     [zfs]
+///     dataset = "tank/slipway"
+///     [schroot]
+///     enabled = false
+///     directory = "/etc/schroot/chroot.d"
+///
+/// Unknown keys are errors naming the key; a backend table is a free string table that its
+/// backend validates.
+public struct NodeSettings: Sendable, Equatable {
+    public static let defaultPath = "/etc/slipway/node.toml"
+    public static let backendNames = ["dir", "btrfs", "zfs", "lvm"]
+
+    public var root: String = "/var/lib/slipway"
+    public var backend: String = "dir"
+    /// Parameters of every backend table present, by backend name.
+    public var backendTables: [String: [String: String]] = [:]
+    public var keep: Int = 5
+    /// Paths of trusted Ed25519 public key files.
+    public var trustedKeys: [String] = []
+    public var requireSignature: Bool = false
+    public var lockTimeout: Double = 60
+    public var hookTimeout: Double = 300
+    public var schrootEnabled: Bool = false
+    public var schrootDirectory: String = "/etc/schroot/chroot.d"
+    /// Where the settings came from (the file, or "defaults").
+    public var source: String = "defaults"
+
+    public init() {}
+
+    /// The parameters of the selected backend (`[btrfs]`, `[zfs]` …), empty when absent.
+    public var backendParameters: [String: String] { backendTables[backend] ?? [:] }
+
+    /// The parameters of the backend `name`.
+    public func parameters(for name: String) -> [String: String] { backendTables[name] ?? [:] }
+
+    /// The layout of `app` under `root`.
+    public func layout(app: String) -> NodeLayout { NodeLayout(root: root, app: app) }
+
+    /// Loads `path`; when `path` is nil the default file is read if it exists, else the
+    /// defaults are used. A file named explicitly must exist.
+    public static func load(path: String?) throws -> NodeSettings {
+        let file = path ?? defaultPath
+        guard NodeFiles.exists(file) else {
+            if path != nil { throw NodeError.settings(path: file, detail: "the settings file does not exist") }
+            return NodeSettings()
+        }
+        let data = try NodeFiles.read(file)
+        return try parse(String(decoding: data, as: UTF8.self), source: file)
+    }
+
+    /// Parses node.toml text; `source` names it in errors.
+    public static func parse(_ text: String, source: String = defaultPath) throws -> NodeSettings {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw NodeError.settings(path: source, detail: "line \(error.source.begin.line): \(error.description)")
+        } catch {
+            throw NodeError.settings(path: source, detail: "not valid TOML: \(error)")
+        }
+        var settings = NodeSettings()
+        settings.source = source
+        func fail(_ key: String, _ detail: String) -> NodeError { .settings(path: source, detail: "\(key): \(detail)") }
+        func string(_ key: String, _ value: TOMLValueConvertible) throws -> String {
+            guard let text = value.string else { throw fail(key, "expected a string, found a \(value.type)") }
+            return text
+        }
+        func bool(_ key: String, _ value: TOMLValueConvertible) throws -> Bool {
+            guard let flag = value.bool else { throw fail(key, "expected true or false, found a \(value.type)") }
+            return flag
+        }
+        func seconds(_ key: String, _ value: TOMLValueConvertible) throws -> Double {
+            guard let number = value.double ?? value.int.map(Double.init), number > 0 else {
+                throw fail(key, "expected a positive number of seconds")
+            }
+            return number
+        }
+        for key in table.keys.sorted() {
+            guard let value = table[key] else { continue }
+            switch key {
+            case "root":
+                settings.root = try string(key, value)
+                guard settings.root.hasPrefix("/") else { throw fail(key, "must be an absolute path") }
+            case "backend":
+                settings.backend = try string(key, value)
+                guard backendNames.contains(settings.backend) else {
+                    throw fail(key, "unknown backend '\(settings.backend)'; use one of \(backendNames.joined(separator: ", "))")
+                }
+            case "keep":
+                guard let keep = value.int, keep >= 1 else { throw fail(key, "expected an integer of at least 1") }
+                settings.keep = keep
+            case "trusted_keys":
+                guard let array = value.array else { throw fail(key, "expected an array of public key file paths") }
+                settings.trustedKeys = try array.map { element in
+                    guard let path = element.string else { throw fail(key, "expected an array of strings") }
+                    return path
+                }
+            case "require_signature": settings.requireSignature = try bool(key, value)
+            case "lock_timeout": settings.lockTimeout = try seconds(key, value)
+            case "hook_timeout": settings.hookTimeout = try seconds(key, value)
+            case "schroot":
+                guard let sub = value.table else { throw fail(key, "expected a table [schroot]") }
+                for subkey in sub.keys.sorted() {
+                    guard let subvalue = sub[subkey] else { continue }
+                    switch subkey {
+                    case "enabled": settings.schrootEnabled = try bool("schroot.enabled", subvalue)
+                    case "directory": settings.schrootDirectory = try string("schroot.directory", subvalue)
+                    default: throw fail("schroot.\(subkey)", "unknown key; [schroot] takes enabled and directory")
+                    }
+                }
+            case _ where backendNames.contains(key):
+                guard let sub = value.table else { throw fail(key, "expected a table [\(key)] of the backend's parameters") }
+                var parameters: [String: String] = [:]
+                for subkey in sub.keys {
+                    guard let subvalue = sub[subkey] else { continue }
+                    if let text = subvalue.string {
+                        parameters[subkey] = text
+                    } else if let number = subvalue.int {
+                        parameters[subkey] = String(number)
+                    } else if let flag = subvalue.bool {
+                        parameters[subkey] = String(flag)
+                    } else {
+                        throw fail("\(key).\(subkey)", "expected a string, integer or boolean")
+                    }
+                }
+                settings.backendTables[key] = parameters
+            default:
+                throw fail(key, "unknown key; node.toml takes root, backend, keep, trusted_keys, require_signature, lock_timeout, hook_timeout, [schroot] and a table per backend ([btrfs], [zfs], [lvm])")
+            }
+        }
+        if settings.requireSignature && settings.trustedKeys.isEmpty {
+            throw NodeError.settings(path: source, detail: "require_signature is true but trusted_keys is empty; list the public key files releases are signed with")
+        }
+        return settings
+    }
+
+    /// The trusted public keys, loaded.
+    public func loadTrustedKeys() throws -> [ReleasePublicKey] {
+        try trustedKeys.map { try ReleaseSigning.loadPublicKey(path: $0) }
+    }
+}

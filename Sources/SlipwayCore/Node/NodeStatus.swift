@@ -1,0 +1,83 @@
+import Foundation
+
+/// What a node holds for an app (the JSON reply of `slipway node status`). Read-only: it
+/// takes no lock and changes nothing.
+public struct NodeStatus: Codable, Sendable {
+    /// One landed (or journaled) release.
+    public struct Release: Codable, Sendable {
+        public var version: String
+        public var landed: Bool
+        public var current: Bool
+        public var previous: Bool
+        public var receivedAt: Double?
+        public var archiveSHA256: String?
+        public var origin: NodeState.Origin?
+    }
+
+    public var app: String
+    public var root: String
+    public var backend: String
+    public var current: String?
+    public var previous: String?
+    /// In landing order (journal), then any the journal does not know.
+    public var releases: [Release]
+    /// The last switches, newest last.
+    public var activations: [NodeState.Activation]
+    /// Leftovers of an interrupted command that the next mutating command will remove.
+    public var leftovers: [String]
+    /// Who holds the lock now, if anyone.
+    public var lockHolder: String?
+    public var schroot: String?
+
+    public static func read(app: String, context: NodeContext, history: Int = 10) throws -> NodeStatus {
+        try ReleaseStore.validate(name: app)
+        let layout = context.layout(app)
+        let state = try NodeState.load(layout)
+        let landed = try context.landed(layout)
+        let landedSet = Set(landed)
+        let current = layout.currentVersion
+        let previous = state.previous(current: current, landed: landedSet)
+        var versions = state.versions
+        versions += landed.filter { !state.versions.contains($0) }
+        let releases = versions.map { version in
+            let entry = state.release(version)
+            return Release(version: version, landed: landedSet.contains(version), current: version == current,
+                           previous: version == previous, receivedAt: entry?.receivedAt, archiveSHA256: entry?.archiveSHA256,
+                           origin: entry?.origin)
+        }
+        var leftovers = NodeFiles.names(layout.releases).filter { $0.hasPrefix(".") }.map { "\(layout.releases)/\($0)" }
+        if NodeFiles.exists(layout.currentNew) { leftovers.append(layout.currentNew) }
+        return NodeStatus(
+            app: app, root: layout.root, backend: context.backend.name, current: current, previous: previous,
+            releases: releases, activations: Array(state.activations.suffix(history)), leftovers: leftovers,
+            lockHolder: NodeLock.currentHolder(layout)?.description,
+            schroot: context.settings.schrootEnabled ? context.schroot.installedVersion(layout: layout) : nil)
+    }
+
+    /// The apps under the node's root (directories holding a journal or releases).
+    public static func apps(context: NodeContext) -> [String] {
+        NodeFiles.names(context.settings.root).filter {
+            !$0.hasPrefix(".") && (NodeFiles.exists("\(context.settings.root)/\($0)/state.json") || NodeFiles.isDirectory("\(context.settings.root)/\($0)/releases"))
+        }
+    }
+
+    /// The human-readable report.
+    public var textLines: [String] {
+        var lines = ["\(app): current \(current ?? "none")" + (previous.map { ", previous \($0)" } ?? "") + " (\(backend) backend, \(root))"]
+        let formatter = ISO8601DateFormatter()
+        for release in releases {
+            let mark = release.current ? "*" : release.previous ? "-" : " "
+            let when = release.receivedAt.map { formatter.string(from: Date(timeIntervalSince1970: $0)) } ?? "?"
+            let origin = release.origin.map { $0.kind + ($0.base.map { " from \($0)" } ?? "") } ?? "unjournaled"
+            lines.append("  \(mark) \(release.version)  \(release.landed ? "landed \(when)" : "MISSING")  \(origin)")
+        }
+        for activation in activations.suffix(5) {
+            let when = formatter.string(from: Date(timeIntervalSince1970: activation.at))
+            lines.append("  \(when) \(activation.kind) \(activation.from ?? "none") → \(activation.to): \(activation.result)" + (activation.detail.map { " (\($0))" } ?? ""))
+        }
+        if !leftovers.isEmpty { lines.append("  leftovers (removed by the next command): \(leftovers.joined(separator: ", "))") }
+        if let lockHolder { lines.append("  locked by \(lockHolder)") }
+        if let schroot { lines.append("  schroot slipway-\(app) → \(schroot)") }
+        return lines
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import Glibc
+
+/// Checks a landed tree against its manifest, and links a release's shared directories.
+enum NodeTreeCheck {
+    /// The differences between the tree at `root` and `manifest`, one line each (empty when
+    /// they match): kinds, modes, owners, sizes, file hashes, link targets, xattr names and
+    /// device numbers. A shared directory must be a symlink into `shared/` instead of its
+    /// manifest entries. Owners are only compared when running as root (nobody else can
+    /// restore them).
+    static func differences(root: String, manifest: ReleaseManifest, layout: NodeLayout) throws -> [String] {
+        let actual = try TreeWalker.records(root: root, hashing: true)
+        let shared = sharedPaths(manifest)
+        var expected: [ArchivePath: EntryRecord] = [:]
+        for entry in manifest.entries where !shared.contains(where: { entry.path.isStrictlyBelow($0) }) {
+            expected[entry.path] = entry
+        }
+        let compareOwners = geteuid() == 0
+        var problems: [String] = []
+        var seen = Set<ArchivePath>()
+        for entry in actual {
+            seen.insert(entry.path)
+            if shared.contains(entry.path) {
+                let target = layout.shared + "/" + entry.path.description
+                if entry.kind != .symlink || entry.linkTarget?.description != target {
+                    problems.append("\(entry.path): expected a symlink to \(target) (shared directory)")
+                }
+                continue
+            }
+            guard let want = expected[entry.path] else {
+                problems.append("\(entry.path): not in the manifest")
+                continue
+            }
+            let fields = ManifestDiff.differences(want, entry).filter { compareOwners || ($0 != .uid && $0 != .gid) }
+            if !fields.isEmpty {
+                problems.append("\(entry.path): \(fields.map(\.rawValue).joined(separator: ", ")) differ")
+            }
+        }
+        for path in expected.keys.sorted() where !seen.contains(path) { problems.append("\(path): missing") }
+        for path in shared.sorted() where !seen.contains(path) { problems.append("\(path): missing (shared directory)") }
+        return problems
+    }
+
+    /// The release's shared directories as archive paths.
+    static func sharedPaths(_ manifest: ReleaseManifest) -> Set<ArchivePath> {
+        Set((manifest.service?.sharedDirectories ?? []).compactMap { try? validRelative($0) })
+    }
+
+    /// Checks that `path` is a plain relative path (no `..`, no `.`, not absolute, not empty).
+    static func validRelative(_ path: String) throws -> ArchivePath {
+        let trimmed = path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        let parts = trimmed.split(separator: "/", omittingEmptySubsequences: false)
+        guard !trimmed.isEmpty, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
+            throw NodeError.invalidArgument("'\(path)' is not a plain relative path inside a release")
+        }
+        return ArchivePath(trimmed)
+    }
+
+    /// Replaces each shared directory of the staged tree with a symlink to
+    /// `shared/<path>`; the first time, `shared/<path>` is seeded with the release's own
+    /// contents of that directory.
+    static func linkShared(staging: String, manifest: ReleaseManifest, layout: NodeLayout, runner: CommandRunner) throws {
+        for entry in manifest.service?.sharedDirectories ?? [] {
+            let relative = try validRelative(entry).description
+            let inRelease = staging + "/" + relative
+            let target = layout.shared + "/" + relative
+            // Every parent inside the release must be a real directory: a symlink there
+            // would make the link land outside the tree.
+            var prefix = staging
+            for component in relative.split(separator: "/").dropLast() {
+                prefix += "/" + component
+                if !NodeFiles.exists(prefix) { try NodeFiles.makeDirectories(prefix) }
+                guard NodeFiles.isDirectory(prefix) else {
+                    throw NodeError.invalidArgument("shared directory \(relative): \(prefix) is not a directory in the release")
+                }
+            }
+            if !NodeFiles.exists(target) {
+                try NodeFiles.makeDirectories((target as NSString).deletingLastPathComponent)
+                let seed = target + ".tmp-" + String(format: "%08x", UInt32.random(in: .min ... .max))
+                if NodeFiles.isDirectory(inRelease) {
+                    try runner.run(Command(["cp", "-a", "--no-target-directory", inRelease, seed]))
+                } else {
+                    try NodeFiles.makeDirectories(seed)
+                }
+                guard rename(seed, target) == 0 else { throw NodeError.system(operation: "rename \(seed) to", path: target, errno: errno) }
+            }
+            if NodeFiles.readLink(inRelease) == target { continue }
+            NodeFiles.removeTree(inRelease)
+            guard symlink(target, inRelease) == 0 else { throw NodeError.system(operation: "symlink", path: inRelease, errno: errno) }
+        }
+    }
+}
+
+extension ArchivePath {
+    /// Whether `self` lies inside the directory `parent` (not equal to it).
+    func isStrictlyBelow(_ parent: ArchivePath) -> Bool {
+        bytes.count > parent.bytes.count + 1 && bytes.starts(with: parent.bytes) && bytes[parent.bytes.count] == UInt8(ascii: "/")
+    }
+}

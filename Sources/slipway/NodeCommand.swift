@@ -1,0 +1,227 @@
+import ArgumentParser
+import Foundation
+import SlipwayCore
+
+/// Node settings flags: node.toml, then these over it.
+struct NodeOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Node settings file (default: /etc/slipway/node.toml when present).", valueName: "FILE"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("Where the apps live (default: /var/lib/slipway).", valueName: "DIR"))
+    var root: String?
+
+    @Option(help: ArgumentHelp("dir, btrfs, zfs or lvm (default: dir).", valueName: "NAME"))
+    var backend: String?
+
+    @Option(name: .customLong("trust"), help: ArgumentHelp("A trusted public key file (repeatable).", valueName: "FILE.pub"))
+    var trustedKeys: [String] = []
+
+    @Flag(help: "Refuse unsigned releases.")
+    var requireSignature = false
+
+    @Option(help: ArgumentHelp("Seconds to wait for the app's lock.", valueName: "SECONDS"))
+    var lockTimeout: Double?
+
+    @Flag(inversion: .prefixedNo, help: "Write /etc/schroot/chroot.d/slipway-<app> on every switch.")
+    var schroot: Bool?
+
+    @Option(help: ArgumentHelp("Where the schroot file goes (default: /etc/schroot/chroot.d).", valueName: "DIR"))
+    var schrootDirectory: String?
+
+    func settings() throws -> NodeSettings {
+        var settings = try NodeSettings.load(path: config)
+        if let root { settings.root = root.hasPrefix("/") ? root : FileManager.default.currentDirectoryPath + "/" + root }
+        if let backend { settings.backend = backend }
+        if !trustedKeys.isEmpty { settings.trustedKeys += trustedKeys }
+        if requireSignature { settings.requireSignature = true }
+        if let lockTimeout { settings.lockTimeout = lockTimeout }
+        if let schroot { settings.schrootEnabled = schroot }
+        if let schrootDirectory { settings.schrootDirectory = schrootDirectory }
+        return settings
+    }
+
+    func context(_ output: Output) throws -> NodeContext {
+        try NodeContext(settings: try settings(), log: { output.log($0) })
+    }
+}
+
+/// `slipway node <verb>`: the node side, as the controller calls it over SSH (`--json`).
+struct Node: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Land, switch, roll back and inspect releases on this node (what the controller runs over SSH).",
+        subcommands: [NodeApplyCommand.self, NodeActivateCommand.self, NodeRollbackCommand.self, NodeStatusCommand.self,
+                      NodePruneCommand.self, NodeRecoverCommand.self, NodeReceiveCommand.self]
+    )
+}
+
+/// Parses `NAME@VERSION` for node verbs.
+func nodeReference(_ text: String) throws -> ReleaseReference { try parseReference(text) }
+
+struct NodeApplyCommand: SlipwayCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply",
+        abstract: "Verify a release and land it (full archive, or a delta against a landed base).")
+
+    @Option(help: ArgumentHelp("The release archive (rootfs.tar.xz).", valueName: "FILE")) var archive: String?
+    @Option(help: ArgumentHelp("A delta archive (made by slipway diff --emit-delta).", valueName: "FILE")) var delta: String?
+    @Option(help: ArgumentHelp("The landed version the delta is against.", valueName: "V")) var base: String?
+    @Option(help: ArgumentHelp("The delta archive's expected SHA-256.", valueName: "HEX")) var sha256: String?
+    @Option(help: ArgumentHelp("The release's manifest.json.", valueName: "FILE")) var manifest: String
+    @Option(help: ArgumentHelp("The release's manifest.sig.", valueName: "FILE")) var signature: String?
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var node: NodeOptions
+    @OptionGroup var global: GlobalOptions
+    var wantsJSON: Bool { json }
+
+    func validate() throws {
+        switch (archive, delta, base) {
+        case (_?, nil, nil), (nil, _?, _?): break
+        case (nil, _?, nil): throw ValidationError("--delta needs --base V, the landed version it is against.")
+        case (nil, nil, _): throw ValidationError("Give --archive FILE, or --delta FILE --base V.")
+        default: throw ValidationError("--archive and --delta exclude each other.")
+        }
+    }
+
+    func run(_ context: CommandContext) throws {
+        let source: NodeApply.Request.Source = if let archive { .full(archive: archive) } else { .delta(archive: delta ?? "", base: base ?? "") }
+        let result = try NodeApply.apply(.init(source: source, manifestPath: manifest, signaturePath: signature, deltaSHA256: sha256),
+                                         context: try node.context(context.output))
+        try context.output.result(result, text: ["\(result.app)@\(result.version): \(result.outcome)" +
+            (result.outcome == "landed" ? " (\(result.origin)\(result.base.map { " from \($0)" } ?? ""), \(result.entries) entries, \(String(format: "%.2f", result.seconds)) s)" : "")])
+    }
+}
+
+struct NodeActivateCommand: SlipwayCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "activate",
+        abstract: "Switch the app to a landed version; a failed health check switches back.")
+
+    @Argument(help: ArgumentHelp("The version to switch to.", valueName: "NAME@V")) var reference: String
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var node: NodeOptions
+    @OptionGroup var global: GlobalOptions
+    var wantsJSON: Bool { json }
+
+    func validate() throws { _ = try nodeReference(reference) }
+
+    func run(_ context: CommandContext) throws {
+        let ref = try nodeReference(reference)
+        let result = try NodeActivate.activate(app: ref.name, version: ref.version, context: try node.context(context.output))
+        try context.output.result(result, text: [switchText(result)])
+    }
+}
+
+func switchText(_ result: NodeActivate.Result) -> String {
+    result.outcome == "already-current" ? "\(result.app)@\(result.version) is already current"
+        : "\(result.app): \(result.previous ?? "none") → \(result.version) (\(String(format: "%.3f", result.seconds)) s)"
+}
+
+struct NodeRollbackCommand: SlipwayCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rollback",
+        abstract: "Switch back to the previous version (from the journal), or to --to V.")
+
+    @Argument(help: ArgumentHelp("The app.", valueName: "NAME")) var app: String
+    @Option(help: ArgumentHelp("A landed version to switch to.", valueName: "V")) var to: String?
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var node: NodeOptions
+    @OptionGroup var global: GlobalOptions
+    var wantsJSON: Bool { json }
+
+    func run(_ context: CommandContext) throws {
+        let result = try NodeRollback.rollback(app: app, to: to, context: try node.context(context.output))
+        try context.output.result(result, text: [switchText(result)])
+    }
+}
+
+struct NodeStatusCommand: SlipwayCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the landed versions, current and previous, and the last switches.")
+
+    @Argument(help: ArgumentHelp("The app (default: every app under the root).", valueName: "NAME")) var app: String?
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var node: NodeOptions
+    @OptionGroup var global: GlobalOptions
+    var wantsJSON: Bool { json }
+
+    func run(_ context: CommandContext) throws {
+        try printStatus(app: app, node: node, output: context.output)
+    }
+}
+
+/// Status of one app, or of every app (as a JSON array) under the root.
+func printStatus(app: String?, node: NodeOptions, output: Output) throws {
+    let nodeContext = try node.context(output)
+    if let app {
+        let status = try NodeStatus.read(app: app, context: nodeContext)
+        try output.result(status, text: status.textLines)
+    } else {
+        let all = try NodeStatus.apps(context: nodeContext).map { try NodeStatus.read(app: $0, context: nodeContext) }
+        try output.result(all, text: all.isEmpty ? ["no apps under \(nodeContext.settings.root)"] : all.flatMap(\.textLines))
+    }
+}
+
+struct NodePruneCommand: SlipwayCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Remove the oldest releases, keeping N (never the current or previous one).")
+
+    @Argument(help: ArgumentHelp("The app.", valueName: "NAME")) var app: String
+    @Option(help: ArgumentHelp("Releases to keep (default: keep from node.toml, else 5).", valueName: "N")) var keep: Int?
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var node: NodeOptions
+    @OptionGroup var global: GlobalOptions
+    var wantsJSON: Bool { json }
+
+    func run(_ context: CommandContext) throws {
+        let nodeContext = try node.context(context.output)
+        let result = try NodePrune.prune(app: app, keep: keep ?? nodeContext.settings.keep, context: nodeContext)
+        try context.output.result(result, text: [result.removed.isEmpty ? "\(app): nothing to prune" : "\(app): removed \(result.removed.joined(separator: ", "))"])
+    }
+}
+
+struct NodeRecoverCommand: SlipwayCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "recover",
+        abstract: "Remove what an interrupted command left behind (every mutating command does this first).")
+
+    @Argument(help: ArgumentHelp("The app.", valueName: "NAME")) var app: String
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var node: NodeOptions
+    @OptionGroup var global: GlobalOptions
+    var wantsJSON: Bool { json }
+
+    func run(_ context: CommandContext) throws {
+        let result = try NodeRecovery.recover(app: app, context: try node.context(context.output))
+        var lines = result.removed.isEmpty ? ["\(app): nothing to recover"] : result.removed.map { "removed \($0)" }
+        lines += result.journalAdded.map { "journaled \($0) (landed before an interruption)" }
+        lines += result.problems.map { "problem: \($0)" }
+        try context.output.result(result, text: lines)
+    }
+}
+
+struct NodeReceiveCommand: SlipwayCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "receive",
+        abstract: "Write release bytes from stdin into incoming/, resumable with --offset.")
+
+    @Argument(help: ArgumentHelp("The release being received.", valueName: "NAME@V")) var reference: String
+    @Option(help: ArgumentHelp("File name in incoming/ (default: V.tar.xz).", valueName: "NAME")) var file: String?
+    @Option(help: ArgumentHelp("Bytes already received; the input continues from there.", valueName: "N")) var offset: UInt64 = 0
+    @Option(help: ArgumentHelp("The whole file's size.", valueName: "N")) var size: UInt64?
+    @Option(help: ArgumentHelp("The whole file's SHA-256, checked once complete.", valueName: "HEX")) var sha256: String?
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var node: NodeOptions
+    @OptionGroup var global: GlobalOptions
+    var wantsJSON: Bool { json }
+
+    func validate() throws { _ = try nodeReference(reference) }
+
+    func run(_ context: CommandContext) throws {
+        let ref = try nodeReference(reference)
+        let result = try NodeReceive.receive(app: ref.name, fileName: file ?? "\(ref.version).tar.xz", offset: offset, size: size,
+                                             sha256: sha256, context: try node.context(context.output))
+        try context.output.result(result, text: ["\(result.path): \(result.bytes) bytes" + (result.complete ? " (complete)" : " (partial; resume with --offset \(result.bytes))")])
+    }
+}

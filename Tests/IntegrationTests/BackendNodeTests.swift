@@ -1,0 +1,226 @@
+import Foundation
+import SlipwayCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The node operations end to end on the btrfs and ZFS backends (apply, delta, activate,
+/// rollback, prune, schroot), and kill -9 of `slipway node apply` at seeded moments.
+@Suite("Node on btrfs and ZFS", .serialized)
+struct BackendNodeTests {
+    // MARK: End to end
+
+    @Test("btrfs: apply, delta, activate, rollback, prune; current and schroot follow")
+    func btrfsEndToEnd() throws {
+        guard requireBtrfs(), requireSchroot() else { return }
+        let fx = try NodeFixture("slipway-node-btrfs")
+        defer { fx.remove() }
+        let loop = try mountBtrfs(at: fx.root, fx: fx)
+        defer { loop.tearDown() }
+        try endToEnd(fx, backend: "btrfs") { _ in }
+    }
+
+    @Test("zfs: apply, delta, activate, rollback, prune; current and schroot follow")
+    func zfsEndToEnd() throws {
+        guard requireZFS(), requireSchroot() else { return }
+        let fx = try NodeFixture("slipway-node-zfs")
+        defer { fx.remove() }
+        try SharedZFSFuse.shared.acquire()
+        defer { SharedZFSFuse.shared.release() }
+        let pool = try ZFSTestPool.make(in: fx.dir)
+        defer { pool.destroy() }
+        try endToEnd(fx, backend: "zfs") { $0.backendTables["zfs"] = ["dataset": "\(pool.name)/slipway"] }
+        // Pruning 1 and 2 promoted their clones: only 3 and 4 remain, each with its snapshot.
+        let snapshots = try runChecked("zfs", ["list", "-H", "-t", "snapshot", "-o", "name", "-r", pool.name]).out
+        #expect(snapshots.split(separator: "\n").sorted() == ["\(pool.name)/slipway/web/3@landed-3", "\(pool.name)/slipway/web/4@landed-4"])
+    }
+
+    private func endToEnd(_ fx: NodeFixture, backend: String, settings: (inout NodeSettings) -> Void) throws {
+        for version in ["1", "2", "3", "4"] { try storeRelease(fx, version) }
+        let chrootDirectory = fx.dir.sub("chroot.d")
+        let context = try fx.context {
+            $0.backend = backend
+            $0.schrootEnabled = true
+            $0.schrootDirectory = chrootDirectory
+            settings(&$0)
+        }
+        let unique = uniqueApp("e2e")
+
+        func expectCurrent(_ version: String, _ label: String) throws {
+            #expect(fx.current == version, "\(label): current is \(fx.current ?? "absent")")
+            let manifest = try fx.store.release(name: fx.app, version: version).manifest
+            let diff = ManifestDiff(old: manifest.entries, new: try TreeWalker.records(root: fx.layout.current + "/"))
+            #expect(diff.isEmpty, "\(label): current differs from its manifest: \(diff)")
+            #expect(try context.backend.landedVersions(layout: fx.layout).contains(version))
+            #expect(try schrootOutput(fx, chrootDirectory: chrootDirectory, unique: unique) == version, "\(label): schroot")
+            let hidden = try FileManager.default.contentsOfDirectory(atPath: fx.layout.releases)
+                .filter { $0.hasPrefix(".") && $0 != ".schroot-sessions" }
+            #expect(hidden.isEmpty, "\(label): leftovers \(hidden)")
+        }
+
+        try fx.applyFull("1", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
+        try expectCurrent("1", "after activating 1")
+        #expect(isReadOnly(fx.layout.release("1")))
+
+        try fx.applyDelta("2", base: "1", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "2", context: context)
+        try expectCurrent("2", "after activating the delta 2")
+
+        _ = try NodeRollback.rollback(app: fx.app, context: context)
+        try expectCurrent("1", "after rollback")
+        _ = try NodeActivate.activate(app: fx.app, version: "2", context: context)
+
+        try fx.applyDelta("3", base: "2", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "3", context: context)
+        try fx.applyDelta("4", base: "3", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "4", context: context)
+        // 1 and 2 are older than the previous (3): pruned, though 2, 3 and 4 are clones of them.
+        _ = try NodePrune.prune(app: fx.app, keep: 1, context: context)
+        #expect(try context.backend.landedVersions(layout: fx.layout) == ["3", "4"])
+        try expectCurrent("4", "after prune")
+        _ = try NodeRollback.rollback(app: fx.app, context: context)
+        try expectCurrent("3", "after rollback past the pruned base")
+    }
+
+    // MARK: Crash injection
+
+    @Test("btrfs: kill -9 of node apply at seeded moments leaves the old version or the new one")
+    func btrfsCrash() throws {
+        guard requireBtrfs(), let binary = nodeBinary() else { return }
+        let fx = try NodeFixture("slipway-crash-btrfs")
+        defer { fx.remove() }
+        let loop = try mountBtrfs(at: fx.root, fx: fx)
+        defer { loop.tearDown() }
+        try crashTrials(fx, binary: binary, config: "backend = \"btrfs\"\nroot = \"\(fx.root)\"\n")
+    }
+
+    @Test("zfs: kill -9 of node apply at seeded moments leaves the old version or the new one")
+    func zfsCrash() throws {
+        guard requireZFS(), let binary = nodeBinary() else { return }
+        let fx = try NodeFixture("slipway-crash-zfs")
+        defer { fx.remove() }
+        try SharedZFSFuse.shared.acquire()
+        defer { SharedZFSFuse.shared.release() }
+        let pool = try ZFSTestPool.make(in: fx.dir)
+        defer { pool.destroy() }
+        try crashTrials(fx, binary: binary, config: "backend = \"zfs\"\nroot = \"\(fx.root)\"\n[zfs]\ndataset = \"\(pool.name)/slipway\"\n")
+        let datasets = try runChecked("zfs", ["list", "-H", "-o", "name", "-r", pool.name]).out
+        #expect(!datasets.contains("partial-"), "staging datasets left: \(datasets)")
+    }
+
+    /// SLIPWAY_CRASH_SEED and SLIPWAY_BACKEND_CRASH_TRIALS reproduce or widen a run.
+    private func crashTrials(_ fx: NodeFixture, binary: String, config: String) throws {
+        let environment = ProcessInfo.processInfo.environment
+        let seed = environment["SLIPWAY_CRASH_SEED"].flatMap(UInt64.init) ?? 20_240_602
+        let trials = environment["SLIPWAY_BACKEND_CRASH_TRIALS"].flatMap(Int.init) ?? 30
+        var random = SeededGenerator(seed: seed)
+        let configFile = fx.dir.sub("node.toml")
+        try config.write(toFile: configFile, atomically: true, encoding: .utf8)
+        let node = ["--config", configFile, "--json"]
+        try fx.release("1", bulk: 120)
+        let r2 = try fx.release("2", bulk: 120, big: 1 << 20)
+        let delta = try ReleaseDelta.make(store: fx.store, from: .init(name: fx.app, version: "1"), to: .init(name: fx.app, version: "2"))
+        var settings = try NodeSettings.parse(config)
+        settings.lockTimeout = 10
+        let context = try NodeContext(settings: settings)
+        try fx.applyFull("1", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
+
+        func applyArguments(full: Bool) throws -> [String] {
+            // Back to "1 landed and current, 2 absent".
+            if try context.backend.landedVersions(layout: fx.layout).contains("2") {
+                if fx.current == "2" { _ = try NodeActivate.activate(app: fx.app, version: "1", context: context) }
+                try context.backend.remove(version: "2", layout: fx.layout)
+            }
+            _ = try NodeRecovery.recover(app: fx.app, context: context)
+            return full
+                ? ["node", "apply", "--archive", r2.archivePath, "--manifest", r2.manifestPath] + node
+                : ["node", "apply", "--delta", delta.archivePath, "--base", "1", "--manifest", r2.manifestPath] + node
+        }
+        func run(_ arguments: [String]) -> (status: Int32, stderr: String) {
+            guard let child = try? NodeChild(binary, arguments) else { return (-1, "could not start \(arguments)") }
+            return child.wait()
+        }
+        func checkInvariant(_ label: String) throws {
+            let current = try #require(fx.current, "\(label): current vanished")
+            let manifest = try fx.store.release(name: fx.app, version: current).manifest
+            let diff = ManifestDiff(old: manifest.entries, new: try TreeWalker.records(root: fx.layout.current + "/"))
+            #expect(diff.isEmpty, "\(label): current (\(current)) differs from its manifest: \(diff)")
+        }
+
+        var durations: [Double] = []
+        for full in [true, false] {
+            let arguments = try applyArguments(full: full)
+            let start = Date()
+            let result = run(arguments)
+            #expect(result.status == 0, "\(arguments): \(result.stderr)")
+            durations.append(Date().timeIntervalSince(start))
+        }
+        var killedMidway = 0
+        for trial in 0..<trials {
+            let full = trial % 2 == 0
+            let arguments = try applyArguments(full: full)
+            let delay = Double.random(in: 0...(durations[full ? 0 : 1] * 1.1), using: &random)
+            let child = try NodeChild(binary, arguments)
+            usleep(useconds_t(delay * 1_000_000))
+            let wasRunning = child.process.isRunning
+            child.kill9()
+            let (status, _) = child.wait()
+            if wasRunning && status == 128 + SIGKILL { killedMidway += 1 }
+            let label = "trial \(trial) (seed \(seed), \(full ? "full" : "delta") apply killed after \(String(format: "%.3f", delay)) s)"
+            try checkInvariant(label + " before recovery")
+            let recovered = run(["node", "recover", "web"] + node)
+            #expect(recovered.status == 0, "\(label): recover failed: \(recovered.stderr)")
+            try checkInvariant(label)
+            let hidden = try FileManager.default.contentsOfDirectory(atPath: fx.layout.releases).filter { $0.hasPrefix(".") }
+            #expect(hidden.isEmpty, "\(label): leftovers after recover: \(hidden)")
+            let landed = Set(try context.backend.landedVersions(layout: fx.layout))
+            let journaled = Set(try NodeState.load(fx.layout).versions)
+            #expect(landed == journaled, "\(label): journal \(journaled.sorted()) ≠ landed \(landed.sorted())")
+            // Whatever landed is whole: apply again (a no-op or a full landing) and switch to it.
+            let again = run(try applyArguments(full: true))
+            #expect(again.status == 0, "\(label): apply after the crash failed: \(again.stderr)")
+            _ = try NodeActivate.activate(app: fx.app, version: "2", context: context)
+            try checkInvariant(label + " after switching to 2")
+        }
+        print("backend crash injection: \(trials) trials, \(killedMidway) killed mid-apply (seed \(seed))")
+        #expect(killedMidway >= trials / 3, "too few kills landed inside apply; the fixture is too fast")
+    }
+
+    // MARK: Helpers
+
+    /// A btrfs loop filesystem mounted as the node root itself.
+    private func mountBtrfs(at root: String, fx: NodeFixture) throws -> BtrfsLoop {
+        let loop = BtrfsLoop(image: fx.dir.sub("btrfs.img"), mount: root)
+        try runChecked("truncate", ["-s", "1G", loop.image])
+        try runChecked("mkfs.btrfs", ["-q", loop.image])
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try runChecked("mount", ["-o", "loop", loop.image, root])
+        return loop
+    }
+
+    /// A release of the fixture's app whose tree schroot can enter (cat and its libraries).
+    private func storeRelease(_ fx: NodeFixture, _ version: String) throws {
+        let tree = fx.dir.sub("schroot-tree-\(version)")
+        try makeReleaseTree(at: tree, app: fx.app, version: version)
+        defer { try? FileManager.default.removeItem(atPath: tree) }
+        _ = try fx.store.add(tree: tree, name: fx.app, version: version, created: 1_700_000_000, configuration: .init(level: 1))
+    }
+
+    /// Copies the chroot.d file activation wrote into the real /etc/schroot/chroot.d under a
+    /// unique chroot name, enters it and returns what `cat /etc/web-version` printed.
+    private func schrootOutput(_ fx: NodeFixture, chrootDirectory: String, unique: String) throws -> String {
+        let written = try String(contentsOfFile: SchrootConfig(directory: chrootDirectory).file(for: fx.layout), encoding: .utf8)
+        let name = SchrootConfig.chrootName(app: unique)
+        let text = written.replacingOccurrences(of: "[\(SchrootConfig.chrootName(app: fx.app))]", with: "[\(name)]")
+        let real = "/etc/schroot/chroot.d/\(name)"
+        try text.write(toFile: real, atomically: true, encoding: .utf8)
+        defer { unlink(real) }
+        let result = try IntegrationTests.run("schroot", ["-d", "/", "-c", name, "--", "cat", "/etc/\(fx.app)-version"])
+        guard result.ok else { throw TestSupportError.commandFailed("schroot -c \(name)", result.status, result.err) }
+        return result.out.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}

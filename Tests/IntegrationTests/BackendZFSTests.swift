@@ -1,0 +1,146 @@
+import Foundation
+import SlipwayCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The ZFS backend under zfs-fuse (one daemon per test process, see SharedZFSFuse), each test
+/// with its own pool on a file.
+@Suite("ZFS backend", .serialized)
+struct BackendZFSTests {
+    @Test("a committed version is a read-only dataset with its landed snapshot; deltas are clones; prune promotes")
+    func lifecycle() throws {
+        guard requireZFS() else { return }
+        try withZFSPool { dir, pool in
+            let layout = NodeLayout(root: dir.sub("root"), app: "web")
+            let backend = try ZFSBackend(settings: ["dataset": "\(pool.name)/slipway"])
+            let v1 = try packRelease(in: dir, app: "web", version: "1.0")
+
+            let staging = try backend.createStaging(version: "1.0", layout: layout)
+            #expect(staging == layout.partial("1.0"))
+            #expect(try pool.property("mountpoint", "\(pool.name)/slipway/web/partial-1.0") == staging)
+            _ = try ArchiveExtractor.extract(archive: v1, into: staging)
+            try backend.commit(version: "1.0", layout: layout)
+
+            let ds1 = "\(pool.name)/slipway/web/1.0"
+            #expect(!exists(layout.partial("1.0")))
+            #expect(try backend.landedVersions(layout: layout) == ["1.0"])
+            #expect(try pool.property("mountpoint", ds1) == layout.release("1.0"))
+            #expect(try pool.property("readonly", ds1) == "on")
+            #expect(try pool.property("mounted", ds1) == "yes")
+            #expect(try runChecked("zfs", ["list", "-H", "-o", "name", "\(ds1)@landed-1.0"]).ok)
+            #expect(isReadOnly(layout.release("1.0")))
+            try expectTreeMatchesArchive(layout.release("1.0"), v1, "landed 1.0")
+            #expect(throws: ZFSBackendError.self) { try backend.createStaging(version: "1.0", layout: layout) }
+
+            // A delta: a clone of the base's landed snapshot, writable, isolated from the base.
+            let staging2 = try backend.createStaging(version: "2.0", from: "1.0", layout: layout)
+            #expect(try pool.property("origin", "\(pool.name)/slipway/web/partial-2.0") == "\(ds1)@landed-1.0")
+            try "2.0\n".write(toFile: staging2 + "/etc/web-version", atomically: false, encoding: .utf8)
+            try FileManager.default.removeItem(atPath: staging2 + "/srv/only-in-1.0")
+            try backend.commit(version: "2.0", layout: layout)
+            let ds2 = "\(pool.name)/slipway/web/2.0"
+            #expect(try pool.property("origin", ds2) == "\(ds1)@landed-1.0")
+            try expectTreeMatchesArchive(layout.release("1.0"), v1, "base after the delta")
+            #expect(try String(contentsOfFile: layout.release("2.0") + "/etc/web-version", encoding: .utf8) == "2.0\n")
+
+            // A third version cloned from the same base, then prune the base: promotes.
+            _ = try backend.createStaging(version: "3.0", from: "1.0", layout: layout)
+            try backend.commit(version: "3.0", layout: layout)
+            #expect(try backend.landedVersions(layout: layout) == ["1.0", "2.0", "3.0"])
+            try backend.remove(version: "1.0", layout: layout)
+            #expect(try backend.landedVersions(layout: layout) == ["2.0", "3.0"])
+            #expect(!exists(layout.release("1.0")))
+            #expect(try String(contentsOfFile: layout.release("3.0") + "/etc/web-version", encoding: .utf8) == "1.0\n")
+            #expect(try String(contentsOfFile: layout.release("2.0") + "/etc/web-version", encoding: .utf8) == "2.0\n")
+            // Then the promoted one, which now holds the snapshot 3.0 depends on.
+            try backend.remove(version: "2.0", layout: layout)
+            #expect(try backend.landedVersions(layout: layout) == ["3.0"])
+            #expect(exists(layout.release("3.0") + "/bin/cat"))
+            let snapshots = try runChecked("zfs", ["list", "-H", "-t", "snapshot", "-o", "name", "-r", "\(pool.name)/slipway"]).out
+            #expect(snapshots.split(separator: "\n").map(String.init) == ["\(pool.name)/slipway/web/3.0@landed-3.0"])
+            try backend.remove(version: "2.0", layout: layout)  // already gone: a no-op
+        }
+    }
+
+    @Test("recover destroys staging datasets and finishes a commit killed after its rename")
+    func recover() throws {
+        guard requireZFS() else { return }
+        try withZFSPool { dir, pool in
+            let layout = NodeLayout(root: dir.sub("root"), app: "web")
+            let backend = try ZFSBackend(settings: ["zfs_dataset": "\(pool.name)/slipway"])
+            let v1 = try packRelease(in: dir, app: "web", version: "1.0")
+            _ = try ArchiveExtractor.extract(archive: v1, into: try backend.createStaging(version: "1.0", layout: layout))
+            try backend.commit(version: "1.0", layout: layout)
+
+            // Killed mid-extract: a staging clone and a staging dataset.
+            let clone = try backend.createStaging(version: "2.0", from: "1.0", layout: layout)
+            try "half\n".write(toFile: clone + "/half", atomically: false, encoding: .utf8)
+            _ = try backend.createStaging(version: "3.0", layout: layout)
+            // Killed after the rename, before readonly / mountpoint / snapshot.
+            let app = "\(pool.name)/slipway/web"
+            try runChecked("zfs", ["create", "-o", "mountpoint=\(dir.sub("elsewhere"))", "\(app)/4.0"])
+            try "4.0\n".write(toFile: dir.sub("elsewhere") + "/version", atomically: false, encoding: .utf8)
+
+            try backend.recover(layout: layout)
+            try backend.recover(layout: layout)  // idempotent
+            let datasets = try runChecked("zfs", ["list", "-H", "-o", "name", "-r", app]).out
+            #expect(!datasets.contains("partial-"))
+            #expect(!exists(layout.partial("2.0")) && !exists(layout.partial("3.0")))
+            #expect(try backend.landedVersions(layout: layout) == ["1.0", "4.0"])
+            #expect(try pool.property("readonly", "\(app)/4.0") == "on")
+            #expect(try String(contentsOfFile: layout.release("4.0") + "/version", encoding: .utf8) == "4.0\n")
+            try expectTreeMatchesArchive(layout.release("1.0"), v1, "landed 1.0 after recover")
+
+            // Unmounted landed datasets (zfs-fuse restarted) are mounted again.
+            try runChecked("zfs", ["umount", "\(app)/1.0"])
+            try backend.recover(layout: layout)
+            #expect(try pool.property("mounted", "\(app)/1.0") == "yes")
+        }
+    }
+
+    @Test("bad settings and a delta against a missing base fail clearly")
+    func errors() throws {
+        #expect(throws: ZFSBackendError.self) { try ZFSBackend(settings: [:]) }
+        #expect(throws: ZFSBackendError.self) { try ZFSBackend(settings: ["dataset": "tank/x", "pool": "tank"]) }
+        guard requireZFS() else { return }
+        try withZFSPool { dir, pool in
+            let layout = NodeLayout(root: dir.sub("root"), app: "web")
+            let backend = try ZFSBackend(settings: ["dataset": "\(pool.name)/slipway"])
+            do {
+                _ = try backend.createStaging(version: "2.0", from: "1.0", layout: layout)
+                Issue.record("a delta against a missing base should fail")
+            } catch let error as ZFSBackendError {
+                #expect("\(error)".contains("apply the full release"))
+            }
+            let missing = try ZFSBackend(settings: ["dataset": "nosuchpool\(UUID().uuidString.prefix(4))/slipway"])
+            do {
+                _ = try missing.createStaging(version: "1.0", layout: layout)
+                Issue.record("a missing pool should fail")
+            } catch let error as ZFSBackendError {
+                #expect("\(error)".contains("does not exist"))
+            }
+            #expect(throws: ZFSBackendError.self) { try backend.createStaging(version: "partial-1", layout: layout) }
+        }
+    }
+
+    @Test("schroot enters the version of a ZFS release (type=directory)")
+    func schroot() throws {
+        guard requireZFS(), requireSchroot() else { return }
+        try withZFSPool { dir, pool in
+            let app = uniqueApp("zf")
+            let layout = NodeLayout(root: dir.sub("root"), app: app)
+            let backend = try ZFSBackend(settings: ["dataset": "\(pool.name)/slipway"])
+            let v1 = try packRelease(in: dir, app: app, version: "1.0")
+            _ = try ArchiveExtractor.extract(archive: v1, into: try backend.createStaging(version: "1.0", layout: layout))
+            try backend.commit(version: "1.0", layout: layout)
+            let staging = try backend.createStaging(version: "2.0", from: "1.0", layout: layout)
+            try "2.0\n".write(toFile: staging + "/etc/\(app)-version", atomically: false, encoding: .utf8)
+            try backend.commit(version: "2.0", layout: layout)
+            #expect(try schrootPrintsVersion(layout: layout, backend: backend, version: "2.0") == "2.0")
+            #expect(try schrootPrintsVersion(layout: layout, backend: backend, version: "1.0") == "1.0")
+        }
+    }
+}

@@ -1,0 +1,182 @@
+import Foundation
+import SlipwayCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The repository's recipes directory.
+private let recipesDirectory = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path + "/recipes"
+
+/// One base cache shared by the build tests (a Debian base costs ~25-50 s to bootstrap), in
+/// a path of their own so they never touch the user's cache.
+private let sharedCacheDirectory = FileManager.default.temporaryDirectory.path + "/slipway-it-build-cache"
+
+/// Whether the build tests can run here; prints why not.
+private func canBuild(_ tools: String..., test: String = #function) -> Bool {
+    guard isRoot else {
+        print("skipped \(test): slipway build needs root (chroot, mounts, device nodes) — CI runs the tests as root")
+        return false
+    }
+    for tool in ["chroot", "mount", "umount"] + tools where toolPath(tool) == nil {
+        print("skipped \(test): \(tool) not installed — scripts/setup installs it")
+        return false
+    }
+    return true
+}
+
+private func build(_ recipe: Recipe, store: String, cache: String = sharedCacheDirectory,
+                   compression: ArchiveCompression? = nil) throws -> BuildSummary {
+    let options = BuildOptions(storeRoot: store, cacheDirectory: cache, compression: compression)
+    return try Builder(recipe: recipe, options: options, output: Output(verbosity: .quiet)).build()
+}
+
+/// Mount points at or below `path`.
+private func mountsUnder(_ path: String) -> [String] {
+    let text = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").compactMap { line in
+        let fields = line.split(separator: " ")
+        guard fields.count > 4 else { return nil }
+        let point = String(fields[4])
+        return point == path || point.hasPrefix(path + "/") ? point : nil
+    }
+}
+
+private func freePort() -> Int { Int.random(in: 20000...40000) }
+
+@Suite("slipway build")
+struct BuildTests {
+    @Test func helloStaticBuildsAndServes() throws {
+        guard canBuild("apt-get", "dpkg-deb") else { return }
+        let temp = try TempDir("slipway-build-hello")
+        defer { temp.remove() }
+        let recipe = try Recipe.load(path: recipesDirectory + "/hello-static.toml")
+        let summary = try build(recipe, store: temp.sub("store"), cache: temp.sub("cache"))
+        #expect(summary.outcome == .added)
+        #expect(summary.stages.map(\.name) == Builder.stageNames)
+        #expect(summary.sourceDateEpoch == 1_735_689_600)
+
+        let tree = temp.sub("tree")
+        _ = try ArchiveExtractor.extract(archive: summary.archive, into: tree)
+        let index = try String(contentsOfFile: tree + "/srv/www/index.html", encoding: .utf8)
+        #expect(index.contains("hello-static version 1.0.0"))
+        #expect(index.contains("Hello from a slipway release"))
+        let passwd = try String(contentsOfFile: tree + "/etc/passwd", encoding: .utf8)
+        #expect(passwd.contains("www:x:900:900:"))
+
+        // busybox httpd in the unpacked tree, on loopback, stopped by its pid.
+        let port = freePort()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: toolPath("chroot") ?? "/usr/sbin/chroot")
+        server.arguments = [tree, "/bin/httpd", "-f", "-p", "127.0.0.1:\(port)", "-h", "/srv/www"]
+        try server.run()
+        defer {
+            kill(server.processIdentifier, SIGTERM)
+            server.waitUntilExit()
+        }
+        var body = ""
+        for _ in 0..<50 {
+            let result = try run("chroot", [tree, "/bin/wget", "-q", "-O", "-", "http://127.0.0.1:\(port)/"])
+            if result.ok { body = result.out; break }
+            usleep(100_000)
+        }
+        #expect(body.contains("hello-static version 1.0.0"), "the server answered: \(body)")
+        #expect(mountsUnder(temp.path).isEmpty)
+    }
+
+    @Test func pythonWebBuildsReproduciblyFromTheCachedBase() throws {
+        guard canBuild("mmdebstrap") else { return }
+        let temp = try TempDir("slipway-build-python")
+        defer { temp.remove() }
+        let recipe = try Recipe.load(path: recipesDirectory + "/python-web.toml")
+        // zstd keeps the test quick; the bytes are as reproducible as with xz.
+        let first = try build(recipe, store: temp.sub("store-a"), compression: .zstd)
+        let second = try build(recipe, store: temp.sub("store-b"), compression: .zstd)
+        #expect(second.baseCacheHit, "the second build restores the cached base")
+        #expect(first.baseKey == second.baseKey)
+        #expect(first.sha256 == second.sha256, "two builds from the same cached base are byte-identical")
+        if let base = second.stages.first(where: { $0.name == "base" }) {
+            print("python-web: warm base stage \(String(format: "%.2f", base.seconds)) s, total \(String(format: "%.1f", second.totalSeconds)) s")
+        }
+
+        let store = ReleaseStore(root: temp.sub("store-a"))
+        let release = try store.release(name: "python-web", version: "1.0.0")
+        #expect(release.manifest.service?.health?.url == "http://127.0.0.1:8000/health")
+        #expect(release.manifest.service?.reload?.contains("kill -HUP") == true)
+
+        let tree = temp.sub("tree")
+        _ = try ArchiveExtractor.extract(archive: first.archive, into: tree)
+        let check = try run("chroot", [tree, "/opt/app/venv/bin/python", "-c", "import gunicorn, sys; sys.path.insert(0, '/opt/app/src'); import hello; print(gunicorn.__version__)"])
+        #expect(check.ok, "\(check.err)")
+        #expect(check.out.contains("23.0.0"))
+        #expect(!FileManager.default.fileExists(atPath: tree + "/usr/sbin/policy-rc.d"), "the build's policy-rc.d is gone")
+        let conf = try String(contentsOfFile: tree + "/etc/python-web/gunicorn.conf.py", encoding: .utf8)
+        #expect(conf.contains("bind = \"127.0.0.1:8000\""))
+        #expect(mountsUnder(sharedCacheDirectory).isEmpty)
+    }
+
+    @Test func failingRunStepNamesStageAndLeavesNothing() throws {
+        guard canBuild("apt-get", "dpkg-deb") else { return }
+        let temp = try TempDir("slipway-build-fail")
+        defer { temp.remove() }
+        let recipePath = temp.sub("broken.toml")
+        try Data("""
+            packages = ["busybox-static"]
+            [release]
+            name = "broken"
+            version = "1"
+            [base]
+            type = "scratch"
+            [[run]]
+            name = "explode"
+            shell = ["/bin/busybox", "sh"]
+            command = "echo about to fail; echo oh no >&2; exit 3"
+            """.utf8).write(to: URL(fileURLWithPath: recipePath))
+        let recipe = try Recipe.load(path: recipePath)
+        let cache = temp.sub("cache")
+        do {
+            _ = try build(recipe, store: temp.sub("store"), cache: cache)
+            Issue.record("the build should have failed")
+        } catch let error as BuildError {
+            let message = error.description
+            #expect(message.contains("stage 'run'"), "\(message)")
+            #expect(message.contains("step 'explode'"))
+            #expect(message.contains("broken.toml:7"))
+            #expect(message.contains("status 3"))
+            #expect(message.contains("oh no"))
+        }
+        #expect(mountsUnder(temp.path).isEmpty, "nothing stays mounted")
+        let work = (try? FileManager.default.contentsOfDirectory(atPath: cache + "/work")) ?? []
+        #expect(work.isEmpty, "the work directory is removed: \(work)")
+        #expect(!FileManager.default.fileExists(atPath: temp.sub("store/broken/1")), "no store entry")
+        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: temp.sub("store/broken"))) ?? []
+        #expect(leftovers.filter { $0.hasPrefix(".tmp") }.isEmpty)
+    }
+
+    @Test func missingBootstrapToolIsAClearError() throws {
+        guard canBuild() else { return }
+        let temp = try TempDir("slipway-build-notool")
+        defer { temp.remove() }
+        let recipe = try Recipe.parse(text: """
+            [release]
+            name = "x"
+            version = "1"
+            [base]
+            type = "debian"
+            suite = "bookworm"
+            """, file: "x.toml", directory: temp.path)
+        let options = BuildOptions(storeRoot: temp.sub("store"), cacheDirectory: temp.sub("cache"),
+                                   bootstrapTools: ["slipway-test-no-such-mmdebstrap"])
+        do {
+            _ = try Builder(recipe: recipe, options: options, output: Output(verbosity: .quiet)).build()
+            Issue.record("the build should have failed")
+        } catch {
+            let message = "\(error)"
+            #expect(message.contains("stage 'base'"), "\(message)")
+            #expect(message.contains("install mmdebstrap"))
+        }
+        #expect(mountsUnder(temp.path).isEmpty)
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import SlipwayCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Node: crash injection and a full disk (dir backend)")
+struct NodeCrashTests {
+    /// kill -9 of `slipway node apply|activate|rollback` at seeded random moments; after each,
+    /// one more command runs and the invariant must hold. SLIPWAY_CRASH_SEED and
+    /// SLIPWAY_CRASH_TRIALS reproduce or widen a run.
+    @Test("kill -9 at random moments of apply, activate and rollback leaves the old or the new version")
+    func crashInjection() throws {
+        guard let binary = nodeBinary() else { return }
+        let environment = ProcessInfo.processInfo.environment
+        let seed = environment["SLIPWAY_CRASH_SEED"].flatMap(UInt64.init) ?? 20_240_601
+        let trials = environment["SLIPWAY_CRASH_TRIALS"].flatMap(Int.init) ?? 36
+        var random = SeededGenerator(seed: seed)
+        let fx = try NodeFixture()
+        defer { fx.remove() }
+        // Enough files that apply takes a while, so kills land inside it.
+        try fx.release("1", bulk: 150)
+        let r2 = try fx.release("2", bulk: 150, big: 2 << 20)
+        let delta = try ReleaseDelta.make(store: fx.store, from: .init(name: fx.app, version: "1"), to: .init(name: fx.app, version: "2"))
+        let context = try fx.context()
+        try fx.applyFull("1", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
+
+        let node = ["--root", fx.root]
+        func arguments(_ kind: Int, fullApply: Bool) throws -> [String] {
+            switch kind {
+            case 0:
+                // apply needs 2 absent: go to 1 and drop 2.
+                if fx.current == "2" { _ = try NodeActivate.activate(app: fx.app, version: "1", context: context) }
+                try DirBackend().remove(version: "2", layout: fx.layout)
+                _ = try NodeRecovery.recover(app: fx.app, context: context)
+                return fullApply
+                    ? ["node", "apply", "--archive", r2.archivePath, "--manifest", r2.manifestPath] + node
+                    : ["node", "apply", "--delta", delta.archivePath, "--base", "1", "--manifest", r2.manifestPath] + node
+            case 1:
+                if try !DirBackend().landedVersions(layout: fx.layout).contains("2") { try fx.applyFull("2", context: context) }
+                return ["node", "activate", "web@\(fx.current == "2" ? "1" : "2")"] + node
+            default:
+                if try !DirBackend().landedVersions(layout: fx.layout).contains("2") { try fx.applyFull("2", context: context) }
+                return ["node", "rollback", "web", "--to", fx.current == "2" ? "1" : "2"] + node
+            }
+        }
+
+        // How long each kind takes uninterrupted, to spread the kills over it.
+        var durations: [Double] = []
+        for kind in 0..<3 {
+            let args = try arguments(kind, fullApply: true)
+            let start = Date()
+            let child = try NodeChild(binary, args)
+            let (status, stderr) = child.wait()
+            #expect(status == 0, "\(args): \(stderr)")
+            durations.append(Date().timeIntervalSince(start))
+        }
+
+        var killedMidway = 0
+        for trial in 0..<trials {
+            let kind = trial % 3
+            let args = try arguments(kind, fullApply: trial % 2 == 0)
+            let delay = Double.random(in: 0...(durations[kind] * 1.1), using: &random)
+            let child = try NodeChild(binary, args)
+            usleep(useconds_t(delay * 1_000_000))
+            let wasRunning = child.process.isRunning
+            child.kill9()
+            let (status, _) = child.wait()
+            if wasRunning && status == 128 + SIGKILL { killedMidway += 1 }
+            let label = "trial \(trial) (seed \(seed), \(args[1]) killed after \(String(format: "%.3f", delay)) s)"
+            // Before anything runs, current must already be whole.
+            try fx.checkInvariant(label + " before recovery", allowLeftovers: true)
+            let after = try NodeChild(binary, ["node", "status", "web", "--json"] + node)
+            #expect(after.wait().status == 0, "\(label): status failed")
+            let recover = try NodeChild(binary, ["node", "recover", "web", "--json"] + node)
+            let recovered = recover.wait()
+            #expect(recovered.status == 0, "\(label): recover failed: \(recovered.stderr)")
+            try fx.checkInvariant(label)
+        }
+        print("crash injection: \(trials) trials, \(killedMidway) killed mid-command (seed \(seed))")
+        #expect(killedMidway >= trials / 3, "too few kills landed inside a command; the fixture is too fast")
+    }
+
+    @Test("ENOSPC during apply: a clear error, the old version current, no leftovers")
+    func fullDisk() throws {
+        guard requireTool("mount", "umount", root: true) else { return }
+        let fx = try NodeFixture()
+        defer { fx.remove() }
+        try fx.release("1")
+        try fx.release("2", big: 6 << 20)
+        try FileManager.default.createDirectory(atPath: fx.root, withIntermediateDirectories: true)
+        try runChecked("mount", ["-t", "tmpfs", "-o", "size=4m", "slipway-enospc", fx.root])
+        defer { _ = try? run("umount", [fx.root]) }
+        let context = try fx.context()
+        try fx.applyFull("1", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
+        do {
+            try fx.applyFull("2", context: context)
+            Issue.record("apply into a full file system should fail")
+        } catch {
+            #expect("\(error)".contains("No space left on device"), "\(error)")
+        }
+        #expect(fx.current == "1")
+        #expect(try DirBackend().landedVersions(layout: fx.layout) == ["1"])
+        try fx.checkInvariant("after ENOSPC")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: fx.layout.manifests)) ?? []).sorted() == ["1.json"])
+    }
+}

@@ -1,0 +1,220 @@
+import Foundation
+import SlipwayCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Node: dir backend lifecycle, health, hostile inputs, lock")
+struct NodeLifecycleTests {
+    @Test("apply v1, activate, apply v2 as a delta, activate, rollback, prune")
+    func lifecycle() throws {
+        let fx = try NodeFixture()
+        defer { fx.remove() }
+        try fx.release("1")
+        try fx.release("2")
+        try fx.release("3")
+        let context = try fx.context()
+
+        #expect(try fx.applyFull("1", context: context).outcome == "landed")
+        #expect(try fx.applyFull("1", context: context).outcome == "already-landed")
+        try fx.checkInvariant("after apply 1")
+        #expect(fx.current == nil)
+        _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
+        #expect(fx.current == "1")
+        try fx.checkInvariant("after activate 1")
+
+        let delta = try fx.applyDelta("2", base: "1", context: context)
+        #expect(delta.outcome == "landed" && delta.origin == "delta")
+        #expect(try NodeActivate.activate(app: fx.app, version: "2", context: context).previous == "1")
+        #expect(fx.current == "2")
+        try fx.checkInvariant("after activate 2 (delta)")
+        #expect(try String(contentsOfFile: fx.layout.current + "/etc/app/version", encoding: .utf8) == "2\n")
+        #expect(!exists(fx.layout.current + "/etc/app/legacy"))
+
+        let back = try NodeRollback.rollback(app: fx.app, context: context)
+        #expect(back.version == "1" && fx.current == "1")
+        try fx.checkInvariant("after rollback")
+        #expect(try NodeRollback.rollback(app: fx.app, context: context).version == "2")
+
+        try fx.applyDelta("3", base: "2", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "3", context: context)
+        // keep 1: current (3) and previous (2) stay; 1 goes.
+        let pruned = try NodePrune.prune(app: fx.app, keep: 1, context: context)
+        #expect(pruned.removed == ["1"])
+        #expect(try DirBackend().landedVersions(layout: fx.layout).sorted() == ["2", "3"])
+        try fx.checkInvariant("after prune")
+
+        let status = try NodeStatus.read(app: fx.app, context: context)
+        #expect(status.current == "3" && status.previous == "2")
+        #expect(status.activations.map(\.result).allSatisfy { $0 == "activated" })
+    }
+
+    @Test("a failed health check switches back, reloads the old version and says so")
+    func healthFailureRollsBack() throws {
+        let fx = try NodeFixture()
+        defer { fx.remove() }
+        let marker = fx.dir.sub("reloads")
+        let reload = "echo \"$SLIPWAY_VERSION\" >> \(marker)"
+        try fx.release("1", service: ServiceSpec(reload: reload))
+        try fx.release("2", service: ServiceSpec(reload: reload, health: HealthCheck(command: "test -e /nonexistent-\(UUID())", timeoutSeconds: 2, retries: 2, intervalSeconds: 0.05)))
+        let context = try fx.context()
+        try fx.applyFull("1", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
+        try fx.applyFull("2", context: context)
+        do {
+            _ = try NodeActivate.activate(app: fx.app, version: "2", context: context)
+            Issue.record("activate should have failed")
+        } catch let error as NodeError {
+            #expect(error.description.contains("rolled back to 1"), "\(error)")
+        }
+        #expect(fx.current == "1")
+        try fx.checkInvariant("after health rollback")
+        #expect(try String(contentsOfFile: marker, encoding: .utf8) == "2\n1\n")
+        let last = try #require(try NodeState.load(fx.layout).activations.last)
+        #expect(last.result == "rolled-back" && last.from == "1" && last.to == "2")
+
+        // Through the binary: non-zero exit, the message on stderr.
+        guard let binary = nodeBinary() else { return }
+        let child = try NodeChild(binary, ["node", "activate", "web@2", "--root", fx.root])
+        let (status, stderr) = child.wait()
+        #expect(status != 0)
+        #expect(stderr.contains("rolled back to 1"), "\(stderr)")
+    }
+
+    @Test("wrong sha256, missing or bad signature, delta without base, truncated upload: clear errors, nothing changed")
+    func hostileInputs() throws {
+        let fx = try NodeFixture()
+        defer { fx.remove() }
+        let keyPath = fx.dir.sub("key")
+        try ReleaseSigning.generateKey(at: keyPath)
+        let otherPath = fx.dir.sub("other")
+        try ReleaseSigning.generateKey(at: otherPath)
+        let key = try ReleaseSigning.loadSigningKey(path: keyPath)
+        let other = try ReleaseSigning.loadSigningKey(path: otherPath)
+        try fx.release("1", signingKey: key)
+        let r2 = try fx.release("2")
+        let r3 = try fx.release("3", signingKey: other)
+        let r4 = try fx.release("4", signingKey: key)
+        let context = try fx.context { $0.trustedKeys = [keyPath + ".pub"]; $0.requireSignature = true }
+        try fx.applyFull("1", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
+        let before = try DirBackend().landedVersions(layout: fx.layout)
+
+        func expectRefused(_ label: String, _ needle: String, _ body: () throws -> Void) {
+            do {
+                try body()
+                Issue.record("\(label): should have failed")
+            } catch {
+                let text = "\(error)"
+                #expect(text.contains(needle), "\(label): \(text)")
+            }
+            #expect(fx.current == "1", "\(label)")
+            #expect((try? DirBackend().landedVersions(layout: fx.layout)) == before, "\(label)")
+            try? fx.checkInvariant(label)
+        }
+
+        // A damaged archive (one byte flipped).
+        let damaged = fx.dir.sub("damaged.tar.xz")
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: r4.archivePath))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: damaged))
+        expectRefused("wrong sha256", "does not match its manifest") {
+            _ = try NodeApply.apply(.init(source: .full(archive: damaged), manifestPath: r4.manifestPath, signaturePath: r4.signaturePath), context: context)
+        }
+        expectRefused("missing signature", "requires signed releases") { try fx.applyFull("2", context: context) }
+        expectRefused("signature by an untrusted key", "does not verify") { try fx.applyFull("3", context: context) }
+        // A manifest changed after signing.
+        let forged = fx.dir.sub("forged.json")
+        var manifest = r4.manifest
+        manifest.service = ServiceSpec(start: "echo pwned")
+        try manifest.encoded().write(to: URL(fileURLWithPath: forged))
+        expectRefused("forged manifest", "does not verify") {
+            _ = try NodeApply.apply(.init(source: .full(archive: r4.archivePath), manifestPath: forged, signaturePath: r4.signaturePath), context: context)
+        }
+        let openContext = try fx.context()
+        let delta = try ReleaseDelta.make(store: fx.store, from: .init(name: fx.app, version: "2"), to: .init(name: fx.app, version: "3"))
+        expectRefused("delta against a base the node lacks", "does not have") {
+            _ = try NodeApply.apply(.init(source: .delta(archive: delta.archivePath, base: "2"), manifestPath: r3.manifestPath), context: openContext)
+        }
+        _ = r2
+
+        // Truncated upload, then resumed from where it stopped.
+        let archive = try Data(contentsOf: URL(fileURLWithPath: r4.archivePath))
+        let half = archive.count / 2
+        func send(_ data: Data, offset: UInt64) throws -> NodeReceive.Result {
+            let chunk = fx.dir.sub("chunk-\(offset)")
+            try data.write(to: URL(fileURLWithPath: chunk))
+            let input = open(chunk, O_RDONLY)
+            defer { close(input) }
+            return try NodeReceive.receive(app: fx.app, fileName: "4.tar.xz", from: input, offset: offset,
+                                           size: UInt64(archive.count), sha256: r4.manifest.archive.sha256, context: openContext)
+        }
+        let first = try send(archive.prefix(half), offset: 0)
+        #expect(!first.complete && first.bytes == UInt64(half))
+        expectRefused("apply of a partial upload", "does not match its manifest") {
+            _ = try NodeApply.apply(.init(source: .full(archive: first.path), manifestPath: r4.manifestPath, signaturePath: r4.signaturePath), context: context)
+        }
+        do {
+            _ = try send(Data(), offset: UInt64(half + 10))
+            Issue.record("an offset past the received bytes should fail")
+        } catch {
+            #expect("\(error)".contains("resume at --offset \(half)"), "\(error)")
+        }
+        let second = try send(archive.suffix(from: half), offset: UInt64(half))
+        #expect(second.complete && second.sha256 == r4.manifest.archive.sha256)
+        #expect(try NodeApply.apply(.init(source: .full(archive: second.path), manifestPath: r4.manifestPath, signaturePath: r4.signaturePath), context: context).outcome == "landed")
+        #expect(!exists(second.path), "the landed upload is removed from incoming/")
+    }
+
+    @Test("two concurrent activations: the second waits, then fails naming the holder")
+    func lockContention() throws {
+        guard let binary = nodeBinary() else { return }
+        let fx = try NodeFixture()
+        defer { fx.remove() }
+        try fx.release("1")
+        try fx.release("2")
+        let context = try fx.context()
+        try fx.applyFull("1", context: context)
+        try fx.applyFull("2", context: context)
+        let lock = try NodeLock.acquire(fx.layout, command: "slipway node activate web@1 (test)", timeout: 1)
+        let child = try NodeChild(binary, ["node", "activate", "web@2", "--root", fx.root, "--lock-timeout", "0.5"])
+        let (status, stderr) = child.wait()
+        lock.release()
+        #expect(status != 0)
+        #expect(stderr.contains("holds the lock") && stderr.contains("pid \(getpid())") && stderr.contains("(test)"), "\(stderr)")
+        #expect(fx.current == nil)
+
+        // Released: two racing children both succeed, one after the other, never interleaved.
+        let a = try NodeChild(binary, ["node", "activate", "web@1", "--root", fx.root])
+        let b = try NodeChild(binary, ["node", "activate", "web@2", "--root", fx.root])
+        #expect(a.wait().status == 0)
+        #expect(b.wait().status == 0)
+        try fx.checkInvariant("after racing activations")
+        #expect(try NodeState.load(fx.layout).activations.count == 2)
+    }
+
+    @Test("shared directories become symlinks into shared/ and survive switches")
+    func sharedDirectories() throws {
+        let fx = try NodeFixture()
+        defer { fx.remove() }
+        let service = ServiceSpec(sharedDirectories: ["var/log/app"])
+        try fx.release("1", service: service)
+        try fx.release("2", service: service)
+        let context = try fx.context()
+        try fx.applyFull("1", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
+        #expect(NodeFilesForTest.readLink(fx.layout.release("1") + "/var/log/app") == fx.layout.shared + "/var/log/app")
+        try Data("log line\n".utf8).write(to: URL(fileURLWithPath: fx.layout.current + "/var/log/app/app.log"))
+        try fx.applyDelta("2", base: "1", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "2", context: context)
+        #expect(try String(contentsOfFile: fx.layout.current + "/var/log/app/app.log", encoding: .utf8) == "log line\n")
+    }
+}
+
+enum NodeFilesForTest {
+    static func readLink(_ path: String) -> String? {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: path)
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import SlipwayCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A temporary store with small real releases of one app, a node root, and helpers to run the
+/// node operations through the library or the built binary.
+struct NodeFixture {
+    let dir: TempDir
+    let app: String
+    var store: ReleaseStore { ReleaseStore(root: dir.sub("store")) }
+    var root: String { dir.sub("node") }
+    var layout: NodeLayout { NodeLayout(root: root, app: app) }
+
+    init(_ label: String = "slipway-node") throws {
+        dir = try TempDir(label)
+        app = "web"
+    }
+
+    func remove() { dir.remove() }
+
+    /// Writes a release tree for `version`: a few files, a hardlink pair, a symlink, a
+    /// directory; v2 changes one file, adds one and removes one; `bulk` adds that many
+    /// random 4 kB files (to make apply take a while).
+    func tree(_ version: String, bulk: Int = 0, big: Int = 0) throws -> String {
+        let tree = dir.sub("tree-\(version)")
+        try FileManager.default.createDirectory(atPath: tree + "/etc/app", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: tree + "/usr/bin", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: tree + "/var/log/app", withIntermediateDirectories: true)
+        try Data("\(version)\n".utf8).write(to: URL(fileURLWithPath: tree + "/etc/app/version"))
+        try Data("shared config\n".utf8).write(to: URL(fileURLWithPath: tree + "/etc/app/config"))
+        try Data("#!/bin/sh\necho app \(version == "1" ? "1" : "2+")\n".utf8).write(to: URL(fileURLWithPath: tree + "/usr/bin/app"))
+        chmod(tree + "/usr/bin/app", 0o755)
+        link(tree + "/usr/bin/app", tree + "/usr/bin/app-alias")
+        symlink("app", tree + "/usr/bin/app-link")
+        if version == "1" {
+            try Data("old only\n".utf8).write(to: URL(fileURLWithPath: tree + "/etc/app/legacy"))
+        } else {
+            try Data("new in \(version)\n".utf8).write(to: URL(fileURLWithPath: tree + "/etc/app/added"))
+        }
+        if bulk > 0 {
+            try FileManager.default.createDirectory(atPath: tree + "/usr/share/data", withIntermediateDirectories: true)
+            for index in 0..<bulk {
+                try Data(randomBytes(4096)).write(to: URL(fileURLWithPath: tree + "/usr/share/data/f\(index)"))
+            }
+        }
+        if big > 0 { try FileManager.default.createDirectory(atPath: tree + "/usr/share", withIntermediateDirectories: true); try Data(randomBytes(big)).write(to: URL(fileURLWithPath: tree + "/usr/share/big")) }
+        return tree
+    }
+
+    /// Packs `version` into the store.
+    @discardableResult
+    func release(_ version: String, bulk: Int = 0, big: Int = 0, service: ServiceSpec? = nil,
+                 signingKey: ReleaseSigningKey? = nil) throws -> StoredRelease {
+        let tree = try tree(version, bulk: bulk, big: big)
+        defer { try? FileManager.default.removeItem(atPath: tree) }
+        return try store.add(tree: tree, name: app, version: version, created: 1_700_000_000,
+                             configuration: .init(level: 1), signingKey: signingKey, service: service).release
+    }
+
+    func context(settings: (inout NodeSettings) -> Void = { _ in }) throws -> NodeContext {
+        var node = NodeSettings()
+        node.root = root
+        node.lockTimeout = 5
+        settings(&node)
+        return try NodeContext(settings: node)
+    }
+
+    /// Lands `version` from the store as a full archive.
+    @discardableResult
+    func applyFull(_ version: String, context: NodeContext) throws -> NodeApply.Result {
+        let release = try store.release(name: app, version: version)
+        return try NodeApply.apply(.init(source: .full(archive: release.archivePath), manifestPath: release.manifestPath,
+                                         signaturePath: release.signatureFile == nil ? nil : release.signaturePath), context: context)
+    }
+
+    /// Lands `version` as a delta against `base`.
+    @discardableResult
+    func applyDelta(_ version: String, base: String, context: NodeContext) throws -> NodeApply.Result {
+        let release = try store.release(name: app, version: version)
+        let delta = try ReleaseDelta.make(store: store, from: .init(name: app, version: base), to: .init(name: app, version: version))
+        return try NodeApply.apply(.init(source: .delta(archive: delta.archivePath, base: base), manifestPath: release.manifestPath,
+                                         deltaSHA256: delta.metadata.archiveSHA256), context: context)
+    }
+
+    var current: String? { layout.currentVersion }
+
+    /// The invariant of DESIGN.md: `current` is absent or resolves to a landed release whose
+    /// tree matches its manifest; no leftovers.
+    func checkInvariant(_ label: String, allowLeftovers: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        if let current {
+            let manifest = try store.release(name: app, version: current).manifest
+            let actual = try TreeWalker.records(root: layout.current + "/")
+            let diff = ManifestDiff(old: manifest.entries, new: actual)
+            #expect(diff.isEmpty, "\(label): current (\(current)) differs from its manifest: \(diff)", sourceLocation: sourceLocation)
+        } else {
+            #expect(!exists(layout.current), "\(label): current exists but is not a symlink to a release", sourceLocation: sourceLocation)
+        }
+        if !allowLeftovers {
+            let hidden = ((try? FileManager.default.contentsOfDirectory(atPath: layout.releases)) ?? []).filter { $0.hasPrefix(".") }
+            #expect(hidden.isEmpty, "\(label): leftovers in releases/: \(hidden)", sourceLocation: sourceLocation)
+            #expect(!exists(layout.currentNew), "\(label): current.new left behind", sourceLocation: sourceLocation)
+            let temps = ((try? FileManager.default.contentsOfDirectory(atPath: layout.appDirectory)) ?? []).filter { $0.contains(".tmp-") }
+            #expect(temps.isEmpty, "\(label): temporary files left: \(temps)", sourceLocation: sourceLocation)
+            // The journal lists exactly the landed versions.
+            let landed = Set(try DirBackend().landedVersions(layout: layout))
+            let journaled = Set(try NodeState.load(layout).versions)
+            #expect(landed == journaled, "\(label): journal \(journaled.sorted()) ≠ landed \(landed.sorted())", sourceLocation: sourceLocation)
+        }
+    }
+}
+
+/// The built `slipway` binary, found from this file's path; nil (with a printed reason) when
+/// it has not been built.
+func nodeBinary(test: String = #function, file: String = #filePath) -> String? {
+    let repo = URL(fileURLWithPath: file).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    for path in [repo + "/.build/debug/slipway", repo + "/.build/release/slipway"] where access(path, X_OK) == 0 {
+        return path
+    }
+    print("skipped \(test): .build/debug/slipway is not built (swift build)")
+    return nil
+}
+
+/// A child `slipway` process; `kill()` sends SIGKILL; `wait()` reaps it.
+final class NodeChild {
+    let process = Process()
+    let errURL: URL
+
+    init(_ binary: String, _ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        errURL = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-child-\(UUID().uuidString).err")
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: errURL)
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(at: errURL)
+    }
+
+    func kill9() { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+    /// Waits and returns the exit status (or 128+signal) and stderr.
+    func wait() -> (status: Int32, stderr: String) {
+        process.waitUntilExit()
+        let err = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        return (status, err)
+    }
+}
+
+/// A small seeded generator (SplitMix64), so crash trials are reproducible.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
