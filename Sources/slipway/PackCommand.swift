@@ -23,6 +23,9 @@ struct Pack: SlipwayCommand {
     @Option(help: "xz preset 0-9 (default 6) or zstd level 1-19 (default 9).")
     var level: Int?
 
+    @Option(help: "Compression threads (default: one per core); the archive's bytes do not depend on it.")
+    var threads: Int = 0
+
     @Option(name: .customLong("sign-key"), help: ArgumentHelp("Sign the manifest with this private key.", valueName: "FILE"))
     var signKey: String?
 
@@ -30,6 +33,7 @@ struct Pack: SlipwayCommand {
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
+        if threads < 0 { throw ValidationError("--threads is 0 (one per core) or more.") }
         do {
             try ReleaseStore.validate(name: name)
             try ReleaseStore.validate(version: version)
@@ -54,7 +58,7 @@ struct Pack: SlipwayCommand {
         let store = storeOptions.releaseStore
         let progress = output.progress()
         let configuration = ArchiveWriterConfiguration(
-            compression: compression, level: level, sourceDateEpoch: sourceDateEpoch, progress: progress)
+            compression: compression, level: level, threads: threads, sourceDateEpoch: sourceDateEpoch, progress: progress)
         output.verbose("packing \(dir) as \(name)@\(version) into store \(store.root)")
         let result: ReleaseStore.AddResult
         do {

@@ -13,13 +13,16 @@ struct Unpack: SlipwayCommand {
     @Argument(help: ArgumentHelp("The target directory; must not exist or be empty.", valueName: "DEST"))
     var dest: String
 
+    @Option(help: "xz decompression threads (default: one per core).")
+    var threads: Int = 0
+
     @OptionGroup var global: GlobalOptions
 
     func run(_ context: CommandContext) throws {
         let progress = context.output.progress()
         let result: ExtractResult
         do {
-            result = try ArchiveExtractor.extract(archive: archive, into: dest, options: ExtractOptions(progress: progress))
+            result = try ArchiveExtractor.extract(archive: archive, into: dest, options: ExtractOptions(threads: max(0, threads), progress: progress))
         } catch {
             progress.closeLine()
             throw error
