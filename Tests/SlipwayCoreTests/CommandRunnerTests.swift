@@ -59,3 +59,19 @@ struct CommandRunnerTests {
         #expect(!result.succeeded)
     }
 }
+
+@Suite("CommandRunner descriptors")
+struct CommandRunnerDescriptorTests {
+    @Test func childrenInheritOnlyTheStandardDescriptors() throws {
+        // A descriptor opened without close-on-exec in this process must not reach a child.
+        // Moved high, so it cannot be mistaken for a descriptor the child opens itself.
+        let opened = open("/dev/null", O_RDONLY)
+        let leaked = fcntl(opened, F_DUPFD, 200)
+        close(opened)
+        #expect(leaked >= 200)
+        defer { close(leaked) }
+        let result = try CommandRunner().run(Command(["ls", "/proc/self/fd"]))
+        let fds = result.outputText.split(separator: "\n").compactMap { Int32($0) }
+        #expect(!fds.contains(leaked), "inherited descriptors: \(fds)")
+    }
+}

@@ -215,6 +215,7 @@ private struct SpawnedProcess {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
+        Self.markDescriptorsCloseOnExec()
         var child = pid_t()
         let status = posix_spawn(&child, program, &actions, &attributes, argv, envp)
         guard status == 0 else {
@@ -222,6 +223,25 @@ private struct SpawnedProcess {
             throw CommandError.spawnFailed(command: command.description, errno: status)
         }
         pid = child
+    }
+
+    /// Descriptors this process inherited or opened without close-on-exec (test runners,
+    /// sockets) must not reach children: dash, for one, refuses descriptors above 9 that
+    /// mmdebstrap then redirects. glibc's closefrom action is not importable, so every
+    /// descriptor above 2 is marked close-on-exec just before spawning (spawning holds the
+    /// process-wide lock); the dup2'd pipe ends in the child are unaffected.
+    private static func markDescriptorsCloseOnExec() {
+        guard let dir = opendir("/proc/self/fd") else { return }
+        defer { closedir(dir) }
+        let own = dirfd(dir)
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: &entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            guard let fd = Int32(name), fd > 2, fd != own else { continue }
+            let flags = fcntl(fd, F_GETFD)
+            if flags >= 0, flags & FD_CLOEXEC == 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+        }
     }
 
     mutating func wait(_ command: Command) throws -> CommandResult {
