@@ -44,6 +44,33 @@ private func mountsUnder(_ path: String) -> [String] {
     }
 }
 
+/// A plain HTTP/1.0 GET on 127.0.0.1 (no client tool needed); nil when nothing answers.
+private func httpGet(port: Int, path: String) -> String? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: 3, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { return nil }
+    let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+    guard send(fd, request, request.count, 0) == request.count else { return nil }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        response += buffer[0..<n]
+    }
+    return String(decoding: response, as: UTF8.self)
+}
+
 private func freePort() -> Int { Int.random(in: 20000...40000) }
 
 @Suite("slipway build")
@@ -73,13 +100,13 @@ struct BuildTests {
         server.arguments = [tree, "/bin/httpd", "-f", "-p", "127.0.0.1:\(port)", "-h", "/srv/www"]
         try server.run()
         defer {
-            kill(server.processIdentifier, SIGTERM)
+            // busybox httpd in the foreground does not stop on SIGTERM: SIGKILL, by pid.
+            kill(server.processIdentifier, SIGKILL)
             server.waitUntilExit()
         }
         var body = ""
         for _ in 0..<50 {
-            let result = try run("chroot", [tree, "/bin/wget", "-q", "-O", "-", "http://127.0.0.1:\(port)/"])
-            if result.ok { body = result.out; break }
+            if let answer = httpGet(port: port, path: "/"), answer.contains("200 OK") { body = answer; break }
             usleep(100_000)
         }
         #expect(body.contains("hello-static version 1.0.0"), "the server answered: \(body)")
