@@ -96,15 +96,20 @@ public enum NodeApply {
 
             var manifestWritten = false
             do {
+                var contents = NodeTreeCheck.Contents.all
                 switch request.source {
                 case let .full(archive):
                     _ = try ArchiveExtractor.extract(archive: archive, into: staging)
                 case let .delta(archive, base):
-                    _ = try NodeDeltaApply.apply(delta: archive, staging: staging,
-                                                 expect: (app, base, version, manifest.archive.sha256))
+                    let applied = try NodeDeltaApply.apply(delta: archive, staging: staging,
+                                                           expect: (app, base, version, manifest.archive.sha256))
+                    if context.backend.stagedCopyIsImmutableBase,
+                       let baseManifest = try? ReleaseManifest.read(path: layout.manifest(base)).manifest {
+                        contents = .changedSince(base: baseManifest, touched: applied.touched)
+                    }
                 }
                 try NodeTreeCheck.linkShared(staging: staging, manifest: manifest, layout: layout, runner: context.runner)
-                let problems = try NodeTreeCheck.differences(root: staging, manifest: manifest, layout: layout)
+                let problems = try NodeTreeCheck.differences(root: staging, manifest: manifest, layout: layout, contents: contents)
                 guard problems.isEmpty else { throw NodeError.treeMismatch(app: app, version: version, differences: problems) }
 
                 try NodeFiles.writeAtomically(layout.manifest(version), manifestBytes)

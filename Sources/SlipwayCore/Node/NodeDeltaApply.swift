@@ -9,8 +9,8 @@ import Glibc
 enum NodeDeltaApply {
     static let scratchName = ".slipway-delta-tmp"
 
-    /// Applies `delta` to `staging` and returns the delta's metadata.
-    static func apply(delta: String, staging: String, expect: (app: String, base: String, version: String, targetSHA256: String)) throws -> DeltaMetadata {
+    /// Applies `delta` to `staging`; returns the delta's metadata and the paths it wrote.
+    static func apply(delta: String, staging: String, expect: (app: String, base: String, version: String, targetSHA256: String)) throws -> (meta: DeltaMetadata, touched: Set<ArchivePath>) {
         let scratch = staging + "/" + scratchName
         if NodeFiles.exists(scratch) { NodeFiles.removeTree(scratch) }
         _ = try ArchiveExtractor.extract(archive: delta, into: scratch)
@@ -45,6 +45,7 @@ enum NodeDeltaApply {
         }
 
         let entries = try TreeWalker.records(root: scratch, hashing: false)
+        let touched = Set(entries.map(\.path))
         for entry in entries {
             let source = Array(scratch.utf8) + [UInt8(ascii: "/")] + entry.path.bytes
             var sourceStat = stat()
@@ -74,7 +75,7 @@ enum NodeDeltaApply {
             let moved = PosixPath.withCString(source) { s in PosixPath.withCString(name) { renameat(AT_FDCWD, s, parent, $0) } }
             guard moved == 0 else { throw NodeError.system(operation: "move the delta's entry into", path: display, errno: errno) }
         }
-        return meta
+        return (meta, touched)
     }
 
     /// Opens the parent directory of `path` inside the tree, refusing symlinks and `..` on

@@ -93,6 +93,17 @@ enum NodeFiles {
         try fsyncDirectory((path as NSString).deletingLastPathComponent)
     }
 
+    /// The `f_type` magic number of the file system holding `path` (statfs(2)), or nil with
+    /// errno set.
+    static func fileSystemMagic(_ path: String) -> UInt32? {
+        // struct statfs starts with `__fsword_t f_type` (a long on 64-bit Linux) and is 120
+        // bytes on x86_64 and aarch64; the buffer is larger to be safe.
+        var buffer = [Int](repeating: 0, count: 64)
+        let status = buffer.withUnsafeMutableBytes { slipway_statfs(path, $0.baseAddress!) }
+        guard status == 0 else { return nil }
+        return UInt32(truncatingIfNeeded: buffer[0])
+    }
+
     /// Reads a whole (small) file.
     static func read(_ path: String) throws -> Data {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -124,6 +135,10 @@ extension NodeLayout {
         return name.isEmpty ? nil : name
     }
 }
+
+/// statfs(2): Glibc's module map does not include <sys/vfs.h>.
+@_silgen_name("statfs")
+private func slipway_statfs(_ path: UnsafePointer<CChar>, _ buffer: UnsafeMutableRawPointer) -> Int32
 
 /// syncfs(2): Glibc's module map hides it behind _GNU_SOURCE; the symbol is plain C.
 @_silgen_name("syncfs")

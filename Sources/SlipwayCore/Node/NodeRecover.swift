@@ -27,6 +27,19 @@ public enum NodeRecovery {
         public var schrootRewritten: Bool = false
         /// Problems recovery cannot fix alone.
         public var problems: [String] = []
+        /// What recovery found, for the command that runs next under the same lock (so a
+        /// switch asks the backend and reads the journal once, not three times).
+        var landed: [String] = []
+        var state: NodeState?
+
+        private enum CodingKeys: String, CodingKey {
+            case app, removed, journalAdded, journalDropped, schrootRewritten, problems
+        }
+
+        public static func == (a: Result, b: Result) -> Bool {
+            (a.app, a.removed, a.journalAdded, a.journalDropped, a.schrootRewritten, a.problems)
+                == (b.app, b.removed, b.journalAdded, b.journalDropped, b.schrootRewritten, b.problems)
+        }
     }
 
     /// `slipway node recover APP`: takes the lock and recovers.
@@ -50,7 +63,9 @@ public enum NodeRecovery {
             result.removed.append("\(layout.appDirectory)/\(name)")
         }
 
-        let landed = Set(try context.landed(layout))
+        let landedList = try context.landed(layout)
+        let landed = Set(landedList)
+        result.landed = landedList
         for name in NodeFiles.names(layout.manifests) {
             let version = name.hasSuffix(".json") ? String(name.dropLast(5)) : name.hasSuffix(".sig") ? String(name.dropLast(4)) : nil
             if name.contains(".tmp-") || version.map({ !landed.contains($0) }) ?? true {
@@ -83,6 +98,7 @@ public enum NodeRecovery {
             result.journalAdded.append(version)
         }
         if !result.journalAdded.isEmpty || !result.journalDropped.isEmpty { try state.save(layout) }
+        result.state = state
 
         let current = layout.currentVersion
         if NodeFiles.exists(layout.current) {

@@ -5,18 +5,18 @@ public enum NodeRollback {
     public static func rollback(app: String, to version: String? = nil, context: NodeContext) throws -> NodeActivate.Result {
         if let version { try ReleaseStore.validate(version: version) }
         return try context.mutating(app) { layout, recovered in
-            let landed = Set(try context.landed(layout))
+            let landed = Set(recovered.landed)
             let target: String
             if let version {
                 target = version
             } else {
-                let state = try NodeState.load(layout)
+                let state = try recovered.state ?? NodeState.load(layout)
                 guard let previous = state.previous(current: layout.currentVersion, landed: landed) else {
                     throw NodeError.noPreviousVersion(app: app)
                 }
                 target = previous
             }
-            var result = try NodeActivate.switchTo(target, kind: "rollback", layout: layout, context: context)
+            var result = try NodeActivate.switchTo(target, kind: "rollback", layout: layout, context: context, recovered: recovered)
             result.recovered = recovered.removed
             return result
         }

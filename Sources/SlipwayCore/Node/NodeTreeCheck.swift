@@ -3,13 +3,26 @@ import Glibc
 
 /// Checks a landed tree against its manifest, and links a release's shared directories.
 enum NodeTreeCheck {
+    /// Which files of a staged tree have their contents hashed.
+    enum Contents {
+        /// Every file (a full apply, or a delta over a writable copy of its base).
+        case all
+        /// A delta over a snapshot or clone of a landed base whose contents cannot have
+        /// changed since they were verified (btrfs: a read-only subvolume; ZFS: a clone of the
+        /// `@landed` snapshot): only the files the delta wrote, and files whose expected hash
+        /// differs from the base's, are hashed; every other file still has its kind, mode,
+        /// owners, size, xattr names and place checked, and its content is the base's
+        /// verified content. See docs/node.md "A delta".
+        case changedSince(base: ReleaseManifest, touched: Set<ArchivePath>)
+    }
+
     /// The differences between the tree at `root` and `manifest`, one line each (empty when
     /// they match): kinds, modes, owners, sizes, file hashes, link targets, xattr names and
     /// device numbers. A shared directory must be a symlink into `shared/` instead of its
     /// manifest entries. Owners are only compared when running as root (nobody else can
     /// restore them).
-    static func differences(root: String, manifest: ReleaseManifest, layout: NodeLayout) throws -> [String] {
-        let actual = try TreeWalker.records(root: root, hashing: true)
+    static func differences(root: String, manifest: ReleaseManifest, layout: NodeLayout, contents: Contents = .all) throws -> [String] {
+        let actual = try records(root: root, manifest: manifest, contents: contents)
         let shared = sharedPaths(manifest)
         var expected: [ArchivePath: EntryRecord] = [:]
         for entry in manifest.entries where !shared.contains(where: { entry.path.isStrictlyBelow($0) }) {
@@ -39,6 +52,29 @@ enum NodeTreeCheck {
         for path in expected.keys.sorted() where !seen.contains(path) { problems.append("\(path): missing") }
         for path in shared.sorted() where !seen.contains(path) { problems.append("\(path): missing (shared directory)") }
         return problems
+    }
+
+    /// The tree's records, with content hashes as `contents` asks.
+    static func records(root: String, manifest: ReleaseManifest, contents: Contents) throws -> [EntryRecord] {
+        guard case let .changedSince(base, touched) = contents else { return try TreeWalker.records(root: root, hashing: true) }
+        var baseFiles: [ArchivePath: String] = [:]
+        for entry in base.entries where entry.kind == .file { baseFiles[entry.path] = entry.sha256 }
+        var wanted: [ArchivePath: String] = [:]
+        for entry in manifest.entries where entry.kind == .file { wanted[entry.path] = entry.sha256 }
+        var records = try TreeWalker.records(root: root, hashing: false)
+        for index in records.indices where records[index].kind == .file {
+            let path = records[index].path
+            if !touched.contains(path), let known = baseFiles[path], let want = wanted[path], known == want {
+                // Untouched since the base was verified: the base's hash is this file's.
+                records[index].sha256 = known
+                continue
+            }
+            let disk = root + "/" + path.description
+            records[index].sha256 = try PosixPath.withCString(Array(disk.utf8)) { cPath in
+                try FileHasher.sha256(cPath, display: disk, flags: O_NOFOLLOW).hex
+            }
+        }
+        return records
     }
 
     /// The release's shared directories as archive paths.

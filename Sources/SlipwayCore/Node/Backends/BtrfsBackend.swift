@@ -15,6 +15,8 @@ import Glibc
 ///   version itself).
 public struct BtrfsBackend: NodeBackend {
     public var name: String { "btrfs" }
+    /// Landed subvolumes are read-only, so a snapshot of one holds verified contents.
+    public var stagedCopyIsImmutableBase: Bool { true }
     public var mount: String?
     public var schrootType: String
     var runner = CommandRunner()
@@ -167,19 +169,27 @@ public struct BtrfsBackend: NodeBackend {
         }
     }
 
-    /// The type of the filesystem holding `path` (or its nearest existing parent), as
-    /// `stat -f` names it ("btrfs", "ext2/ext3", "tmpfs" …); nil when nothing exists.
+    /// The type of the filesystem holding `path` (or its nearest existing parent): "btrfs",
+    /// or another name ("ext2/ext3", "tmpfs", "0x…" …); nil when nothing exists. statfs(2), not
+    /// `stat -f`: every switch lists the landed versions, and a process per look cost more
+    /// than the switch itself.
     func filesystemType(_ path: String) throws -> String? {
         var probe = path
         while !BtrfsBackend.exists(probe) {
             guard let slash = probe.lastIndex(of: "/"), slash != probe.startIndex else { return nil }
             probe = String(probe[..<slash])
         }
-        do {
-            let result = try runner.run(Command(["stat", "-f", "-c", "%T", probe], timeout: .seconds(30)))
-            return result.outputText.trimmingCharacters(in: .whitespacesAndNewlines)
-        } catch let error as CommandError {
-            throw BtrfsBackendError.command(error)
+        guard let magic = NodeFiles.fileSystemMagic(probe) else {
+            throw BtrfsBackendError.system(operation: "statfs \(probe)", errno: errno)
+        }
+        switch magic {
+        case 0x9123_683E: return "btrfs"
+        case 0xEF53: return "ext2/ext3"
+        case 0x0102_1994: return "tmpfs"
+        case 0x5846_5342: return "xfs"
+        case 0x2FC1_2FC1: return "zfs"
+        case 0x6573_5546: return "fuseblk"
+        case let other: return "0x" + String(other, radix: 16)
         }
     }
 

@@ -34,6 +34,16 @@ public protocol NodeBackend: Sendable {
     /// The schroot chroot.d settings that expose `version` (type and its keys), when the
     /// node enables schroot.
     func schrootSettings(version: String, layout: NodeLayout) throws -> [(key: String, value: String)]
+
+    /// Whether `createStaging(version:from:)` yields a copy of contents that cannot have
+    /// changed since the base was verified (a snapshot of a read-only subvolume, a clone of
+    /// an immutable snapshot). Then a delta apply hashes only what the delta wrote; a plain
+    /// directory copy of a writable base is hashed whole.
+    var stagedCopyIsImmutableBase: Bool { get }
+}
+
+extension NodeBackend {
+    public var stagedCopyIsImmutableBase: Bool { false }
 }
 
 /// The node's directory layout for one app (see DESIGN.md "On the node").

@@ -23,6 +23,8 @@ import Glibc
 ///   clones the landed dataset per session; needs native ZFS for `mount -t zfs`).
 public struct ZFSBackend: NodeBackend {
     public var name: String { "zfs" }
+    /// A clone of the base's `@landed` snapshot, which nothing can write.
+    public var stagedCopyIsImmutableBase: Bool { true }
     public var prefix: String
     public var schrootType: String
     var runner = CommandRunner()
