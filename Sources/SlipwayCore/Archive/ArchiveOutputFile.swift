@@ -20,15 +20,8 @@ final class ArchiveOutputFile {
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard bytes.count > 0 else { return }
         hasher.update(bufferPointer: bytes)
-        var offset = 0
-        while offset < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ArchiveError.system(operation: "write", path: path, errno: errno)
-            }
-            offset += n
-        }
+        let failure = writeFully(fd, bytes)
+        if failure != 0 { throw ArchiveError.system(operation: "write", path: path, errno: failure) }
         size += UInt64(bytes.count)
     }
 

@@ -74,17 +74,8 @@ enum BuildFiles {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw BuildError.system(operation: "create", path: path, errno: errno) }
         defer { close(fd) }
-        try data.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw BuildError.system(operation: "write", path: path, errno: errno)
-                }
-                offset += n
-            }
-        }
+        let failure = data.withUnsafeBytes { writeFully(fd, $0) }
+        if failure != 0 { throw BuildError.system(operation: "write", path: path, errno: failure) }
         guard fchown(fd, uid, gid) == 0 else { throw BuildError.system(operation: "change the owner of", path: path, errno: errno) }
         guard fchmod(fd, mode_t(mode)) == 0 else { throw BuildError.system(operation: "change the mode of", path: path, errno: errno) }
         if let mtime { setTime(path, mtime) }

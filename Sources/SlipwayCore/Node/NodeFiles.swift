@@ -70,17 +70,8 @@ enum NodeFiles {
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw NodeError.system(operation: "create", path: temp, errno: errno) }
         do {
-            try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
-                var offset = 0
-                while offset < buffer.count {
-                    let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw NodeError.system(operation: "write", path: temp, errno: errno)
-                    }
-                    offset += n
-                }
-            }
+            let failure = data.withUnsafeBytes { writeFully(fd, $0) }
+            if failure != 0 { throw NodeError.system(operation: "write", path: temp, errno: failure) }
             guard fchmod(fd, mode) == 0 else { throw NodeError.system(operation: "chmod", path: temp, errno: errno) }
             guard fsync(fd) == 0 else { throw NodeError.system(operation: "fsync", path: temp, errno: errno) }
             close(fd)

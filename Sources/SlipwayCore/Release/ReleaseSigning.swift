@@ -169,15 +169,6 @@ public enum ReleaseSigning {
 
 /// Writes all of `data` to `fd`.
 func writeAll(_ fd: Int32, _ data: Data, path: String) throws {
-    try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
-        var offset = 0
-        while offset < buffer.count {
-            let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ReleaseError.system(operation: "write", path: path, errno: errno)
-            }
-            offset += n
-        }
-    }
+    let failure = data.withUnsafeBytes { writeFully(fd, $0) }
+    if failure != 0 { throw ReleaseError.system(operation: "write", path: path, errno: failure) }
 }
