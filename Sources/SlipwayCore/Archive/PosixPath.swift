@@ -69,7 +69,8 @@ enum PosixPath {
 
     /// Removes `path` and everything below it, never following symlinks.
     static func removeTree(_ path: String) {
-        let bytes = Array(path.utf8)
+        var bytes = Array(path.utf8)
+        while bytes.count > 1, bytes.last == UInt8(ascii: "/") { bytes.removeLast() }
         let slash = bytes.lastIndex(of: UInt8(ascii: "/"))
         let parent = slash.map { $0 == 0 ? "/" : String(decoding: bytes[..<$0], as: UTF8.self) } ?? "."
         let name = slash.map { Array(bytes[($0 + 1)...]) } ?? bytes

@@ -7,11 +7,8 @@ import Glibc
 enum BuildFiles {
     /// `mkdir -p` with mode 0755.
     static func makeDirectories(_ path: String) throws {
-        var prefix = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") {
-            prefix += "/" + component
-            if mkdir(prefix, 0o755) == 0 || errno == EEXIST { continue }
-            throw BuildError.system(operation: "create directory", path: prefix, errno: errno)
+        if let failure = makeDirectoryPath(path) {
+            throw BuildError.system(operation: "create directory", path: failure.prefix, errno: failure.errno)
         }
     }
 

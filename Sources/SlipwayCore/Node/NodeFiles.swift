@@ -15,22 +15,14 @@ enum NodeFiles {
 
     /// `mkdir -p` with mode 0755 for the directories it creates.
     static func makeDirectories(_ path: String) throws {
-        var prefix = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") {
-            prefix += "/" + component
-            if mkdir(prefix, 0o755) == 0 || errno == EEXIST { continue }
-            throw NodeError.system(operation: "create directory", path: prefix, errno: errno)
+        if let failure = makeDirectoryPath(path) {
+            throw NodeError.system(operation: "create directory", path: failure.prefix, errno: failure.errno)
         }
     }
 
     /// Removes `path` and everything below it without following symlinks; absent is fine.
     static func removeTree(_ path: String) {
-        let parent = (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
-        let fd = open(parent.isEmpty ? "." : parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        PosixPath.removeTree(parentFD: fd, name: Array(name.utf8))
+        PosixPath.removeTree(path)
     }
 
     /// The names in a directory, without `.` and `..`; empty when it does not exist.

@@ -306,16 +306,13 @@ public struct ReleaseStore: Sendable {
 
 /// `mkdir -p`.
 private func makeDirectories(_ path: String) throws {
-    var prefix = path.hasPrefix("/") ? "" : "."
-    for component in path.split(separator: "/") {
-        prefix += "/" + component
-        if mkdir(prefix, 0o755) == 0 || errno == EEXIST { continue }
-        throw ReleaseError.system(operation: "create directory", path: prefix, errno: errno)
+    if let failure = makeDirectoryPath(path) {
+        throw ReleaseError.system(operation: "create directory", path: failure.prefix, errno: failure.errno)
     }
 }
 
 private func removeTree(_ path: String) {
-    try? FileManager.default.removeItem(atPath: path)
+    PosixPath.removeTree(path)
 }
 
 /// Creates `path` (which must not exist), writes `data`, fsyncs.

@@ -14,3 +14,15 @@ func writeFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
     }
     return 0
 }
+
+/// `mkdir -p` with mode 0755 for the directories it creates. Returns nil, or the prefix
+/// that could not be created and the errno, which each caller wraps in its own error.
+func makeDirectoryPath(_ path: String) -> (prefix: String, errno: Int32)? {
+    var prefix = path.hasPrefix("/") ? "" : "."
+    for component in path.split(separator: "/") {
+        prefix += "/" + component
+        if mkdir(prefix, 0o755) == 0 || errno == EEXIST { continue }
+        return (prefix, errno)
+    }
+    return nil
+}
