@@ -1,25 +1,36 @@
 import ArgumentParser
 import SlipwayCore
 
-/// `slipway rollback NAME --local [--to V]`: switch this machine back.
+/// `slipway rollback NAME --on SEL [--to V]` (the fleet) or `--local` (this machine).
 struct Rollback: SlipwayCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Switch back to the previous version, or --to V (--local: this machine).")
+        abstract: "Switch nodes back to their previous version, or --to V, with no transfer (--local: this machine).")
 
     @Argument(help: ArgumentHelp("The app.", valueName: "NAME")) var app: String
     @Option(help: ArgumentHelp("A landed version to switch to.", valueName: "V")) var to: String?
     @Flag(help: "This machine, not the fleet.") var local = false
     @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var fleet: FleetOptions
+    @OptionGroup var rollout: RolloutOptions
     @OptionGroup var node: NodeOptions
     @OptionGroup var global: GlobalOptions
     var wantsJSON: Bool { json }
 
     func validate() throws {
-        guard local else { throw ValidationError("Fleet rollback (--on SELECTOR) is not available yet; use --local for this machine.") }
+        guard local != (fleet.on != nil) else { throw ValidationError("Give --on SELECTOR for the fleet, or --local for this machine.") }
     }
 
     func run(_ context: CommandContext) throws {
-        let result = try NodeRollback.rollback(app: app, to: to, context: try node.context(context.output))
-        try context.output.result(result, text: [switchText(result)])
+        if local {
+            let result = try NodeRollback.rollback(app: app, to: to, context: try node.context(context.output))
+            return try context.output.result(result, text: [switchText(result)])
+        }
+        let nodes = try fleet.nodes()
+        let pool = try TransportPool()
+        defer { pool.close(nodes) }
+        let rollback = FleetRollback(app: app, to: to, policy: try rollout.policy(parallel: fleet.parallel), pool: pool,
+                                     progress: FleetProgress(nodes: nodes.map(\.name), output: context.output),
+                                     log: { [output = context.output] in output.log($0) })
+        try finish(rollback.run(nodes), output: context.output)
     }
 }

@@ -12,7 +12,8 @@ struct Slipway: ParsableCommand {
             The release store defaults to $SLIPWAY_STORE, else ./store.
             Set SOURCE_DATE_EPOCH for reproducible packs.
             """,
-        subcommands: [Pack.self, Unpack.self, Inspect.self, Diff.self, Keygen.self, Verify.self, Build.self, Install.self, Status.self, Rollback.self, Node.self]
+        version: SlipwayVersion.string,
+        subcommands: [Pack.self, Unpack.self, Inspect.self, Diff.self, Keygen.self, Verify.self, Build.self, Install.self, Push.self, Deploy.self, Status.self, Rollback.self, Node.self]
     )
 
     static func main() {

@@ -1,23 +1,29 @@
 import ArgumentParser
 import SlipwayCore
 
-/// `slipway status [NAME] --local`: the node status of this machine.
+/// `slipway status [NAME] --on SEL` (the fleet) or `--local` (this machine).
 struct Status: SlipwayCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show which versions are landed and current (--local: this machine).")
+        abstract: "Show which versions nodes run, and drift (--local: this machine).")
 
     @Argument(help: ArgumentHelp("The app (default: every app).", valueName: "NAME")) var app: String?
     @Flag(help: "This machine, not the fleet.") var local = false
     @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var fleet: FleetOptions
     @OptionGroup var node: NodeOptions
     @OptionGroup var global: GlobalOptions
     var wantsJSON: Bool { json }
 
     func validate() throws {
-        guard local else { throw ValidationError("Fleet status (--on SELECTOR) is not available yet; use --local for this machine.") }
+        guard local != (fleet.on != nil) else { throw ValidationError("Give --on SELECTOR for the fleet, or --local for this machine.") }
     }
 
     func run(_ context: CommandContext) throws {
-        try printStatus(app: app, node: node, output: context.output)
+        if local { return try printStatus(app: app, node: node, output: context.output) }
+        let nodes = try fleet.nodes()
+        let pool = try TransportPool()
+        defer { pool.close(nodes) }
+        let status = FleetStatus.gather(app: app, nodes: nodes, pool: pool, parallel: fleet.parallel)
+        try context.output.result(status, text: status.textLines)
     }
 }

@@ -11,13 +11,22 @@ import Glibc
 struct NodeFixture {
     let dir: TempDir
     let app: String
+    /// The node's root (default: `node` in the temporary directory).
+    let root: String
     var store: ReleaseStore { ReleaseStore(root: dir.sub("store")) }
-    var root: String { dir.sub("node") }
     var layout: NodeLayout { NodeLayout(root: root, app: app) }
 
     init(_ label: String = "slipway-node") throws {
         dir = try TempDir(label)
         app = "web"
+        root = dir.sub("node")
+    }
+
+    /// Another node of the same store (a farm's node): the same directory and app, its own root.
+    init(sharing other: NodeFixture, root: String) {
+        dir = other.dir
+        app = other.app
+        self.root = root
     }
 
     func remove() { dir.remove() }

@@ -68,8 +68,14 @@ public enum NodeApply {
                        entries: manifest.entries.count, seconds: NodeFiles.now() - started, recovered: recovered.removed)
             }
             let landed = try context.landed(layout)
+            // Uploads of a landed version are not needed for resuming any more.
+            func dropUploads() {
+                for path in [request.source.archivePath, request.manifestPath, request.signaturePath].compactMap({ $0 })
+                where path.hasPrefix(layout.incoming + "/") { unlink(path) }
+            }
             if landed.contains(version) {
                 context.log("\(app)@\(version) is already landed; nothing to do")
+                dropUploads()
                 return result("already-landed", signature: "unchecked")
             }
 
@@ -133,8 +139,7 @@ public enum NodeApply {
             state.recordLanded(version, archiveSHA256: manifest.archive.sha256,
                                origin: base.map { NodeState.Origin.delta(from: $0) } ?? .full)
             try state.save(layout)
-            // An upload that landed is not needed for resuming any more.
-            for path in [request.source.archivePath] where path.hasPrefix(layout.incoming + "/") { unlink(path) }
+            dropUploads()
             context.log("landed \(app)@\(version)")
             return result("landed", signature: signature)
         }

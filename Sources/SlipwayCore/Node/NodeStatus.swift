@@ -14,6 +14,12 @@ public struct NodeStatus: Codable, Sendable {
         public var origin: NodeState.Origin?
     }
 
+    /// A file in `incoming/`: a partial or complete upload, to resume from its size.
+    public struct IncomingFile: Codable, Sendable {
+        public var name: String
+        public var bytes: UInt64
+    }
+
     public var app: String
     public var root: String
     public var backend: String
@@ -28,6 +34,8 @@ public struct NodeStatus: Codable, Sendable {
     /// Who holds the lock now, if anyone.
     public var lockHolder: String?
     public var schroot: String?
+    /// Uploads in `incoming/`, so the controller knows where to resume.
+    public var incoming: [IncomingFile]
 
     public static func read(app: String, context: NodeContext, history: Int = 10) throws -> NodeStatus {
         try ReleaseStore.validate(name: app)
@@ -51,7 +59,12 @@ public struct NodeStatus: Codable, Sendable {
             app: app, root: layout.root, backend: context.backend.name, current: current, previous: previous,
             releases: releases, activations: Array(state.activations.suffix(history)), leftovers: leftovers,
             lockHolder: NodeLock.currentHolder(layout)?.description,
-            schroot: context.settings.schrootEnabled ? context.schroot.installedVersion(layout: layout) : nil)
+            schroot: context.settings.schrootEnabled ? context.schroot.installedVersion(layout: layout) : nil,
+            incoming: NodeFiles.names(layout.incoming).filter { !$0.hasPrefix(".") }.sorted().compactMap { name in
+                var st = stat()
+                guard lstat("\(layout.incoming)/\(name)", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+                return IncomingFile(name: name, bytes: UInt64(st.st_size))
+            })
     }
 
     /// The apps under the node's root (directories holding a journal or releases).

@@ -22,16 +22,7 @@ extension Recipe {
     /// Parses recipe text; `file` is the name used in messages and `directory` the one
     /// relative host paths are resolved against.
     public static func parse(text: String, file: String, directory: String) throws -> Recipe {
-        let table: TOMLTable
-        do {
-            table = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw RecipeError.syntax(file: file, line: error.source.begin.line, column: error.source.begin.column, message: error.description)
-        }
-        guard case let .table(entries) = TOMLNode(table) else {
-            throw RecipeError.unreadable(file: file, detail: "the document is not a table")
-        }
-        let root = RecipeTable(file: file, path: "", map: RecipeSourceMap(text: text), entries: entries)
+        let root = try TOMLTableReader.document(text: text, file: file)
         return try RecipeReader(file: file, directory: directory).read(root)
     }
 }
@@ -46,7 +37,7 @@ private struct RecipeReader {
     }
 
     /// A host path that must exist.
-    func existingHostPath(_ table: RecipeTable, _ key: String, _ path: String) throws -> String {
+    func existingHostPath(_ table: TOMLTableReader, _ key: String, _ path: String) throws -> String {
         let resolved = hostPath(path)
         guard access(resolved, F_OK) == 0 else {
             throw RecipeError.sourceNotFound(file: file, line: table.line(key), key: table.keyPath(key), path: resolved)
@@ -55,13 +46,13 @@ private struct RecipeReader {
     }
 
     /// A path inside the tree: absolute, without `..`.
-    func treePath(_ table: RecipeTable, _ key: String, _ path: String) throws -> String {
+    func treePath(_ table: TOMLTableReader, _ key: String, _ path: String) throws -> String {
         guard path.hasPrefix("/") else { throw table.invalid(key, "\"\(path)\"", "paths inside the tree are absolute, like /opt/app") }
         guard !path.split(separator: "/").contains("..") else { throw table.invalid(key, "\"\(path)\"", "it must not contain '..'") }
         return path
     }
 
-    func read(_ root: RecipeTable) throws -> Recipe {
+    func read(_ root: TOMLTableReader) throws -> Recipe {
         guard let releaseTable = try root.table("release") else {
             throw root.missing("release", "add a [release] table with at least name = \"…\"")
         }
@@ -95,7 +86,7 @@ private struct RecipeReader {
         return name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" }
     }
 
-    func readRelease(_ table: RecipeTable) throws -> ReleaseSection {
+    func readRelease(_ table: TOMLTableReader) throws -> ReleaseSection {
         let name = try table.requiredString("name", hint: "name the app, like name = \"web\"")
         do { try ReleaseStore.validate(name: name) } catch { throw table.invalid("name", "\"\(name)\"", Output.message(for: error)) }
         let version = try table.string("version")
@@ -115,7 +106,7 @@ private struct RecipeReader {
         return ReleaseSection(name: name, version: version, sourceDateEpoch: epoch.map(Int64.init), compression: compression)
     }
 
-    func readBase(_ table: RecipeTable) throws -> BaseSpec {
+    func readBase(_ table: TOMLTableReader) throws -> BaseSpec {
         let type = try table.requiredString("type", hint: "say type = \"debian\", \"tarball\" or \"scratch\"")
         let base: BaseSpec
         switch type {
@@ -149,13 +140,13 @@ private struct RecipeReader {
         return base
     }
 
-    func readGroup(_ table: RecipeTable) throws -> GroupSpec {
+    func readGroup(_ table: TOMLTableReader) throws -> GroupSpec {
         let group = GroupSpec(name: try table.requiredString("name", hint: "name the group"), gid: try table.int("gid"))
         try table.finish()
         return group
     }
 
-    func readUser(_ table: RecipeTable) throws -> UserSpec {
+    func readUser(_ table: TOMLTableReader) throws -> UserSpec {
         let name = try table.requiredString("name", hint: "name the user")
         let uid = try table.int("uid")
         var group: String?
@@ -174,7 +165,7 @@ private struct RecipeReader {
         return user
     }
 
-    func readFile(_ table: RecipeTable) throws -> FileSpec {
+    func readFile(_ table: TOMLTableReader) throws -> FileSpec {
         let source = try table.requiredString("source", hint: "give the host file or directory to copy (relative to the recipe)")
         let dest = try table.requiredString("dest", hint: "give the path inside the tree, like dest = \"/etc/app.conf\"")
         let spec = FileSpec(
@@ -185,7 +176,7 @@ private struct RecipeReader {
         return spec
     }
 
-    func readApp(_ table: RecipeTable) throws -> AppSpec {
+    func readApp(_ table: TOMLTableReader) throws -> AppSpec {
         let source = try table.requiredString("source", hint: "give the binary or directory to install (relative to the recipe)")
         let dest = try table.requiredString("dest", hint: "give where it goes in the tree, like dest = \"/usr/local/bin/app\"")
         let spec = AppSpec(source: try existingHostPath(table, "source", source), dest: try treePath(table, "dest", dest),
@@ -194,7 +185,7 @@ private struct RecipeReader {
         return spec
     }
 
-    func readVenv(_ table: RecipeTable) throws -> VenvSpec {
+    func readVenv(_ table: TOMLTableReader) throws -> VenvSpec {
         let path = try treePath(table, "path", try table.string("path") ?? "/opt/app/venv")
         let requirements = try table.string("requirements").map { try existingHostPath(table, "requirements", $0) }
         let wheelDir = try table.string("wheel_dir").map { try existingHostPath(table, "wheel_dir", $0) }
@@ -206,7 +197,7 @@ private struct RecipeReader {
         return spec
     }
 
-    func readRun(_ table: RecipeTable, index: Int) throws -> RunStep {
+    func readRun(_ table: TOMLTableReader, index: Int) throws -> RunStep {
         let command = try table.requiredString("command", hint: "give a shell command line, run with /bin/sh -c inside the tree")
         let shell = try table.stringArray("shell") ?? ["/bin/sh"]
         if shell.isEmpty { throw table.invalid("shell", "[]", "give the shell's argv, like [\"/bin/sh\"]") }
@@ -216,7 +207,7 @@ private struct RecipeReader {
         return step
     }
 
-    func readCleanup(_ table: RecipeTable) throws -> CleanupSpec {
+    func readCleanup(_ table: TOMLTableReader) throws -> CleanupSpec {
         let keep = try table.stringArray("keep") ?? []
         for item in keep where !CleanupSpec.items.contains(item) {
             throw table.invalid("keep", "\"\(item)\"", "the items are \(CleanupSpec.items.joined(separator: ", "))")
@@ -231,7 +222,7 @@ private struct RecipeReader {
         return spec
     }
 
-    func readService(_ table: RecipeTable) throws -> ServiceSpec {
+    func readService(_ table: TOMLTableReader) throws -> ServiceSpec {
         var health: HealthCheck?
         if let healthTable = try table.table("health") {
             let command = try healthTable.string("command")

@@ -9,6 +9,9 @@ public struct Command: Sendable, CustomStringConvertible {
         case null, inherit
         case bytes(Data)
         case file(String)
+        /// An open descriptor of the caller's, handed over from its current offset; the
+        /// caller keeps it (and can watch the offset move as the child reads).
+        case descriptor(Int32)
     }
 
     /// What happens to the child's standard output.
@@ -174,6 +177,7 @@ private struct SpawnedProcess {
         case .null: posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         case .inherit: break
         case let .file(path): posix_spawn_file_actions_addopen(&actions, 0, path, O_RDONLY, 0)
+        case let .descriptor(fd): posix_spawn_file_actions_adddup2(&actions, fd, 0)
         case .bytes:
             let pair = try pipePair()
             posix_spawn_file_actions_adddup2(&actions, pair.read, 0)

@@ -1,6 +1,6 @@
-/// Errors of reading a recipe. Each names the recipe file and, where one is known, the line
-/// and key, and says what to change.
-public enum RecipeError: Error, CustomStringConvertible, Sendable, Equatable {
+/// Errors of reading a TOML file (a recipe, an inventory). Each names the file and, where
+/// one is known, the line and key, and says what to change.
+public enum TOMLFileError: Error, CustomStringConvertible, Sendable, Equatable {
     case unreadable(file: String, detail: String)
     case syntax(file: String, line: Int, column: Int, message: String)
     case unknownKey(file: String, line: Int?, key: String, allowed: [String])
@@ -17,11 +17,11 @@ public enum RecipeError: Error, CustomStringConvertible, Sendable, Equatable {
     public var description: String {
         switch self {
         case let .unreadable(file, detail):
-            return "cannot read recipe \(file): \(detail)"
+            return "cannot read \(file): \(detail)"
         case let .syntax(file, line, column, message):
-            return "\(file):\(line):\(column): TOML syntax error: \(message); fix the recipe at that line"
+            return "\(file):\(line):\(column): TOML syntax error: \(message)"
         case let .unknownKey(file, line, key, allowed):
-            return "\(Self.location(file, line)): unknown key '\(key)'; allowed here: \(allowed.joined(separator: ", ")) (see docs/recipes.md)"
+            return "\(Self.location(file, line)): unknown key '\(key)'; allowed here: \(allowed.joined(separator: ", "))"
         case let .wrongType(file, line, key, expected, found):
             return "\(Self.location(file, line)): '\(key)' must be \(expected), not \(found)"
         case let .missingKey(file, line, key, hint):
@@ -33,3 +33,6 @@ public enum RecipeError: Error, CustomStringConvertible, Sendable, Equatable {
         }
     }
 }
+
+/// A recipe's errors are those of its TOML file.
+public typealias RecipeError = TOMLFileError

@@ -41,10 +41,10 @@ indirect enum TOMLNode: Sendable {
     }
 }
 
-/// Lines of keys and table headers in a recipe's text: TOMLKit's values carry no position,
+/// Lines of keys and table headers in a TOML file's text (a recipe, an inventory): TOMLKit's values carry no position,
 /// so errors about a key find its line here. Keys are dotted paths with array elements
 /// numbered from 0 (`users[1].name`, `service.health.url`).
-struct RecipeSourceMap: Sendable {
+struct TOMLSourceMap: Sendable {
     private(set) var lines: [String: Int] = [:]
 
     init(text: String) {
@@ -109,16 +109,16 @@ struct RecipeSourceMap: Sendable {
     }
 }
 
-/// One table of a recipe being read: typed getters that record which keys were used, and a
+/// One table of a TOML file being read: typed getters that record which keys were used, and a
 /// `finish()` that rejects the keys nobody asked for.
-final class RecipeTable {
+final class TOMLTableReader {
     let file: String
     let path: String
-    let map: RecipeSourceMap
+    let map: TOMLSourceMap
     private let entries: [(key: String, value: TOMLNode)]
     private var allowed: [String] = []
 
-    init(file: String, path: String, map: RecipeSourceMap, entries: [(key: String, value: TOMLNode)]) {
+    init(file: String, path: String, map: TOMLSourceMap, entries: [(key: String, value: TOMLNode)]) {
         self.file = file
         self.path = path
         self.map = map
@@ -136,15 +136,32 @@ final class RecipeTable {
 
     func has(_ key: String) -> Bool { entries.contains { $0.key == key } }
 
-    func wrongType(_ key: String, _ expected: String, _ found: TOMLNode) -> RecipeError {
+    /// The keys present, in file order (for tables whose keys are names, like `[nodes]`).
+    var keys: [String] { entries.map(\.key) }
+
+    /// Reads `text` as a TOML document; syntax errors name the file, line and column.
+    static func document(text: String, file: String) throws -> TOMLTableReader {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw TOMLFileError.syntax(file: file, line: error.source.begin.line, column: error.source.begin.column, message: error.description)
+        }
+        guard case let .table(entries) = TOMLNode(table) else {
+            throw TOMLFileError.unreadable(file: file, detail: "the document is not a table")
+        }
+        return TOMLTableReader(file: file, path: "", map: TOMLSourceMap(text: text), entries: entries)
+    }
+
+    func wrongType(_ key: String, _ expected: String, _ found: TOMLNode) -> TOMLFileError {
         .wrongType(file: file, line: line(key), key: keyPath(key), expected: expected, found: found.kind)
     }
 
-    func invalid(_ key: String, _ value: String, _ reason: String) -> RecipeError {
+    func invalid(_ key: String, _ value: String, _ reason: String) -> TOMLFileError {
         .invalidValue(file: file, line: line(key), key: keyPath(key), value: value, reason: reason)
     }
 
-    func missing(_ key: String, _ hint: String) -> RecipeError {
+    func missing(_ key: String, _ hint: String) -> TOMLFileError {
         .missingKey(file: file, line: line, key: keyPath(key), hint: hint)
     }
 
@@ -218,10 +235,10 @@ final class RecipeTable {
         }
     }
 
-    func table(_ key: String) throws -> RecipeTable? {
+    func table(_ key: String) throws -> TOMLTableReader? {
         guard let node = value(key) else { return nil }
         guard case let .table(entries) = node else { throw wrongType(key, "a table", node) }
-        return RecipeTable(file: file, path: keyPath(key), map: map, entries: entries)
+        return TOMLTableReader(file: file, path: keyPath(key), map: map, entries: entries)
     }
 
     /// A table of string values (`[vars]`, `environment`).
@@ -236,19 +253,19 @@ final class RecipeTable {
     }
 
     /// An array of tables (`[[users]]`).
-    func tables(_ key: String) throws -> [RecipeTable] {
+    func tables(_ key: String) throws -> [TOMLTableReader] {
         guard let node = value(key) else { return [] }
         guard case let .array(items) = node else { throw wrongType(key, "an array of tables ([[\(keyPath(key))]])", node) }
         return try items.enumerated().map { index, item in
             guard case let .table(entries) = item else { throw wrongType(key, "an array of tables ([[\(keyPath(key))]])", item) }
-            return RecipeTable(file: file, path: "\(keyPath(key))[\(index)]", map: map, entries: entries)
+            return TOMLTableReader(file: file, path: "\(keyPath(key))[\(index)]", map: map, entries: entries)
         }
     }
 
     /// Throws for the first key that no getter asked for.
     func finish() throws {
         for (key, _) in entries where !allowed.contains(key) {
-            throw RecipeError.unknownKey(file: file, line: line(key), key: keyPath(key), allowed: allowed)
+            throw TOMLFileError.unknownKey(file: file, line: line(key), key: keyPath(key), allowed: allowed)
         }
     }
 }

@@ -1,0 +1,165 @@
+import Foundation
+import SlipwayCore
+import Testing
+
+/// A farm of `local` nodes (directories on this machine) driven through the real binary:
+/// deploy, deltas, rolling batches with a failing health check, status drift, fleet
+/// rollback, idempotent and resumed pushes.
+struct LocalFarm {
+    let fixture: NodeFixture
+    let binary: String
+    let nodes: [String]
+    var inventory: String { fixture.dir.sub("inventory.toml") }
+
+    init(nodes count: Int, binary: String) throws {
+        fixture = try NodeFixture("slipway-fleet-local")
+        self.binary = binary
+        nodes = (1...count).map { "n\($0)" }
+        var text = "[defaults]\ntransport = \"local\"\n\n"
+        for (index, node) in nodes.enumerated() {
+            text += "[nodes.\(node)]\nroot = \"\(fixture.dir.sub(node))\"\ngroups = [\"\(index < count / 2 ? "web" : "api")\"]\n\n"
+        }
+        try Data(text.utf8).write(to: URL(fileURLWithPath: inventory))
+    }
+
+    func root(_ node: String) -> String { fixture.dir.sub(node) }
+    func current(_ node: String) -> String? { NodeLayout(root: root(node), app: fixture.app).currentVersion }
+
+    /// Runs `slipway <arguments> --inventory …` (and `--store …` for push and deploy).
+    func slipway(_ arguments: [String]) throws -> CommandResult {
+        let store = ["push", "deploy"].contains(arguments.first ?? "") ? ["--store", fixture.store.root] : []
+        return try run(binary, arguments + ["--inventory", inventory] + store)
+    }
+
+    /// Packs `version`: 2 MB of data every version shares (seeded, so the same bytes) and a
+    /// few small files of its own, so a delta is small next to the full archive.
+    @discardableResult
+    func release(_ version: String, service: ServiceSpec? = nil) throws -> StoredRelease {
+        let tree = fixture.dir.sub("farm-tree-\(version)")
+        try FileManager.default.createDirectory(atPath: tree + "/usr/share/app", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: tree + "/etc/app", withIntermediateDirectories: true)
+        var generator = SeededGenerator(seed: 42)
+        for index in 0..<8 {
+            let chunk = (0..<(256 << 10)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            try Data(chunk).write(to: URL(fileURLWithPath: tree + "/usr/share/app/data\(index)"))
+        }
+        try Data("\(version)\n".utf8).write(to: URL(fileURLWithPath: tree + "/etc/app/version"))
+        defer { try? FileManager.default.removeItem(atPath: tree) }
+        return try fixture.store.add(tree: tree, name: fixture.app, version: version, created: 1_700_000_000,
+                                     configuration: .init(level: 1), service: service).release
+    }
+
+    /// The end table of a fleet command, by node.
+    func outcomes(_ result: CommandResult) throws -> [String: NodeOutcome] {
+        let list = try JSONDecoder().decode([NodeOutcome].self, from: result.stdout)
+        return Dictionary(uniqueKeysWithValues: list.map { ($0.node, $0) })
+    }
+}
+
+@Suite("Fleet, local nodes", .serialized)
+struct FleetLocalTests {
+    @Test("deploy full then delta, a failing batch stops the rollout, drift, fleet rollback")
+    func rollout() throws {
+        guard let binary = nodeBinary() else { return }
+        let farm = try LocalFarm(nodes: 4, binary: binary)
+        defer { farm.fixture.remove() }
+        let health = ServiceSpec(health: HealthCheck(command: "[ ! -e \"$SLIPWAY_ROOT/unhealthy-$SLIPWAY_VERSION\" ]", timeoutSeconds: 5, retries: 1))
+        try farm.release("1", service: health)
+        try farm.release("2", service: health)
+        try farm.release("3", service: health)
+        let app = farm.fixture.app
+
+        let first = try farm.slipway(["deploy", "\(app)@1", "--on", "@web,@api", "--json", "--confirm-timeout", "30"])
+        #expect(first.status == 0, "deploy 1: \(first.err)")
+        let v1 = try farm.outcomes(first)
+        for node in farm.nodes {
+            #expect(v1[node]?.result == "activated")
+            #expect(v1[node]?.method == "full")
+            #expect(farm.current(node) == "1")
+        }
+
+        let second = try farm.slipway(["deploy", "\(app)@2", "--on", "n*", "--json", "--canary", "1", "--batch", "50%"])
+        #expect(second.status == 0, "deploy 2: \(second.err)")
+        let full = try farm.fixture.store.release(name: app, version: "2").manifest.archive.size
+        for (node, outcome) in try farm.outcomes(second) {
+            #expect(outcome.result == "activated", "\(node): \(outcome)")
+            #expect(outcome.method == "delta from 1")
+            #expect(outcome.from == "1")
+            #expect(outcome.bytesSent > 0 && outcome.bytesSent < full / 20, "\(node) sent \(outcome.bytesSent) of \(full)")
+            #expect(farm.current(node) == "2")
+        }
+
+        // A failing health check on n3 in batches of one: n1 and n2 go to 3, n3 switches
+        // itself back, n4 is not touched; the command fails.
+        FileManager.default.createFile(atPath: farm.root("n3") + "/unhealthy-3", contents: Data())
+        let third = try farm.slipway(["deploy", "\(app)@3", "--on", "n1,n2,n3,n4", "--json", "--batch", "1"])
+        #expect(third.status != 0)
+        let v3 = try farm.outcomes(third)
+        #expect(v3["n1"]?.result == "activated" && v3["n2"]?.result == "activated")
+        #expect(v3["n3"]?.result == "rolled-back", "\(String(describing: v3["n3"]))")
+        #expect(v3["n4"]?.result == "not-touched")
+        #expect(farm.current("n3") == "2" && farm.current("n4") == "2" && farm.current("n1") == "3")
+        #expect(third.err.contains("failed or rolled back: n3"))
+
+        let status = try farm.slipway(["status", app, "--on", "@web,@api", "--json"])
+        #expect(status.status == 0, "status: \(status.err)")
+        let fleet = try JSONDecoder().decode(FleetStatus.self, from: status.stdout)
+        #expect(Set(fleet.drifting).count == 2)
+        #expect(fleet.rows.allSatisfy { $0.error == nil })
+
+        let back = try farm.slipway(["rollback", app, "--on", "@web", "--json"])
+        #expect(back.status == 0, "rollback: \(back.err)")
+        for (node, outcome) in try farm.outcomes(back) {
+            #expect(outcome.result == "switched")
+            #expect(farm.current(node) == "2")
+        }
+        let again = try farm.slipway(["push", "\(app)@3", "--on", "n1", "--json"])
+        #expect(again.status == 0)
+        #expect(try farm.outcomes(again)["n1"]?.result == "already-landed")
+        for node in farm.nodes {
+            let nodeFixture = NodeFixture(sharing: farm.fixture, root: farm.root(node))
+            try nodeFixture.checkInvariant(node)
+        }
+    }
+
+    @Test("an interrupted upload resumes from the node's offset")
+    func resume() throws {
+        guard let binary = nodeBinary() else { return }
+        let farm = try LocalFarm(nodes: 1, binary: binary)
+        defer { farm.fixture.remove() }
+        let release = try farm.fixture.release("1", big: 4 << 20)
+        let size = release.manifest.archive.size
+        // Half the archive already in incoming/, as a cut connection leaves it.
+        let incoming = farm.root("n1") + "/\(farm.fixture.app)/incoming"
+        try FileManager.default.createDirectory(atPath: incoming, withIntermediateDirectories: true)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: release.archivePath))
+        try bytes.prefix(Int(size / 2)).write(to: URL(fileURLWithPath: incoming + "/1.tar.xz"))
+
+        let push = try farm.slipway(["push", "\(farm.fixture.app)@1", "--on", "n1", "--json"])
+        #expect(push.status == 0, "push: \(push.err)")
+        let outcome = try #require(try farm.outcomes(push)["n1"])
+        #expect(outcome.result == "landed")
+        let manifestSize = try FileHasher.sha256(path: release.manifestPath).size
+        #expect(outcome.bytesSent == size - size / 2 + manifestSize, "sent \(outcome.bytesSent)")
+        // Landed uploads are not kept.
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: incoming)) ?? []).isEmpty)
+        #expect(farm.current("n1") == nil)
+    }
+
+    @Test("bad selections and inventories fail with one clear line")
+    func mistakes() throws {
+        guard let binary = nodeBinary() else { return }
+        let farm = try LocalFarm(nodes: 2, binary: binary)
+        defer { farm.fixture.remove() }
+        try farm.fixture.release("1")
+        let nothing = try farm.slipway(["deploy", "web@1", "--on", "@db"])
+        #expect(nothing.status != 0)
+        #expect(nothing.err.contains("'@db' matches no node"))
+        let missing = try run(binary, ["status", "--on", "n1", "--inventory", farm.fixture.dir.sub("none.toml")])
+        #expect(missing.status != 0)
+        #expect(missing.err.contains("no such file"))
+        let unknown = try farm.slipway(["push", "web@9", "--on", "n1"])
+        #expect(unknown.status != 0)
+        #expect(unknown.err.split(separator: "\n").count == 1, "\(unknown.err)")
+    }
+}
