@@ -13,7 +13,7 @@ struct Slipway: ParsableCommand {
             Set SOURCE_DATE_EPOCH for reproducible packs.
             """,
         version: SlipwayVersion.string,
-        subcommands: [Pack.self, Unpack.self, Inspect.self, Diff.self, Keygen.self, Verify.self, Build.self, Install.self, Push.self, Deploy.self, Status.self, Rollback.self, Node.self]
+        subcommands: [Pack.self, Unpack.self, Inspect.self, Export.self, Diff.self, Keygen.self, Verify.self, Build.self, Install.self, Push.self, Deploy.self, Status.self, Rollback.self, Node.self]
     )
 
     static func main() {
