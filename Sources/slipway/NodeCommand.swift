@@ -43,14 +43,31 @@ struct NodeOptions: ParsableArguments {
     func context(_ output: Output) throws -> NodeContext {
         try NodeContext(settings: try settings(), log: { output.log($0) })
     }
+
+    /// These flags again, paths made absolute, for another slipway process that must see the
+    /// same settings (the confirmation watcher).
+    var arguments: [String] {
+        func absolute(_ path: String) -> String { path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path }
+        var arguments: [String] = []
+        if let config { arguments += ["--config", absolute(config)] }
+        if let root { arguments += ["--root", absolute(root)] }
+        if let backend { arguments += ["--backend", backend] }
+        for key in trustedKeys { arguments += ["--trust", absolute(key)] }
+        if requireSignature { arguments.append("--require-signature") }
+        if let lockTimeout { arguments += ["--lock-timeout", String(lockTimeout)] }
+        if let schroot { arguments.append(schroot ? "--schroot" : "--no-schroot") }
+        if let schrootDirectory { arguments += ["--schroot-directory", absolute(schrootDirectory)] }
+        return arguments
+    }
 }
 
 /// `slipway node <verb>`: the node side, as the controller calls it over SSH (`--json`).
 struct Node: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Land, switch, roll back and inspect releases on this node (what the controller runs over SSH).",
-        subcommands: [NodeApplyCommand.self, NodeActivateCommand.self, NodeRollbackCommand.self, NodeStatusCommand.self,
-                      NodePruneCommand.self, NodeRecoverCommand.self, NodeReceiveCommand.self]
+        subcommands: [NodeApplyCommand.self, NodeActivateCommand.self, NodeConfirmCommand.self, NodeRollbackCommand.self,
+                      NodeStatusCommand.self, NodePruneCommand.self, NodeRecoverCommand.self, NodeReceiveCommand.self,
+                      NodeFetchCommand.self, NodeConfirmWatchCommand.self]
     )
 }
 
@@ -97,6 +114,40 @@ struct NodeActivateCommand: SlipwayCommand {
         abstract: "Switch the app to a landed version; a failed health check switches back.")
 
     @Argument(help: ArgumentHelp("The version to switch to.", valueName: "NAME@V")) var reference: String
+    @Option(help: ArgumentHelp("Switch back unless `slipway node confirm NAME@V` comes within this many seconds.",
+                               valueName: "SECONDS"))
+    var confirmTimeout: Double?
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var node: NodeOptions
+    @OptionGroup var global: GlobalOptions
+    var wantsJSON: Bool { json }
+
+    func validate() throws {
+        _ = try nodeReference(reference)
+        if let confirmTimeout, !(confirmTimeout > 0) { throw ValidationError("--confirm-timeout must be more than 0 seconds.") }
+    }
+
+    func run(_ context: CommandContext) throws {
+        let ref = try nodeReference(reference)
+        let confirm = confirmTimeout.map {
+            NodeConfirm.Request(timeout: $0, watcherProgram: "/proc/self/exe",
+                                watcherArguments: [CommandLine.arguments.first ?? "slipway", "node", "confirm-watch", ref.name] + node.arguments)
+        }
+        let result = try NodeActivate.activate(app: ref.name, version: ref.version, confirm: confirm, context: try node.context(context.output))
+        var text = switchText(result)
+        if let deadline = result.confirmDeadline {
+            text += "; confirm by \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: deadline))) with `slipway node confirm \(ref)`"
+        }
+        try context.output.result(result, text: [text])
+    }
+}
+
+struct NodeConfirmCommand: SlipwayCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "confirm",
+        abstract: "Confirm an activation made with --confirm-timeout, so the node keeps it.")
+
+    @Argument(help: ArgumentHelp("The version activated.", valueName: "NAME@V")) var reference: String
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var node: NodeOptions
     @OptionGroup var global: GlobalOptions
@@ -106,8 +157,25 @@ struct NodeActivateCommand: SlipwayCommand {
 
     func run(_ context: CommandContext) throws {
         let ref = try nodeReference(reference)
-        let result = try NodeActivate.activate(app: ref.name, version: ref.version, context: try node.context(context.output))
-        try context.output.result(result, text: [switchText(result)])
+        let result = try NodeConfirm.confirm(app: ref.name, version: ref.version, context: try node.context(context.output))
+        try context.output.result(result, text: ["\(ref): " + (result.outcome == "confirmed" ? "confirmed" : "already confirmed (nothing was pending)")])
+    }
+}
+
+/// The detached watcher `node activate --confirm-timeout` starts; not for people.
+struct NodeConfirmWatchCommand: SlipwayCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "confirm-watch",
+        abstract: "Switch back at the deadline of a pending confirmation (started by activate --confirm-timeout).",
+        shouldDisplay: false)
+
+    @Argument(help: ArgumentHelp("The app.", valueName: "NAME")) var app: String
+    @Option(help: ArgumentHelp("The pending confirmation's token.", valueName: "T")) var token: String
+    @OptionGroup var node: NodeOptions
+    @OptionGroup var global: GlobalOptions
+
+    func run(_ context: CommandContext) throws {
+        try NodeConfirm.watch(app: app, token: token, context: try node.context(context.output))
     }
 }
 
@@ -194,9 +262,11 @@ struct NodeRecoverCommand: SlipwayCommand {
 
     func run(_ context: CommandContext) throws {
         let result = try NodeRecovery.recover(app: app, context: try node.context(context.output))
-        var lines = result.removed.isEmpty ? ["\(app): nothing to recover"] : result.removed.map { "removed \($0)" }
+        var lines = result.removed.map { "removed \($0)" }
         lines += result.journalAdded.map { "journaled \($0) (landed before an interruption)" }
+        if let version = result.unconfirmed { lines.append("switched back from \(version): its activation was not confirmed in time") }
         lines += result.problems.map { "problem: \($0)" }
+        if lines.isEmpty { lines = ["\(app): nothing to recover"] }
         try context.output.result(result, text: lines)
     }
 }
@@ -223,5 +293,37 @@ struct NodeReceiveCommand: SlipwayCommand {
         let result = try NodeReceive.receive(app: ref.name, fileName: file ?? "\(ref.version).tar.xz", offset: offset, size: size,
                                              sha256: sha256, context: try node.context(context.output))
         try context.output.result(result, text: ["\(result.path): \(result.bytes) bytes" + (result.complete ? " (complete)" : " (partial; resume with --offset \(result.bytes))")])
+    }
+}
+
+struct NodeFetchCommand: SlipwayCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fetch",
+        abstract: "Download release bytes over HTTP into incoming/, resuming a partial file (pull mode).")
+
+    @Argument(help: ArgumentHelp("The release being fetched.", valueName: "NAME@V")) var reference: String
+    @Option(help: ArgumentHelp("Where to fetch it (http:// or https://).", valueName: "URL")) var url: String
+    @Option(help: ArgumentHelp("File name in incoming/ (default: V.tar.xz).", valueName: "NAME")) var file: String?
+    @Option(help: ArgumentHelp("The whole file's size.", valueName: "N")) var size: UInt64
+    @Option(help: ArgumentHelp("The whole file's SHA-256, checked once complete.", valueName: "HEX")) var sha256: String
+    @Option(help: ArgumentHelp("Give up on a transfer that moves no byte for this long (default: \(Int(NodeFetch.defaultStallTimeout))).",
+                               valueName: "SECONDS"))
+    var timeout: Double = NodeFetch.defaultStallTimeout
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var node: NodeOptions
+    @OptionGroup var global: GlobalOptions
+    var wantsJSON: Bool { json }
+
+    func validate() throws {
+        _ = try nodeReference(reference)
+        guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second.") }
+    }
+
+    func run(_ context: CommandContext) throws {
+        let ref = try nodeReference(reference)
+        let request = NodeFetch.Request(app: ref.name, fileName: file ?? "\(ref.version).tar.xz", url: url, size: size, sha256: sha256,
+                                        stallTimeout: timeout)
+        let result = try NodeFetch.fetch(request, context: try node.context(context.output))
+        try context.output.result(result, text: ["\(result.path): \(result.bytes) bytes (complete, \(result.received) fetched now)"])
     }
 }

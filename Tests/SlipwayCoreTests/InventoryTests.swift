@@ -166,4 +166,14 @@ struct InventoryTests {
         #expect(shellQuote("") == "''")
         #expect(shellQuote("a b;rm") == "'a b;rm'")
     }
+
+    @Test("a node that cannot run slipway is told what to install")
+    func brokenBinary() {
+        let swift = NodeClient.explainBrokenBinary(path: "/usr/local/bin/slipway", stderr:
+            "/usr/local/bin/slipway: error while loading shared libraries: libswiftCore.so: cannot open shared object file: No such file or directory")
+        #expect(swift.contains("--static-swift-stdlib"))
+        let archive = NodeClient.explainBrokenBinary(path: "/usr/local/bin/slipway", stderr:
+            "/usr/local/bin/slipway: error while loading shared libraries: libarchive.so.13: cannot open shared object file: No such file or directory")
+        #expect(archive.contains("apt-get install libarchive13"))
+    }
 }

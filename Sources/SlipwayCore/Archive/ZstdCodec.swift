@@ -1,4 +1,5 @@
 import CZstd
+import Foundation
 import Glibc
 
 /// zstd through libzstd, always with worker threads (the output is the same for any
@@ -94,5 +95,41 @@ final class ZstdDecompressor: StreamDecompressor {
             }
         }
         return out.pos == 0 ? nil : UnsafeRawBufferPointer(rebasing: buffer[0..<out.pos])
+    }
+}
+
+/// Small buffers (manifests on the wire) compressed in one call.
+enum ZstdData {
+    static let magic: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD]
+
+    static func isCompressed(_ data: Data) -> Bool { data.prefix(4).elementsEqual(magic) }
+
+    static func compress(_ data: Data, level: Int32 = 19) throws -> Data {
+        let bound = ZSTD_compressBound(data.count)
+        var output = Data(count: bound)
+        let written = output.withUnsafeMutableBytes { out in
+            data.withUnsafeBytes { input in ZSTD_compress(out.baseAddress, bound, input.baseAddress, input.count, level) }
+        }
+        if ZSTD_isError(written) != 0 {
+            throw ArchiveError.zstd(operation: "zstd compression", message: String(cString: ZSTD_getErrorName(written)))
+        }
+        return output.prefix(written)
+    }
+
+    /// Decompresses one frame that records its size, refusing more than `limit` bytes.
+    static func decompress(_ data: Data, source: String, limit: Int = 1 << 30) throws -> Data {
+        let size = data.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
+        guard size != ZSTD_CONTENTSIZE_ERROR, size != ZSTD_CONTENTSIZE_UNKNOWN, size <= UInt64(limit) else {
+            throw ArchiveError.zstd(operation: "zstd decompression of \(source)", message: "not a single zstd frame of known size under \(limit) bytes")
+        }
+        var output = Data(count: Int(size))
+        let written = output.withUnsafeMutableBytes { out in
+            data.withUnsafeBytes { input in ZSTD_decompress(out.baseAddress, out.count, input.baseAddress, input.count) }
+        }
+        if ZSTD_isError(written) != 0 || written != Int(size) {
+            let message = ZSTD_isError(written) != 0 ? String(cString: ZSTD_getErrorName(written)) : "short output"
+            throw ArchiveError.zstd(operation: "zstd decompression of \(source)", message: message)
+        }
+        return output
     }
 }

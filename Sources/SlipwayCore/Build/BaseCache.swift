@@ -1,10 +1,6 @@
 import Crypto
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Glibc
-import Synchronization
 
 /// Bootstrapped Debian base trees, kept as zstd tarballs under `<cache>/bases/<key>.tar.zst`
 /// with a `<key>.json` beside. The key hashes the `[base]` section, the mirror arguments
@@ -91,7 +87,7 @@ struct BaseCache {
     static func releaseDate(entries: [HostAptSources.Entry], suite: String) -> (text: String, epoch: Int64)? {
         for entry in entries where entry.suites.contains(suite) && (entry.uri.hasPrefix("http://") || entry.uri.hasPrefix("https://")) {
             let base = entry.uri.hasSuffix("/") ? String(entry.uri.dropLast()) : entry.uri
-            guard let url = URL(string: "\(base)/dists/\(suite)/InRelease"), let head = fetchHead(url) else { continue }
+            guard let head = fetchHead("\(base)/dists/\(suite)/InRelease") else { continue }
             for line in head.split(separator: "\n") where line.hasPrefix("Date:") {
                 let text = line.dropFirst(5).trimmingCharacters(in: .whitespaces)
                 if let epoch = parseHTTPDate(text) { return (text, epoch) }
@@ -100,21 +96,13 @@ struct BaseCache {
         return nil
     }
 
-    private static func fetchHead(_ url: URL) -> String? {
-        var request = URLRequest(url: url, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: 10)
-        request.setValue("bytes=0-4095", forHTTPHeaderField: "Range")
-        let result = Mutex<String?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        let task = URLSession.shared.dataTask(with: request) { data, response, _ in
-            if let http = response as? HTTPURLResponse, (200..<300).contains(http.statusCode), let data {
-                let text = String(decoding: data.prefix(8192), as: UTF8.self)
-                result.withLock { $0 = text }
-            }
-            done.signal()
-        }
-        task.resume()
-        if done.wait(timeout: .now() + 15) == .timedOut { task.cancel() }
-        return result.withLock { $0 }
+    /// The first 4 kB of `url` through `curl` (Foundation's networking would make slipway
+    /// link libcurl and pay for it at every start); nil on any failure, curl missing included.
+    private static func fetchHead(_ url: String) -> String? {
+        let command = Command(["curl", "-fsS", "-r", "0-4095", "--max-time", "10", "--proto", "=http,https", "--url", url],
+                              timeout: .seconds(15))
+        guard let result = try? CommandRunner().run(command) else { return nil }
+        return String(decoding: result.standardOutput.prefix(8192), as: UTF8.self)
     }
 
     static func parseHTTPDate(_ text: String) -> Int64? {

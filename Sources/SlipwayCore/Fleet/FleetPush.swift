@@ -136,7 +136,12 @@ public final class FleetPush: Sendable {
         let reference = options.reference
         let version = reference.version
         let directory = "\(reference.name)/\(version)"
-        var manifest = try payload(file: "\(version).manifest.json", path: release.manifestPath, urlPath: "\(directory)/\(ReleaseStore.manifestFileName)")
+        // Over ssh the manifest travels zstd-compressed (a tenth of its size: it lists every
+        // file, and next to a small delta it would be most of the bytes); the node reads
+        // either form. Pull mode fetches the store's own file.
+        var manifest = options.pullFrom == nil
+            ? try payload(file: "\(version).manifest.json.zst", path: try compressedManifest(), urlPath: "")
+            : try payload(file: "\(version).manifest.json", path: release.manifestPath, urlPath: "\(directory)/\(ReleaseStore.manifestFileName)")
         var signature: Payload? = nil
         if release.signatureFile != nil {
             signature = try payload(file: "\(version).manifest.sig", path: release.signaturePath, urlPath: "\(directory)/\(ReleaseStore.signatureFileName)")
@@ -162,7 +167,8 @@ public final class FleetPush: Sendable {
             let item = items[index]
             let have = status.incoming.first { $0.name == item.file }?.bytes ?? 0
             let offset = have <= item.size ? have : 0
-            let what = item.file == body.file ? (deltaBase.map { "delta from \($0)" } ?? "archive") : "manifest"
+            let what = item.file == body.file ? (deltaBase.map { "delta from \($0)" } ?? "archive")
+                : item.file.hasSuffix(".sig") ? "signature" : "manifest"
             let result: NodeReceive.Result
             if let pull {
                 progress.state(client.node.name, "fetching \(what)" + (offset > 0 ? " from byte \(offset)" : ""))
@@ -189,6 +195,17 @@ public final class FleetPush: Sendable {
             manifest: remote[manifest.file] ?? "",
             signature: signature.flatMap { remote[$0.file] })
         if applied.outcome == "already-landed" { outcome.detail = "landed meanwhile" }
+    }
+
+    /// The release's manifest, zstd-compressed, made once per run beside the control sockets.
+    func compressedManifest() throws -> String {
+        try deltaLock.withLock { _ in
+            let path = "\(pool.controlDirectory)/\(options.reference.name)-\(options.reference.version).manifest.json.zst"
+            if access(path, F_OK) == 0 { return path }
+            let compressed = try ZstdData.compress(release.manifestBytes)
+            try writeFileAtomically(path, compressed)
+            return path
+        }
     }
 
     func payload(file: String, path: String, urlPath: String) throws -> Payload {

@@ -7,7 +7,9 @@ import Glibc
 /// health check with retries. A failed reload or health check switches back, reloads the old
 /// version, journals `rolled-back` and fails saying "rolled back to X". Every switch is
 /// journaled. Hooks run as `sh -c` outside the release with SLIPWAY_APP, SLIPWAY_VERSION,
-/// SLIPWAY_PREVIOUS and SLIPWAY_RELEASE set.
+/// SLIPWAY_PREVIOUS and SLIPWAY_RELEASE set. With a confirmation request the switch is a
+/// dead man's switch (see `NodeConfirm`); any successful switch clears an older pending
+/// confirmation.
 public enum NodeActivate {
     /// What a switch did (the JSON reply of activate and rollback).
     public struct Result: Codable, Sendable {
@@ -22,12 +24,20 @@ public enum NodeActivate {
         public var ran: [String]
         public var seconds: Double
         public var recovered: [String]
+        /// With `--confirm-timeout`: seconds since 1970 by which `node confirm` must come, or
+        /// the node switches back (for `already-current`, the deadline still pending, if any).
+        public var confirmDeadline: Double?
     }
 
-    public static func activate(app: String, version: String, context: NodeContext) throws -> Result {
+    public static func activate(app: String, version: String, confirm: NodeConfirm.Request? = nil,
+                                context: NodeContext) throws -> Result {
         try ReleaseStore.validate(version: version)
+        if let confirm, !(confirm.timeout > 0) {
+            throw NodeError.invalidArgument("--confirm-timeout \(confirm.timeout): give a number of seconds above 0")
+        }
         return try context.mutating(app) { layout, recovered in
-            var result = try switchTo(version, kind: "activate", layout: layout, context: context, recovered: recovered)
+            var result = try switchTo(version, kind: "activate", layout: layout, context: context, recovered: recovered,
+                                      confirm: confirm)
             result.recovered = recovered.removed
             return result
         }
@@ -36,16 +46,20 @@ public enum NodeActivate {
     /// The switch itself, under the lock, right after recovery (whose view of the landed
     /// versions and the journal it reuses).
     static func switchTo(_ version: String, kind: String, layout: NodeLayout, context: NodeContext,
-                         recovered: NodeRecovery.Result) throws -> Result {
+                         recovered: NodeRecovery.Result, confirm: NodeConfirm.Request? = nil) throws -> Result {
         let started = NodeFiles.now()
         let landed = recovered.landed
         guard landed.contains(version) else { throw NodeError.versionNotLanded(app: layout.app, version: version, landed: landed) }
         let previous = layout.currentVersion.flatMap { landed.contains($0) ? $0 : nil }
         var result = Result(app: layout.app, kind: kind, version: version, previous: previous, outcome: "activated", ran: [],
                             seconds: 0, recovered: [])
+        // Recovery left only a live confirmation, of the current version.
+        let pendingBefore = try NodeConfirmation.load(layout)
         if previous == version {
             context.log("\(layout.app)@\(version) is already current")
             result.outcome = "already-current"
+            // Asking again confirms nothing: a pending confirmation keeps its deadline.
+            result.confirmDeadline = pendingBefore?.version == version ? pendingBefore?.deadline : nil
             result.seconds = NodeFiles.now() - started
             return result
         }
@@ -64,6 +78,17 @@ public enum NodeActivate {
             } catch {
                 try journal("failed", "pre_activate: \(Output.message(for: error))")
                 throw error
+            }
+        }
+
+        // The pending confirmation is written before the switch, so that a crash after it
+        // still switches back. When this ends on another version than `version` (switched
+        // back, or never switched), the confirmation pending before is put back as it was.
+        let pending = confirm.map { NodeConfirm.pending($0, version: version, previous: previous) }
+        if let pending { try pending.save(layout) }
+        defer {
+            if pending != nil, layout.currentVersion != version {
+                if let pendingBefore { try? pendingBefore.save(layout) } else { try? NodeConfirmation.remove(layout) }
             }
         }
 
@@ -101,6 +126,23 @@ public enum NodeActivate {
             throw NodeError.rolledBack(app: layout.app, failedVersion: version, restored: previous, detail: failure)
         }
         try journal("activated", nil)
+        if let confirm, var waiting = pending {
+            // The controller's clock starts when this command returns, not before the health check.
+            waiting.deadline = NodeFiles.now() + confirm.timeout
+            try waiting.save(layout)
+            do {
+                _ = try NodeConfirm.spawnWatcher(confirm, app: layout.app, token: waiting.token)
+            } catch {
+                // Without a watcher nothing would switch back before the next command: do it now.
+                let detail = "not confirmable (the watcher did not start: \(Output.message(for: error)))"
+                try NodeConfirm.switchBack(waiting, detail: detail, layout: layout, context: context, state: &state)
+                throw NodeError.confirmationExpired(app: layout.app, version: version, restored: previous, detail: detail, at: NodeFiles.now())
+            }
+            result.confirmDeadline = waiting.deadline
+            context.log("\(layout.app)@\(version) switches back to \(previous ?? "nothing") unless confirmed within \(NodeConfirm.seconds(confirm.timeout)) s")
+        } else if pendingBefore != nil {
+            try NodeConfirmation.remove(layout)
+        }
         result.seconds = NodeFiles.now() - started
         return result
     }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Errors of the node side (apply, activate, rollback, prune, recover, receive). Each says
+/// Errors of the node side (apply, activate, confirm, rollback, prune, recover, receive, fetch). Each says
 /// what failed, on which app, version or file, and what the operator can do about it.
 public enum NodeError: Error, CustomStringConvertible, Sendable {
     /// A system call failed on a node file.
@@ -35,6 +35,16 @@ public enum NodeError: Error, CustomStringConvertible, Sendable {
     case badOffset(path: String, offset: UInt64, have: UInt64)
     /// prune was asked to keep fewer than allowed.
     case invalidKeep(Int)
+    /// A program the node needs for this operation is not installed.
+    case toolMissing(tool: String, package: String, purpose: String)
+    /// Fetching release bytes over HTTP failed; what arrived stays for the next resume.
+    case fetchFailed(url: String, detail: String, path: String, bytes: UInt64, size: UInt64)
+    /// A fetched file is complete but is not the expected one (it was removed).
+    case fetchMismatch(url: String, path: String, expectedSHA256: String, actualSHA256: String, expectedSize: UInt64, actualSize: UInt64)
+    /// The version was switched back because its activation was not confirmed in time.
+    case confirmationExpired(app: String, version: String, restored: String?, detail: String, at: Double)
+    /// `confirm` names a version that is neither pending confirmation nor current.
+    case nothingToConfirm(app: String, version: String, current: String?, pending: String?)
 
     public var description: String {
         switch self {
@@ -79,6 +89,20 @@ public enum NodeError: Error, CustomStringConvertible, Sendable {
             return "cannot resume \(path) at offset \(offset): only \(have) bytes are there; resume at --offset \(have)"
         case let .invalidKeep(keep):
             return "--keep \(keep): keep at least 1 release"
+        case let .toolMissing(tool, package, purpose):
+            return "\(tool) is not installed on this node and \(purpose) needs it: apt-get install \(package)"
+        case let .fetchFailed(url, detail, path, bytes, size):
+            return "fetching \(url) failed: \(detail)" + (bytes > 0 ? "; \(bytes) of \(size) bytes are in \(path), fetch again to resume" : "")
+        case let .fetchMismatch(url, path, expectedSHA256, actualSHA256, expectedSize, actualSize):
+            return "\(url) is not the expected file: sha256 \(actualSHA256) (\(actualSize) bytes), expected \(expectedSHA256) (\(expectedSize) bytes); " +
+                "\(path) was removed. Check what the server holds at that URL, then fetch again"
+        case let .confirmationExpired(app, version, restored, detail, at):
+            let when = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: at))
+            let now = restored.map { "the node switched back to \($0)" } ?? "the node removed current (there was no previous version)"
+            return "\(app)@\(version) was \(detail): \(now) at \(when); activate it again to retry"
+        case let .nothingToConfirm(app, version, current, pending):
+            return "\(app)@\(version) has no pending confirmation and is not current (current: \(current ?? "none")" +
+                (pending.map { ", pending confirmation: \($0)" } ?? "") + "); activate it with --confirm-timeout first"
         }
     }
 }

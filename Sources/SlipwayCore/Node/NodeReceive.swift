@@ -31,9 +31,10 @@ public enum NodeReceive {
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw NodeError.system(operation: "open", path: path, errno: errno) }
         defer { close(fd) }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            throw NodeError.invalidArgument("\(path) is being received by another slipway process; wait for it to finish")
-        }
+        try takeOver(fd: fd, path: path, holderFile: holderFile(layout, fileName), timeout: context.settings.lockTimeout)
+        let holder = holderFile(layout, fileName)
+        try? NodeFiles.writeAtomically(holder, Data("\(getpid())\n".utf8))
+        defer { unlink(holder) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw NodeError.system(operation: "stat", path: path, errno: errno) }
         let have = UInt64(st.st_size)
@@ -83,5 +84,33 @@ public enum NodeReceive {
             }
         }
         return result
+    }
+
+    /// Where the pid of the process receiving `fileName` is kept.
+    static func holderFile(_ layout: NodeLayout, _ fileName: String) -> String { "\(layout.incoming)/.\(fileName).receiver" }
+
+    /// Locks the upload file. A receive whose connection dropped blocks on its stdin until TCP
+    /// gives up, which can take many minutes: a new upload of the same file supersedes it
+    /// (SIGTERM to the pid it recorded, checked to be a `slipway node receive` of this file),
+    /// then waits for the lock. A fetch holding the file finishes on its own and is waited for.
+    static func takeOver(fd: Int32, path: String, holderFile: String, timeout: Double) throws {
+        let started = NodeFiles.now()
+        var signaled = false
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR else { throw NodeError.system(operation: "lock", path: path, errno: errno) }
+            if !signaled, let text = try? NodeFiles.read(holderFile),
+               let pid = Int32(String(decoding: text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1, pid != getpid(),
+               let cmdline = try? NodeFiles.read("/proc/\(pid)/cmdline") {
+                let words = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+                if words.contains("receive"), words.contains("node"), words.contains((path as NSString).lastPathComponent) {
+                    kill(pid, SIGTERM)
+                }
+                signaled = true
+            }
+            if NodeFiles.now() - started >= timeout {
+                throw NodeError.invalidArgument("\(path) is being written by another slipway process; waited \(Int(timeout)) s for it")
+            }
+            usleep(50_000)
+        }
     }
 }

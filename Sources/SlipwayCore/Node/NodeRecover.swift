@@ -9,7 +9,9 @@ import Foundation
 /// landed, and in `incoming/` temporary files and uploads untouched for a week (younger ones
 /// stay so an upload can resume). The journal gains a `recovered` entry for a version that
 /// landed just before a crash, and loses the versions that are gone. When schroot is on,
-/// its file is rewritten if a crash left it naming another version than `current`.
+/// its file is rewritten if a crash left it naming another version than `current`. A pending
+/// confirmation past its deadline switches back (see `NodeConfirm`), so a node that rebooted
+/// while its watcher waited still does; one whose version is not current is dropped.
 public enum NodeRecovery {
     /// Uploads in `incoming/` older than this are abandoned.
     public static let incomingMaxAge: Double = 7 * 24 * 3600
@@ -27,18 +29,20 @@ public enum NodeRecovery {
         public var schrootRewritten: Bool = false
         /// Problems recovery cannot fix alone.
         public var problems: [String] = []
+        /// The version switched back from because its activation was not confirmed in time.
+        public var unconfirmed: String?
         /// What recovery found, for the command that runs next under the same lock (so a
         /// switch asks the backend and reads the journal once, not three times).
         var landed: [String] = []
         var state: NodeState?
 
         private enum CodingKeys: String, CodingKey {
-            case app, removed, journalAdded, journalDropped, schrootRewritten, problems
+            case app, removed, journalAdded, journalDropped, schrootRewritten, problems, unconfirmed
         }
 
         public static func == (a: Result, b: Result) -> Bool {
             (a.app, a.removed, a.journalAdded, a.journalDropped, a.schrootRewritten, a.problems)
-                == (b.app, b.removed, b.journalAdded, b.journalDropped, b.schrootRewritten, b.problems)
+                == (b.app, b.removed, b.journalAdded, b.journalDropped, b.schrootRewritten, b.problems) && a.unconfirmed == b.unconfirmed
         }
     }
 
@@ -58,7 +62,7 @@ public enum NodeRecovery {
             unlink(layout.currentNew)
             result.removed.append(layout.currentNew)
         }
-        for name in NodeFiles.names(layout.appDirectory) where name.hasPrefix("state.json.tmp-") || name.hasPrefix("current.new") {
+        for name in NodeFiles.names(layout.appDirectory) where name.hasPrefix("state.json.tmp-") || name.hasPrefix("confirm.json.tmp-") || name.hasPrefix("current.new") {
             NodeFiles.removeTree("\(layout.appDirectory)/\(name)")
             result.removed.append("\(layout.appDirectory)/\(name)")
         }
@@ -98,6 +102,11 @@ public enum NodeRecovery {
             result.journalAdded.append(version)
         }
         if !result.journalAdded.isEmpty || !result.journalDropped.isEmpty { try state.save(layout) }
+        if let expiry = try NodeConfirm.expire(context, layout: layout, landed: landed, state: &state) {
+            result.unconfirmed = expiry.switchedBack
+            if expiry.switchedBack == nil, let removed = expiry.removed { result.removed.append(removed) }
+            if let problem = expiry.problem { result.problems.append(problem) }
+        }
         result.state = state
 
         let current = layout.currentVersion

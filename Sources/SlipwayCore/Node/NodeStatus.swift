@@ -20,6 +20,20 @@ public struct NodeStatus: Codable, Sendable {
         public var bytes: UInt64
     }
 
+    /// An activation waiting for `slipway node confirm` (from `confirm.json`).
+    public struct PendingConfirmation: Codable, Sendable {
+        public var version: String
+        /// Where the node switches back to (nil: it removes current).
+        public var previous: String?
+        /// Seconds since 1970.
+        public var deadline: Double
+        /// The `--confirm-timeout` given, in seconds.
+        public var timeout: Double
+        /// The deadline has passed and no watcher has switched back yet (the node rebooted):
+        /// the next mutating command switches back first.
+        public var expired: Bool
+    }
+
     public var app: String
     public var root: String
     public var backend: String
@@ -36,7 +50,11 @@ public struct NodeStatus: Codable, Sendable {
     public var schroot: String?
     /// Uploads in `incoming/`, so the controller knows where to resume.
     public var incoming: [IncomingFile]
+    /// The activation waiting for confirmation, if any.
+    public var confirmation: PendingConfirmation?
 
+    /// An app the node has never seen reads as empty (no releases, no current version): the
+    /// controller asks this first of a new node.
     public static func read(app: String, context: NodeContext, history: Int = 10) throws -> NodeStatus {
         try ReleaseStore.validate(name: app)
         let layout = context.layout(app)
@@ -64,6 +82,10 @@ public struct NodeStatus: Codable, Sendable {
                 var st = stat()
                 guard lstat("\(layout.incoming)/\(name)", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
                 return IncomingFile(name: name, bytes: UInt64(st.st_size))
+            },
+            confirmation: ((try? NodeConfirmation.load(layout)) ?? nil).map {
+                PendingConfirmation(version: $0.version, previous: $0.previous, deadline: $0.deadline, timeout: $0.timeout,
+                                    expired: $0.deadline <= NodeFiles.now())
             })
     }
 
@@ -91,6 +113,16 @@ public struct NodeStatus: Codable, Sendable {
         if !leftovers.isEmpty { lines.append("  leftovers (removed by the next command): \(leftovers.joined(separator: ", "))") }
         if let lockHolder { lines.append("  locked by \(lockHolder)") }
         if let schroot { lines.append("  schroot slipway-\(app) → \(schroot)") }
+        if let confirmation {
+            let when = formatter.string(from: Date(timeIntervalSince1970: confirmation.deadline))
+            let back = confirmation.previous ?? "no current version"
+            lines.append(confirmation.expired
+                ? "  \(confirmation.version) was not confirmed by \(when): the next slipway command switches back to \(back)"
+                : "  \(confirmation.version) awaits confirmation until \(when), else the node switches back to \(back)")
+        }
+        if !incoming.isEmpty {
+            lines.append("  incoming: " + incoming.map { "\($0.name) (\($0.bytes) bytes)" }.joined(separator: ", "))
+        }
         return lines
     }
 }

@@ -84,8 +84,10 @@ public struct ReleaseManifest: Codable, Equatable, Sendable {
     }
 
     /// Reads and decodes a manifest file.
+    /// A zstd-compressed manifest (as the controller sends it) is read as its plain bytes.
     public static func read(path: String) throws -> (manifest: ReleaseManifest, bytes: Data) {
-        let data = try readFile(path)
+        var data = try readFile(path)
+        if ZstdData.isCompressed(data) { data = try ZstdData.decompress(data, source: path, limit: 256 << 20) }
         return (try decode(data, source: path), data)
     }
 

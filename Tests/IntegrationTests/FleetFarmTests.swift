@@ -1,0 +1,259 @@
+import Foundation
+import SlipwayCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The repository's root, from this file's path.
+private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+/// A farm from `scripts/testfarm up N`: real sshd nodes in network namespaces, each with its
+/// own btrfs root and no slipway until the controller installs it. Torn down by `down()`.
+final class SSHFarm {
+    let inventory: String
+    let nodes: [String]
+    let store: ReleaseStore
+    let temp: TempDir
+    let binary: String
+
+    init(nodes count: Int, binary: String) throws {
+        self.binary = binary
+        let up = try run("bash", [repositoryRoot + "/scripts/testfarm", "up", String(count)])
+        guard up.ok, let last = up.out.split(separator: "\n").last else {
+            _ = try? run("bash", [repositoryRoot + "/scripts/testfarm", "down"])
+            throw TestSupportError.commandFailed("scripts/testfarm up \(count)", up.status, up.err)
+        }
+        inventory = String(last)
+        nodes = (1...count).map { "node\($0)" }
+        temp = try TempDir("slipway-farm-test")
+        store = ReleaseStore(root: temp.sub("store"))
+    }
+
+    func down() {
+        _ = try? run("bash", [repositoryRoot + "/scripts/testfarm", "down"])
+        temp.remove()
+    }
+
+    /// `slipway <arguments> --inventory … [--store …]`.
+    func slipway(_ arguments: [String]) throws -> CommandResult {
+        let store = ["push", "deploy"].contains(arguments.first ?? "") ? ["--store", self.store.root] : []
+        return try run(binary, arguments + ["--inventory", inventory] + store)
+    }
+
+    /// Runs a shell command on a node over the farm's ssh config.
+    @discardableResult
+    func ssh(_ node: String, _ command: String) throws -> CommandResult {
+        try run("ssh", ["-F", repositoryRoot + "/.testfarm/ssh_config", node, command])
+    }
+
+    func outcomes(_ result: CommandResult) throws -> [String: NodeOutcome] {
+        let list = try JSONDecoder().decode([NodeOutcome].self, from: result.stdout)
+        return Dictionary(uniqueKeysWithValues: list.map { ($0.node, $0) })
+    }
+
+    func current(_ node: String, app: String) throws -> String? {
+        let result = try ssh(node, "readlink /var/lib/slipway/\(app)/current || true")
+        let text = result.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.isEmpty ? nil : (text as NSString).lastPathComponent
+    }
+
+    /// Packs a release: `shared` MB of data every version has (seeded) plus a version file and
+    /// `own` MB of its own random data.
+    @discardableResult
+    func release(_ app: String, _ version: String, shared: Int = 4, own: Int = 0, service: ServiceSpec? = nil,
+                 compression: ArchiveCompression = .xz) throws -> StoredRelease {
+        let tree = temp.sub("tree-\(app)-\(version)")
+        try FileManager.default.createDirectory(atPath: tree + "/usr/share/app", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: tree + "/etc/app", withIntermediateDirectories: true)
+        var generator = SeededGenerator(seed: 7)
+        for index in 0..<shared {
+            try Data((0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+                .write(to: URL(fileURLWithPath: tree + "/usr/share/app/shared\(index)"))
+        }
+        if own > 0 { try Data(randomBytes(own << 20)).write(to: URL(fileURLWithPath: tree + "/usr/share/app/own")) }
+        try Data("\(version)\n".utf8).write(to: URL(fileURLWithPath: tree + "/etc/app/version"))
+        defer { try? FileManager.default.removeItem(atPath: tree) }
+        var configuration = ArchiveWriterConfiguration(level: 1)
+        configuration.compression = compression
+        return try store.add(tree: tree, name: app, version: version, created: 1_700_000_000, configuration: configuration,
+                             service: service).release
+    }
+}
+
+/// Whether the farm can run here: root, sshd, ip, btrfs.
+private func farmAvailable(test: String = #function) -> Bool {
+    requireTool("sshd", "ssh", "ip", "mkfs.btrfs", "tc", root: true, test: test)
+}
+
+@Suite("Fleet, ssh farm", .serialized)
+struct FleetFarmTests {
+    @Test("six ssh nodes: install, deploy, deltas, a failing group, drift, rollback, cut and resume")
+    func sixNodes() throws {
+        guard farmAvailable(), let binary = nodeBinary() else { return }
+        let farm = try SSHFarm(nodes: 6, binary: binary)
+        defer { farm.down() }
+        let app = "web"
+        let health = ServiceSpec(health: HealthCheck(command: "[ ! -e \"$SLIPWAY_ROOT/unhealthy-$SLIPWAY_VERSION\" ]", timeoutSeconds: 5, retries: 1))
+        try farm.release(app, "1", service: health)
+        try farm.release(app, "2", service: health)
+        try farm.release(app, "3", service: health)
+
+        // v1: every node lacks slipway and gets it installed first.
+        let first = try farm.slipway(["deploy", "\(app)@1", "--on", "@farm", "--json", "--confirm-timeout", "30"])
+        #expect(first.status == 0, "deploy 1: \(first.err)")
+        let v1 = try farm.outcomes(first)
+        for node in farm.nodes {
+            #expect(v1[node]?.result == "activated", "\(node): \(String(describing: v1[node]))")
+            #expect(v1[node]?.installedSlipway == true)
+            #expect(v1[node]?.method == "full")
+            #expect(try farm.current(node, app: app) == "1")
+        }
+
+        // v2 travels as deltas, a few kB instead of megabytes.
+        let second = try farm.slipway(["deploy", "\(app)@2", "--on", "@web,@api", "--json", "--canary", "1", "--batch", "50%"])
+        #expect(second.status == 0, "deploy 2: \(second.err)")
+        let full = try farm.store.release(name: app, version: "2").manifest.archive.size
+        for (node, outcome) in try farm.outcomes(second) {
+            #expect(outcome.result == "activated" && outcome.method == "delta from 1", "\(node): \(outcome)")
+            #expect(!outcome.installedSlipway)
+            #expect(outcome.bytesSent < full / 20, "\(node) sent \(outcome.bytesSent) of \(full)")
+        }
+
+        // v3's health check fails on the api group (node4-6): in batches of two, node3 and
+        // node4 form the second batch; node4 switches itself back, node5 and node6 are not
+        // touched, the command fails, and status shows the drift.
+        for node in ["node4", "node5", "node6"] { try farm.ssh(node, "touch /var/lib/slipway/unhealthy-3") }
+        let third = try farm.slipway(["deploy", "\(app)@3", "--on", "@farm", "--json", "--batch", "2"])
+        #expect(third.status != 0)
+        let v3 = try farm.outcomes(third)
+        #expect(["node1", "node2", "node3"].allSatisfy { v3[$0]?.result == "activated" }, "\(v3)")
+        #expect(v3["node4"]?.result == "rolled-back")
+        #expect(v3["node5"]?.result == "not-touched" && v3["node6"]?.result == "not-touched")
+        #expect(try farm.current("node4", app: app) == "2")
+        #expect(try farm.current("node6", app: app) == "2")
+        let status = try farm.slipway(["status", app, "--on", "@farm", "--json"])
+        #expect(status.status == 0, "status: \(status.err)")
+        let fleet = try JSONDecoder().decode(FleetStatus.self, from: status.stdout)
+        #expect(fleet.drifting.count == 3, "drift: \(fleet.drifting)")
+        #expect(fleet.unreachable.isEmpty)
+
+        // Fleet rollback of the web group: back to 2 with no transfer.
+        let back = try farm.slipway(["rollback", app, "--on", "@web", "--json"])
+        #expect(back.status == 0, "rollback: \(back.err)")
+        for node in ["node1", "node2", "node3"] { #expect(try farm.current(node, app: app) == "2") }
+
+        // A node cut in the middle of its upload: the others complete; after heal a re-run
+        // resumes from the node's offset. node2's link is slowed so the cut lands mid-way.
+        try farm.release(app, "4", shared: 0, own: 24, compression: .zstd)
+        _ = try run("tc", ["qdisc", "add", "dev", "slpfarm-node2", "root", "tbf", "rate", "40mbit", "burst", "64kb", "latency", "500ms"])
+        defer { _ = try? run("tc", ["qdisc", "del", "dev", "slpfarm-node2", "root"]) }
+        let push = try NodeChild(binary, ["push", "\(app)@4", "--full", "--on", "@farm", "--json", "--inventory", farm.inventory, "--store", farm.store.root])
+        let pid = try String(contentsOfFile: repositoryRoot + "/.testfarm/hosts/node2/sshd.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        var partial: UInt64 = 0
+        for _ in 0..<300 {
+            let size = try run("nsenter", ["-t", pid, "-m", "stat", "-c", "%s", "/var/lib/slipway/\(app)/incoming/4.tar.zst"])
+            partial = UInt64(size.out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            if partial > 2 << 20 { break }
+            usleep(50_000)
+        }
+        #expect(partial > 0, "node2's upload never started")
+        _ = try run("bash", [repositoryRoot + "/scripts/testfarm", "cut", "node2"])
+        let cut = push.wait()
+        #expect(cut.status != 0, "the push with node2 cut must fail")
+        _ = try run("bash", [repositoryRoot + "/scripts/testfarm", "heal", "node2"])
+        _ = try run("tc", ["qdisc", "del", "dev", "slpfarm-node2", "root"])
+        let resumed = try farm.slipway(["push", "\(app)@4", "--full", "--on", "@farm", "--json"])
+        #expect(resumed.status == 0, "re-run: \(resumed.err)")
+        let again = try farm.outcomes(resumed)
+        let size4 = try farm.store.release(name: app, version: "4").manifest.archive.size
+        #expect(again["node2"]?.result == "landed")
+        #expect((again["node2"]?.bytesSent ?? .max) < size4, "node2 resumed: sent \(again["node2"]?.bytesSent ?? 0) of \(size4)")
+        for node in farm.nodes where node != "node2" { #expect(again[node]?.result == "already-landed", "\(node): \(String(describing: again[node]))") }
+    }
+
+    @Test("pull mode: nodes fetch from nginx serving the store; the controller sends no release bytes")
+    func pullMode() throws {
+        guard farmAvailable(), requireTool("nginx", "curl"), let binary = nodeBinary() else { return }
+        let farm = try SSHFarm(nodes: 3, binary: binary)
+        defer { farm.down() }
+        let app = "pulled"
+        try farm.release(app, "1")
+        try farm.release(app, "2")
+        let server = try StoreServer(root: farm.store.root, address: "10.231.0.1", scratch: farm.temp.sub("nginx"))
+        defer { server.stop() }
+        let url = "http://10.231.0.1:\(server.port)"
+
+        let first = try farm.slipway(["deploy", "\(app)@1", "--on", "@farm", "--json", "--pull-from", url])
+        #expect(first.status == 0, "deploy 1: \(first.err)")
+        let size = try farm.store.release(name: app, version: "1").manifest.archive.size
+        for (node, outcome) in try farm.outcomes(first) {
+            #expect(outcome.result == "activated" && outcome.method == "pull full", "\(node): \(outcome)")
+            #expect(outcome.bytesSent >= size, "\(node) fetched \(outcome.bytesSent)")
+        }
+        let second = try farm.slipway(["deploy", "\(app)@2", "--on", "@farm", "--json", "--pull-from", url])
+        #expect(second.status == 0, "deploy 2: \(second.err)")
+        for (node, outcome) in try farm.outcomes(second) {
+            #expect(outcome.result == "activated" && outcome.method == "pull delta from 1", "\(node): \(outcome)")
+            #expect(try farm.current(node, app: app) == "2")
+        }
+        // Every byte came from nginx: its log holds the archive and delta requests of each node.
+        let log = try String(contentsOfFile: server.accessLog, encoding: .utf8)
+        #expect(log.components(separatedBy: "/\(app)/1/rootfs.tar.xz").count - 1 >= 3)
+        #expect(log.components(separatedBy: "/\(app)/2/deltas/1.tar.xz").count - 1 >= 3)
+    }
+}
+
+/// nginx serving a directory on one address, started for a test and stopped by its pid.
+final class StoreServer {
+    let port: Int
+    let accessLog: String
+    private let process = Process()
+
+    init(root: String, address: String, scratch: String) throws {
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        port = 18000 + Int.random(in: 0..<2000)
+        accessLog = scratch + "/access.log"
+        let config = """
+            daemon off;
+            master_process off;
+            worker_processes 1;
+            pid \(scratch)/nginx.pid;
+            error_log \(scratch)/error.log;
+            events { worker_connections 64; }
+            http {
+                access_log \(accessLog);
+                client_body_temp_path \(scratch)/body;
+                proxy_temp_path \(scratch)/proxy;
+                fastcgi_temp_path \(scratch)/fastcgi;
+                uwsgi_temp_path \(scratch)/uwsgi;
+                scgi_temp_path \(scratch)/scgi;
+                server {
+                    listen \(address):\(port);
+                    root \(root);
+                }
+            }
+            """
+        try Data(config.utf8).write(to: URL(fileURLWithPath: scratch + "/nginx.conf"))
+        process.executableURL = URL(fileURLWithPath: toolPath("nginx") ?? "/usr/sbin/nginx")
+        process.arguments = ["-c", scratch + "/nginx.conf", "-p", scratch]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        for _ in 0..<100 {
+            if let answer = try? run("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://\(address):\(port)/"]), answer.out.count == 3 { return }
+            usleep(50_000)
+        }
+        stop()
+        throw TestSupportError.commandFailed("nginx on \(address):\(port)", -1, "did not answer")
+    }
+
+    /// Stops nginx by its pid.
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+}
