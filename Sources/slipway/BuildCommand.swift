@@ -31,6 +31,9 @@ struct Build: SlipwayCommand {
     @Option(help: "xz, zstd or none (default: the recipe's, else xz).")
     var compression: ArchiveCompression?
 
+    @Option(name: .customLong("var"), help: ArgumentHelp("Override a [vars] value of the recipe (repeatable).", valueName: "NAME=VALUE"))
+    var variables: [String] = []
+
     @Flag(help: "Print a JSON summary on stdout.")
     var json = false
 
@@ -40,17 +43,36 @@ struct Build: SlipwayCommand {
     var wantsJSON: Bool { json }
 
     func validate() throws {
+        _ = try parsedVariables()
         if let version {
             do { try ReleaseStore.validate(version: version) } catch { throw ValidationError(Output.message(for: error)) }
         }
     }
 
+    func parsedVariables() throws -> [String: String] {
+        var parsed: [String: String] = [:]
+        for item in variables {
+            guard let equals = item.firstIndex(of: "="), equals != item.startIndex else {
+                throw ValidationError("--var '\(item)' must be NAME=VALUE")
+            }
+            parsed[String(item[..<equals])] = String(item[item.index(after: equals)...])
+        }
+        return parsed
+    }
+
     func run(_ context: CommandContext) throws {
         let output = context.output
-        let recipe = try Recipe.load(path: self.recipe)
+        let recipe = try Recipe.load(path: self.recipe, variables: try parsedVariables())
         let options = BuildOptions(version: version, storeRoot: storeOptions.store, signingKeyPath: signKey,
                                    refreshBase: refreshBase, cacheDirectory: cacheDir, compression: compression)
-        let summary = try Builder(recipe: recipe, options: options, output: output).build()
+        let summary: BuildSummary
+        do {
+            summary = try Builder(recipe: recipe, options: options, output: output).build()
+        } catch where InterruptedWork.isInterrupted {
+            // SIGINT/SIGTERM: the handler is cleaning up and exits with 128+signal; a failure
+            // message and exit here would race it.
+            while true { sleep(60) }
+        }
         let stageLine = summary.stages.map { "\($0.name) \(String(format: "%.1f", $0.seconds))s" }.joined(separator: ", ")
         let what = summary.outcome == .added ? "stored in \(summary.directory)" : "was already in the store with the same archive; nothing changed"
         try output.result(summary, text: [

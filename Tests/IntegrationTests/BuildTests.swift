@@ -6,74 +6,11 @@ import Testing
 import Glibc
 #endif
 
-/// The repository's recipes directory.
-private let recipesDirectory = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path + "/recipes"
-
-/// One base cache shared by the build tests (a Debian base costs ~25-50 s to bootstrap), in
-/// a path of their own so they never touch the user's cache.
-private let sharedCacheDirectory = FileManager.default.temporaryDirectory.path + "/slipway-it-build-cache"
-
-/// Whether the build tests can run here; prints why not.
-private func canBuild(_ tools: String..., test: String = #function) -> Bool {
-    guard isRoot else {
-        print("skipped \(test): slipway build needs root (chroot, mounts, device nodes) — CI runs the tests as root")
-        return false
-    }
-    for tool in ["chroot", "mount", "umount"] + tools where toolPath(tool) == nil {
-        print("skipped \(test): \(tool) not installed — scripts/setup installs it")
-        return false
-    }
-    return true
-}
-
-private func build(_ recipe: Recipe, store: String, cache: String = sharedCacheDirectory,
-                   compression: ArchiveCompression? = nil) throws -> BuildSummary {
-    let options = BuildOptions(storeRoot: store, cacheDirectory: cache, compression: compression)
-    return try Builder(recipe: recipe, options: options, output: Output(verbosity: .quiet)).build()
-}
-
-/// Mount points at or below `path`.
-private func mountsUnder(_ path: String) -> [String] {
-    let text = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
-    return text.split(separator: "\n").compactMap { line in
-        let fields = line.split(separator: " ")
-        guard fields.count > 4 else { return nil }
-        let point = String(fields[4])
-        return point == path || point.hasPrefix(path + "/") ? point : nil
-    }
-}
-
-/// A plain HTTP/1.0 GET on 127.0.0.1 (no client tool needed); nil when nothing answers.
-private func httpGet(port: Int, path: String) -> String? {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var timeout = timeval(tv_sec: 3, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { return nil }
-    let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
-    guard send(fd, request, request.count, 0) == request.count else { return nil }
-    var response: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = recv(fd, &buffer, buffer.count, 0)
-        if n <= 0 { break }
-        response += buffer[0..<n]
-    }
-    return String(decoding: response, as: UTF8.self)
-}
-
 private func freePort() -> Int { Int.random(in: 20000...40000) }
 
-@Suite("slipway build")
+/// Every build test, run one at a time: they share a base cache (and the checks that nothing
+/// is left mounted below it), and two builds at once only share the same cores.
+@Suite("slipway build", .serialized)
 struct BuildTests {
     @Test func helloStaticBuildsAndServes() throws {
         guard canBuild("apt-get", "dpkg-deb") else { return }
@@ -121,12 +58,18 @@ struct BuildTests {
         // zstd keeps the test quick; the bytes are as reproducible as with xz.
         let first = try build(recipe, store: temp.sub("store-a"), compression: .zstd)
         let second = try build(recipe, store: temp.sub("store-b"), compression: .zstd)
-        #expect(second.baseCacheHit, "the second build restores the cached base")
+        #expect(second.baseCacheHit, "the second build uses the cached base")
         #expect(first.baseKey == second.baseKey)
         #expect(first.sha256 == second.sha256, "two builds from the same cached base are byte-identical")
-        if let base = second.stages.first(where: { $0.name == "base" }) {
-            print("python-web: warm base stage \(String(format: "%.2f", base.seconds)) s, total \(String(format: "%.1f", second.totalSeconds)) s")
-        }
+        let base = try #require(second.stages.first { $0.name == "base" })
+        print("python-web: warm base stage \(String(format: "%.2f", base.seconds)) s (\(base.detail)), total \(String(format: "%.1f", second.totalSeconds)) s")
+        // The work tree copied from the cached base instead of laid on it as an overlay: the
+        // same bytes.
+        let copied = try build(recipe, store: temp.sub("store-c"), compression: .zstd, overlayBase: false)
+        #expect(copied.baseCacheHit)
+        #expect(copied.stages.first { $0.name == "base" }?.detail.contains("copied from the cached tree") == true)
+        #expect(copied.sha256 == first.sha256, "a copied base tree gives the same archive as an overlay")
+        #expect(mountsUnder(sharedCacheDirectory + "/bases").isEmpty, "nothing is mounted on the cache")
 
         let store = ReleaseStore(root: temp.sub("store-a"))
         let release = try store.release(name: "python-web", version: "1.0.0")
@@ -139,6 +82,9 @@ struct BuildTests {
         #expect(check.ok, "\(check.err)")
         #expect(check.out.contains("23.0.0"))
         #expect(!FileManager.default.fileExists(atPath: tree + "/usr/sbin/policy-rc.d"), "the build's policy-rc.d is gone")
+        let dpkgConfig = try FileManager.default.contentsOfDirectory(atPath: tree + "/etc/dpkg/dpkg.cfg.d")
+        #expect(!dpkgConfig.contains { $0.contains("slipway") || $0.contains("mmdebstrap") },
+                "the bootstrap's dpkg settings (force-unsafe-io) are not in the image: \(dpkgConfig)")
         let conf = try String(contentsOfFile: tree + "/etc/python-web/gunicorn.conf.py", encoding: .utf8)
         #expect(conf.contains("bind = \"127.0.0.1:8000\""))
         #expect(mountsUnder(sharedCacheDirectory).isEmpty)

@@ -97,34 +97,36 @@ struct NodeConfirmTests {
         let node = try ConfirmNode(binary: binary)
         defer { node.fx.remove() }
 
-        let (reply, seconds) = try node.activate("2", confirmTimeout: 2)
-        let activatedAt = Date()
-        #expect(seconds < 1.5, "activate must not wait for its watcher (took \(seconds) s)")
+        // Bounds below are generous: under a loaded CI machine every process start can take
+        // seconds. What is checked is the order of events, not their speed.
+        let (reply, _) = try node.activate("2", confirmTimeout: 4)
         #expect(reply.outcome == "activated" && reply.previous == "1")
         let deadline = try #require(reply.confirmDeadline)
-        #expect(deadline > Date().timeIntervalSince1970 && deadline <= Date().timeIntervalSince1970 + 2.5)
-        #expect(node.fx.current == "2")
-
-        let pending = try #require(try node.status().confirmation)
-        #expect(pending.version == "2" && pending.previous == "1" && pending.deadline == deadline && pending.timeout == 2 && !pending.expired)
+        #expect(deadline <= Date().timeIntervalSince1970 + 4.5)
         let token = try #require(node.pendingToken)
         let watcher = try #require(Self.watcherPID(token: token), "the watcher runs after activate returned")
         #expect(Self.sessionID(watcher) == watcher, "the watcher leads its own session")
+        if Date().timeIntervalSince1970 < deadline - 0.5 {
+            #expect(node.fx.current == "2", "activate returned before the deadline, on 2, without waiting for its watcher")
+            let pending = try #require(try node.status().confirmation)
+            #expect(pending.version == "2" && pending.previous == "1" && pending.deadline == deadline && pending.timeout == 4)
+        }
 
-        #expect(node.waitFor(8) { node.fx.current == "1" }, "still on \(node.fx.current ?? "none") after 8 s")
-        #expect(Date().timeIntervalSince(activatedAt) < 6)
+        // The watcher switches back, reloads 1, journals, removes the confirmation and exits.
+        #expect(node.waitFor(60) { Self.watcherPID(token: token) == nil }, "the watcher exits once it has switched back")
+        #expect(node.fx.current == "1", "still on \(node.fx.current ?? "none") after the watcher exited")
         let last = try #require(try NodeState.load(node.fx.layout).activations.last)
         #expect(last.kind == "rollback" && last.from == "2" && last.to == "1" && last.result == "activated")
-        #expect(last.detail == "not confirmed within 2 s", "\(last.detail ?? "no detail")")
+        #expect(last.at >= deadline, "switched back at \(last.at), before the deadline \(deadline)")
+        #expect(last.detail == "not confirmed within 4 s", "\(last.detail ?? "no detail")")
         #expect(node.reloadLog == "2\n1\n", "reload of 2 at the switch, of 1 at the switch back: \(node.reloadLog)")
         #expect(!exists(node.fx.layout.confirmFile))
-        #expect(node.waitFor(3) { Self.watcherPID(token: token) == nil }, "the watcher exits once it has switched back")
         #expect(try node.status().confirmation == nil)
         try node.fx.checkInvariant("after the switch back")
 
         let late = try node.node(["confirm", "web@2", "--json"])
         #expect(late.status != 0)
-        #expect(late.stderr.contains("web@2 was not confirmed within 2 s") && late.stderr.contains("switched back to 1"), "\(late.stderr)")
+        #expect(late.stderr.contains("web@2 was not confirmed within 4 s") && late.stderr.contains("switched back to 1"), "\(late.stderr)")
         #expect(node.fx.current == "1")
     }
 
@@ -134,17 +136,17 @@ struct NodeConfirmTests {
         let node = try ConfirmNode(binary: binary)
         defer { node.fx.remove() }
 
-        let (reply, seconds) = try node.activate("2", confirmTimeout: 5)
-        #expect(seconds < 3, "activate returned after \(seconds) s, the watcher must not be waited for")
+        let (reply, _) = try node.activate("2", confirmTimeout: 10)
         let deadline = try #require(reply.confirmDeadline)
         let token = try #require(node.pendingToken)
+        #expect(Self.watcherPID(token: token) != nil, "activate returned without waiting for its watcher")
 
         let confirmed = try node.node(["confirm", "web@2", "--json"])
         try #require(confirmed.status == 0, "\(confirmed.stderr)")
         let result = try JSONDecoder().decode(NodeConfirm.Result.self, from: confirmed.stdout)
         #expect(result.outcome == "confirmed" && result.version == "2" && result.deadline == deadline)
         #expect(!exists(node.fx.layout.confirmFile))
-        #expect(node.waitFor(3) { Self.watcherPID(token: token) == nil }, "a confirmation ends the watcher")
+        #expect(node.waitFor(30) { Self.watcherPID(token: token) == nil }, "a confirmation ends the watcher")
 
         let wait = deadline + 1.5 - Date().timeIntervalSince1970
         if wait > 0 { usleep(useconds_t(wait * 1_000_000)) }
@@ -180,7 +182,7 @@ struct NodeConfirmTests {
         let back = try node.node(["rollback", node.fx.app, "--to", "1"])
         #expect(back.status == 0, "\(back.stderr)")
         #expect(node.fx.current == "1" && !exists(node.fx.layout.confirmFile))
-        #expect(node.waitFor(3) { Self.watcherPID(token: first) == nil }, "the old watcher sees no confirmation and exits")
+        #expect(node.waitFor(30) { Self.watcherPID(token: first) == nil }, "the old watcher sees no confirmation and exits")
         #expect(try NodeState.load(node.fx.layout).activations.allSatisfy { $0.detail?.hasPrefix("not confirmed") != true })
 
         // A reboot: the watcher is gone and the deadline passes while the node is down.
@@ -188,7 +190,7 @@ struct NodeConfirmTests {
         let second = try #require(node.pendingToken)
         let watcher = try #require(Self.watcherPID(token: second))
         #expect(kill(watcher, SIGKILL) == 0)
-        #expect(node.waitFor(3) { Self.watcherPID(token: second) == nil })
+        #expect(node.waitFor(30) { Self.watcherPID(token: second) == nil })
         let data = try Data(contentsOf: URL(fileURLWithPath: node.fx.layout.confirmFile))
         var object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         object["deadline"] = Date().timeIntervalSince1970 - 1

@@ -179,7 +179,7 @@ struct NodeFetchTests {
         } catch {
             #expect("\(error)".contains("no progress for 1 s"), "\(error)")
         }
-        #expect(Date().timeIntervalSince(started) < 20)
+        #expect(Date().timeIntervalSince(started) < 60, "a stalled server must not hang the fetch")
     }
 
     @Test("through the binary: --json reply, then apply the fetched archive; a missing curl says what to install")

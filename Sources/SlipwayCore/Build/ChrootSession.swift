@@ -75,7 +75,7 @@ struct ChrootSession {
             BuildCleanup.unregisterMount(point)
         }
         mounted.removeAll()
-        let left = Mounts.mountPoints(under: tree)
+        let left = Mounts.mountPoints(below: tree)
         if !left.isEmpty { throw BuildError.mountsLeft(paths: left) }
     }
 

@@ -3,8 +3,9 @@ import TOMLKit
 
 extension Recipe {
     /// Reads and validates the recipe at `path`; every problem is a `RecipeError` naming
-    /// the file and line.
-    public static func load(path: String) throws -> Recipe {
+    /// the file and line. `variables` override `[vars]` values (`slipway build --var`); each
+    /// must be declared there.
+    public static func load(path: String, variables: [String: String] = [:]) throws -> Recipe {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -16,14 +17,23 @@ extension Recipe {
             throw RecipeError.unreadable(file: path, detail: "it is not UTF-8 text")
         }
         let absolute = URL(fileURLWithPath: path).standardizedFileURL
-        return try parse(text: text, file: path, directory: absolute.deletingLastPathComponent().path)
+        return try parse(text: text, file: path, directory: absolute.deletingLastPathComponent().path, variables: variables)
     }
 
     /// Parses recipe text; `file` is the name used in messages and `directory` the one
     /// relative host paths are resolved against.
-    public static func parse(text: String, file: String, directory: String) throws -> Recipe {
+    public static func parse(text: String, file: String, directory: String, variables: [String: String] = [:]) throws -> Recipe {
         let root = try TOMLTableReader.document(text: text, file: file)
-        return try RecipeReader(file: file, directory: directory).read(root)
+        var vars = try root.stringTable("vars") ?? [:]
+        for (name, value) in variables.sorted(by: { $0.key < $1.key }) {
+            guard vars[name] != nil else {
+                throw RecipeError.invalidValue(
+                    file: file, line: nil, key: "--var \(name)", value: "\"\(value)\"",
+                    reason: vars.isEmpty ? "the recipe has no [vars]" : "the recipe's [vars] has no '\(name)' (it has \(vars.keys.sorted().joined(separator: ", ")))")
+            }
+            vars[name] = value
+        }
+        return try RecipeReader(file: file, directory: directory, vars: vars).read(root)
     }
 }
 
@@ -31,16 +41,27 @@ extension Recipe {
 private struct RecipeReader {
     let file: String
     let directory: String
+    /// `[vars]` with the build's overrides; `{{name}}` in host paths expands to them.
+    let vars: [String: String]
 
     func hostPath(_ path: String) -> String {
         path.hasPrefix("/") ? path : URL(fileURLWithPath: directory).appendingPathComponent(path).standardizedFileURL.path
     }
 
-    /// A host path that must exist.
+    /// A host path that must exist, after `{{name}}` expansion from `[vars]` (so a path can
+    /// be given at build time: `--var name=PATH`).
     func existingHostPath(_ table: TOMLTableReader, _ key: String, _ path: String) throws -> String {
-        let resolved = hostPath(path)
+        let expanded = try BuildFiles.expandTemplate(path, variables: vars) { name in
+            throw table.invalid(key, "\"\(path)\"", "it uses {{\(name)}}, which [vars] does not define")
+        }
+        let resolved = hostPath(expanded)
         guard access(resolved, F_OK) == 0 else {
-            throw RecipeError.sourceNotFound(file: file, line: table.line(key), key: table.keyPath(key), path: resolved)
+            guard expanded != path else {
+                throw RecipeError.sourceNotFound(file: file, line: table.line(key), key: table.keyPath(key), path: resolved)
+            }
+            let names = vars.keys.sorted().filter { path.contains("{{\($0)}}") || path.contains("{{ \($0) }}") }
+            throw table.invalid(key, "\"\(path)\"", "\(resolved) does not exist; give another path at build time with "
+                                + names.map { "--var \($0)=PATH" }.joined(separator: " "))
         }
         return resolved
     }
@@ -70,7 +91,6 @@ private struct RecipeReader {
         let run = try root.tables("run").enumerated().map { try readRun($1, index: $0) }
         let cleanup = try root.table("cleanup").map(readCleanup) ?? CleanupSpec(enabled: true, keep: [], remove: [], pycache: false)
         let service = try root.table("service").map(readService)
-        let vars = try root.stringTable("vars") ?? [:]
         try root.finish()
         for name in users.map(\.name) + groups.map(\.name) where !Self.isValidAccountName(name) {
             throw RecipeError.invalidValue(file: file, line: nil, key: "users/groups name", value: "\"\(name)\"", reason: "use lower-case letters, digits, '-' and '_', starting with a letter or '_'")

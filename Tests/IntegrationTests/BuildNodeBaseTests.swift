@@ -1,0 +1,95 @@
+import Foundation
+import SlipwayCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The repository root.
+private let repositoryDirectory = URL(fileURLWithPath: recipesDirectory).deletingLastPathComponent().path
+
+extension BuildTests {
+    /// recipes/node-base.toml with the statically linked slipway given at build time, and
+    /// `{{var}}` host paths in recipes.
+    @Suite("slipway build: node-base")
+    struct NodeBase {
+        /// `$SLIPWAY_STATIC_BINARY`, else what `scripts/setup --static` builds; nil (with a
+        /// printed reason) when neither exists.
+        static func staticBinary(test: String = #function) -> String? {
+            let candidate = ProcessInfo.processInfo.environment["SLIPWAY_STATIC_BINARY"] ?? repositoryDirectory + "/.build-static/release/slipway"
+            if access(candidate, X_OK) == 0 { return candidate }
+            print("skipped \(test): no statically linked slipway at \(candidate) — scripts/setup --static builds it (or set SLIPWAY_STATIC_BINARY)")
+            return nil
+        }
+
+        @Test func nodeBaseBuildsAndItsSlipwayRunsWithoutSwift() throws {
+            guard canBuild("mmdebstrap", "tar", "zstd", "unshare"), let binary = Self.staticBinary() else { return }
+            let temp = try TempDir("slipway-build-node-base")
+            defer { temp.remove() }
+            let recipe = try Recipe.load(path: recipesDirectory + "/node-base.toml", variables: ["slipway_binary": binary])
+            #expect(recipe.app?.source == binary)
+            let summary = try build(recipe, store: temp.sub("store"), compression: .zstd)
+            #expect(summary.outcome == .added)
+
+            let tree = temp.sub("tree")
+            try FileManager.default.createDirectory(atPath: tree, withIntermediateDirectories: true)
+            try runChecked("tar", ["--zstd", "-xf", summary.archive, "-C", tree])
+            // The tree has no Swift runtime: the binary carries its own.
+            let swiftLibraries = try run("sh", ["-c", "find \(tree) -name 'libswiftCore*' -o -name 'libFoundation*.so*' | head -1"])
+            #expect(swiftLibraries.out.isEmpty, "the image holds no Swift runtime: \(swiftLibraries.out)")
+            // With /proc mounted, as on a node (in a mount namespace of its own, so the mount
+            // goes with it): the Swift runtime of a static binary reads its arguments from
+            // /proc/self/cmdline, and without it sees none and prints its help.
+            let version = try run("unshare", ["--mount", "--propagation", "private", "sh", "-c",
+                                              "mount -t proc proc \"$1/proc\" && exec chroot \"$1\" /usr/local/bin/slipway --version", "sh", tree])
+            #expect(version.ok, "slipway runs inside the image: \(version.err)")
+            let hostVersion = try runChecked(binary, ["--version"])
+            #expect(version.out == hostVersion.out && !version.out.isEmpty, "\(version.out) vs \(hostVersion.out)")
+            for program in ["/usr/sbin/sshd", "/usr/sbin/lvm", "/usr/bin/schroot"] {
+                #expect(access(tree + program, X_OK) == 0, "\(program) is in the image")
+            }
+            let libraries = try runChecked("sh", ["-c", "ls \(tree)/usr/lib/*/ | grep -E '^lib(archive|lzma|zstd)\\.so\\.[0-9]+$' | sort"])
+            #expect(libraries.out.split(separator: "\n").map { $0.prefix(while: { $0 != "." }) } == ["libarchive", "liblzma", "libzstd"],
+                    "\(libraries.out)")
+            #expect(try runChecked("sh", ["-c", "ls \(tree)/etc/ssh/ | grep -c '^ssh_host_' || true"]).out == "0\n", "no ssh host keys ship")
+            #expect(!FileManager.default.fileExists(atPath: tree + "/usr/sbin/policy-rc.d"))
+            #expect(mountsUnder(temp.path).isEmpty)
+        }
+
+        @Test func hostPathsExpandVarsGivenAtBuildTime() throws {
+            let temp = try TempDir("slipway-build-vars")
+            defer { temp.remove() }
+            try Data("x".utf8).write(to: URL(fileURLWithPath: temp.sub("default.bin")))
+            try Data("y".utf8).write(to: URL(fileURLWithPath: temp.sub("other.bin")))
+            let text = """
+                [release]
+                name = "vars"
+                [base]
+                type = "scratch"
+                [vars]
+                binary = "default.bin"
+                [app]
+                source = "{{binary}}"
+                dest = "/usr/local/bin/app"
+                """
+            #expect(try writeRecipe(text, named: "r.toml", in: temp.path).app?.source == temp.sub("default.bin"))
+            #expect(try writeRecipe(text, named: "r.toml", in: temp.path, variables: ["binary": temp.sub("other.bin")]).app?.source
+                    == temp.sub("other.bin"))
+            #expect(try writeRecipe(text, named: "r.toml", in: temp.path, variables: ["binary": "other.bin"]).app?.source
+                    == temp.sub("other.bin"), "a relative path is the recipe directory's")
+
+            #expect { try writeRecipe(text, named: "r.toml", in: temp.path, variables: ["binray": "x"]) } throws: { error in
+                "\(error)".contains("--var binray") && "\(error)".contains("has no 'binray'") && "\(error)".contains("binary")
+            }
+            #expect { try writeRecipe(text, named: "r.toml", in: temp.path, variables: ["binary": "/nonexistent/slipway"]) } throws: { error in
+                let message = "\(error)"
+                return message.contains("r.toml:8") && message.contains("/nonexistent/slipway does not exist")
+                    && message.contains("--var binary=PATH")
+            }
+            #expect { try writeRecipe(text.replacingOccurrences(of: "{{binary}}", with: "{{nope}}"), named: "r.toml", in: temp.path) } throws: { error in
+                "\(error)".contains("{{nope}}") && "\(error)".contains("[vars] does not define")
+            }
+        }
+    }
+}
