@@ -144,14 +144,14 @@ final class SharedZFSFuse: @unchecked Sendable {
     }
 }
 
-/// A pool on a sparse 512 MiB file, with a unique name.
+/// A pool on a sparse file (512 MiB unless told), with a unique name.
 struct ZFSTestPool {
     let name: String
     let file: String
 
-    static func make(in dir: TempDir) throws -> ZFSTestPool {
+    static func make(in dir: TempDir, size: String = "512M") throws -> ZFSTestPool {
         let pool = ZFSTestPool(name: "slw\(UUID().uuidString.prefix(8).lowercased())", file: dir.sub("pool.img"))
-        try runChecked("truncate", ["-s", "512M", pool.file])
+        try runChecked("truncate", ["-s", size, pool.file])
         try runChecked("zpool", ["create", "-m", "none", pool.name, pool.file])
         return pool
     }
