@@ -96,7 +96,7 @@ struct BackendNodeTests {
         let loop = try mountBtrfs(at: fx.root, fx: fx, size: "32M", mixed: true)
         defer { loop.tearDown() }
         let context = try fx.context { $0.backend = "btrfs" }
-        try fullDisk(fx, context: context, big: 48 << 20)
+        try fx.expectFullDiskKeepsOne(context: context, big: 48 << 20)
         let subvolumes = try runChecked("btrfs", ["subvolume", "list", "-o", fx.layout.releases]).out
         #expect(!subvolumes.contains(".partial") && !subvolumes.contains(".staging"), "staging subvolumes left: \(subvolumes)")
     }
@@ -112,37 +112,9 @@ struct BackendNodeTests {
         let pool = try ZFSTestPool.make(in: fx.dir, size: "64M")
         defer { pool.destroy() }
         let context = try fx.context { $0.backend = "zfs"; $0.backendTables["zfs"] = ["dataset": "\(pool.name)/slipway"] }
-        try fullDisk(fx, context: context, big: 80 << 20)
+        try fx.expectFullDiskKeepsOne(context: context, big: 80 << 20)
         let datasets = try runChecked("zfs", ["list", "-H", "-o", "name", "-r", pool.name]).out
         #expect(!datasets.contains("partial-"), "staging datasets left: \(datasets)")
-    }
-
-    /// Lands and activates 1, then applies 2 (with `big` bytes of incompressible data, more
-    /// than the file system holds): the apply fails saying the disk is full, and the node is
-    /// as it was.
-    private func fullDisk(_ fx: NodeFixture, context: NodeContext, big: Int) throws {
-        try fx.release("1")
-        // zstd: xz of that much random data would take most of the test's time.
-        let tree = try fx.tree("2", big: big)
-        _ = try fx.store.add(tree: tree, name: fx.app, version: "2", created: 1_700_000_000, configuration: .init(compression: .zstd, level: 1))
-        try FileManager.default.removeItem(atPath: tree)
-        try fx.applyFull("1", context: context)
-        _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
-        do {
-            try fx.applyFull("2", context: context)
-            Issue.record("apply into a full file system should fail")
-        } catch {
-            #expect("\(error)".contains("No space left on device"), "\(error)")
-        }
-        #expect(fx.current == "1")
-        #expect(try context.backend.landedVersions(layout: fx.layout) == ["1"])
-        let manifest = try fx.store.release(name: fx.app, version: "1").manifest
-        let diff = ManifestDiff(old: manifest.entries, new: try TreeWalker.records(root: fx.layout.current + "/"))
-        #expect(diff.isEmpty, "current differs from its manifest after ENOSPC: \(diff)")
-        let hidden = try FileManager.default.contentsOfDirectory(atPath: fx.layout.releases).filter { $0.hasPrefix(".") }
-        #expect(hidden.isEmpty, "leftovers after ENOSPC: \(hidden)")
-        #expect(Set(try NodeState.load(fx.layout).versions) == ["1"])
-        #expect(((try? FileManager.default.contentsOfDirectory(atPath: fx.layout.manifests)) ?? []).sorted() == ["1.json"])
     }
 
     // MARK: Crash injection

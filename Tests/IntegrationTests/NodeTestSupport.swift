@@ -97,6 +97,36 @@ struct NodeFixture {
 
     var current: String? { layout.currentVersion }
 
+    /// Stores 1 and 2 (2 with `big` bytes of random data, more than the node's file system
+    /// holds), lands and activates 1, then applies 2: the apply must fail saying the disk is
+    /// full, and leave the node as it was — 1 current and matching its manifest, 1 the only
+    /// landed and journaled version, no leftovers.
+    func expectFullDiskKeepsOne(context: NodeContext, big: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try release("1")
+        // zstd: xz of that much random data would take most of a test's time.
+        let bigTree = try tree("2", big: big)
+        _ = try store.add(tree: bigTree, name: app, version: "2", created: 1_700_000_000, configuration: .init(compression: .zstd, level: 1))
+        try FileManager.default.removeItem(atPath: bigTree)
+        try applyFull("1", context: context)
+        _ = try NodeActivate.activate(app: app, version: "1", context: context)
+        do {
+            try applyFull("2", context: context)
+            Issue.record("apply into a full file system should fail", sourceLocation: sourceLocation)
+        } catch {
+            #expect("\(error)".contains("No space left on device"), "\(error)", sourceLocation: sourceLocation)
+        }
+        #expect(current == "1", sourceLocation: sourceLocation)
+        #expect(try context.backend.landedVersions(layout: layout) == ["1"], sourceLocation: sourceLocation)
+        let manifest = try store.release(name: app, version: "1").manifest
+        let diff = ManifestDiff(old: manifest.entries, new: try TreeWalker.records(root: layout.current + "/"))
+        #expect(diff.isEmpty, "current differs from its manifest after ENOSPC: \(diff)", sourceLocation: sourceLocation)
+        let hidden = try FileManager.default.contentsOfDirectory(atPath: layout.releases).filter { $0.hasPrefix(".") }
+        #expect(hidden.isEmpty, "leftovers after ENOSPC: \(hidden)", sourceLocation: sourceLocation)
+        #expect(Set(try NodeState.load(layout).versions) == ["1"], sourceLocation: sourceLocation)
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: layout.manifests)) ?? []).sorted() == ["1.json"],
+                sourceLocation: sourceLocation)
+    }
+
     /// The invariant of DESIGN.md: `current` is absent or resolves to a landed release whose
     /// tree matches its manifest; no leftovers.
     func checkInvariant(_ label: String, allowLeftovers: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) throws {
