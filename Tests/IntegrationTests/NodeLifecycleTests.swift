@@ -83,6 +83,44 @@ struct NodeLifecycleTests {
         #expect(stderr.contains("rolled back to 1"), "\(stderr)")
     }
 
+    @Test("an http health check: nginx serves through current; a 200 keeps the switch, a 404 switches back")
+    func httpHealthCheck() throws {
+        guard requireTool("nginx", "curl", root: true) else { return }
+        let fx = try NodeFixture()
+        defer { fx.remove() }
+        // The app server of this node: nginx serving whatever `current` points at.
+        let prefix = fx.dir.sub("nginx")
+        try FileManager.default.createDirectory(atPath: prefix, withIntermediateDirectories: true)
+        let server = try NginxServer(root: fx.layout.current, prefix: prefix)
+        defer { server.stop() }
+        // /etc/app/added exists from 2 on; /etc/app/legacy only in 1.
+        func health(_ path: String) -> ServiceSpec {
+            ServiceSpec(health: HealthCheck(url: server.url + path, timeoutSeconds: 5, retries: 2, intervalSeconds: 0.05))
+        }
+        try fx.release("1")
+        try fx.release("2", service: health("/etc/app/added"))
+        try fx.release("3", service: health("/etc/app/legacy"))
+        let context = try fx.context()
+        for version in ["1", "2", "3"] { try fx.applyFull(version, context: context) }
+        _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
+
+        let healthy = try NodeActivate.activate(app: fx.app, version: "2", context: context)
+        #expect(healthy.outcome == "activated" && fx.current == "2")
+        #expect(server.statuses(of: "/etc/app/added", count: 1) == [200])
+
+        do {
+            _ = try NodeActivate.activate(app: fx.app, version: "3", context: context)
+            Issue.record("activating 3 should fail its health check")
+        } catch let error as NodeError {
+            #expect(error.description.contains("rolled back to 2") && error.description.contains("404"), "\(error)")
+        }
+        #expect(fx.current == "2")
+        #expect(server.statuses(of: "/etc/app/legacy", count: 2) == [404, 404], "one request per try")
+        let last = try #require(try NodeState.load(fx.layout).activations.last)
+        #expect(last.result == "rolled-back" && last.from == "2" && last.to == "3")
+        try fx.checkInvariant("after the failed http health check")
+    }
+
     @Test("wrong sha256, missing or bad signature, delta without base, truncated upload: clear errors, nothing changed")
     func hostileInputs() throws {
         let fx = try NodeFixture()
