@@ -80,18 +80,23 @@ struct FleetLocalTests {
 
         let second = try farm.slipway(["deploy", "\(app)@2", "--on", "n*", "--json", "--canary", "1", "--batch", "50%"])
         #expect(second.status == 0, "deploy 2: \(second.err)")
-        let full = try farm.fixture.store.release(name: app, version: "2").manifest.archive.size
+        let store = farm.fixture.store
+        let full = try store.release(name: app, version: "2").manifest.archive.size
+        // What travels: the delta and the manifest as a patch against 1's (docs/fleet.md).
+        let deltaSize = try #require(try FileManager.default.attributesOfItem(atPath: store.root + "/\(app)/2/deltas/1.tar.xz")[.size] as? UInt64)
+        let patch = try ManifestPatch.make(manifest: try store.release(name: app, version: "2").manifestBytes, app: app, base: "1",
+                                           baseManifest: try store.release(name: app, version: "1").manifestBytes)
         for (node, outcome) in try farm.outcomes(second) {
             #expect(outcome.result == "activated", "\(node): \(outcome)")
             #expect(outcome.method == "delta from 1")
             #expect(outcome.from == "1")
-            #expect(outcome.bytesSent > 0 && outcome.bytesSent < full / 20, "\(node) sent \(outcome.bytesSent) of \(full)")
+            #expect(outcome.bytesSent == deltaSize + UInt64(patch.count), "\(node) sent \(outcome.bytesSent) of \(full)")
             #expect(farm.current(node) == "2")
         }
 
         // A failing health check on n3 in batches of one: n1 and n2 go to 3, n3 switches
         // itself back, n4 is not touched; the command fails.
-        FileManager.default.createFile(atPath: farm.root("n3") + "/unhealthy-3", contents: Data())
+        try #require(FileManager.default.createFile(atPath: farm.root("n3") + "/unhealthy-3", contents: Data()))
         let third = try farm.slipway(["deploy", "\(app)@3", "--on", "n1,n2,n3,n4", "--json", "--batch", "1"])
         #expect(third.status != 0)
         let v3 = try farm.outcomes(third)

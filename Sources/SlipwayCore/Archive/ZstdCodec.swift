@@ -116,17 +116,76 @@ enum ZstdData {
         return output.prefix(written)
     }
 
-    /// Decompresses one frame that records its size, refusing more than `limit` bytes.
-    static func decompress(_ data: Data, source: String, limit: Int = 1 << 30) throws -> Data {
+    /// Compresses `data` against `prefix` (zstd's patch mode: the frame refers back into the
+    /// prefix's bytes, so data that differs a little from the prefix costs about its
+    /// differences). Decoding needs the very same prefix; the frame's content checksum
+    /// catches another one.
+    static func compress(_ data: Data, level: Int32 = 19, prefix: Data) throws -> Data {
+        guard let context = ZSTD_createCCtx() else { throw ArchiveError.zstd(operation: "start the zstd encoder", message: "out of memory") }
+        defer { ZSTD_freeCCtx(context) }
+        let window = windowLog(covering: prefix.count + data.count)
+        for (parameter, value) in [(ZSTD_c_compressionLevel, level), (ZSTD_c_checksumFlag, 1), (ZSTD_c_windowLog, window),
+                                   (ZSTD_c_enableLongDistanceMatching, 1)] {
+            try check(ZSTD_CCtx_setParameter(context, parameter, value), "configure the zstd encoder")
+        }
+        let bound = ZSTD_compressBound(data.count)
+        var output = Data(count: bound)
+        let written = try prefix.withUnsafeBytes { prefixBytes in
+            try check(ZSTD_CCtx_refPrefix(context, prefixBytes.baseAddress, prefixBytes.count), "use the zstd prefix")
+            return output.withUnsafeMutableBytes { out in
+                data.withUnsafeBytes { input in ZSTD_compress2(context, out.baseAddress, bound, input.baseAddress, input.count) }
+            }
+        }
+        try check(written, "zstd compression")
+        return output.prefix(written)
+    }
+
+    /// Decompresses one frame made by `compress(_:level:prefix:)` against the same `prefix`.
+    static func decompress(_ data: Data, source: String, limit: Int, prefix: Data) throws -> Data {
+        let size = try contentSize(data, source: source, limit: limit)
+        guard let context = ZSTD_createDCtx() else { throw ArchiveError.zstd(operation: "start the zstd decoder", message: "out of memory") }
+        defer { ZSTD_freeDCtx(context) }
+        try check(ZSTD_DCtx_setParameter(context, ZSTD_d_windowLogMax, windowLog(covering: prefix.count + size)), "configure the zstd decoder")
+        var output = Data(count: size)
+        let written = try prefix.withUnsafeBytes { prefixBytes in
+            try check(ZSTD_DCtx_refPrefix(context, prefixBytes.baseAddress, prefixBytes.count), "use the zstd prefix")
+            return output.withUnsafeMutableBytes { out in
+                data.withUnsafeBytes { input in ZSTD_decompressDCtx(context, out.baseAddress, out.count, input.baseAddress, input.count) }
+            }
+        }
+        try check(written, "zstd decompression of \(source)")
+        guard written == size else { throw ArchiveError.zstd(operation: "zstd decompression of \(source)", message: "short output") }
+        return output
+    }
+
+    /// The smallest window (log2, at least zstd's minimum of 10) that spans `bytes`.
+    private static func windowLog(covering bytes: Int) -> Int32 {
+        var log: Int32 = 10
+        while log < 31, (1 << log) < bytes { log += 1 }
+        return log
+    }
+
+    private static func check(_ result: Int, _ operation: String) throws {
+        if ZSTD_isError(result) != 0 { throw ArchiveError.zstd(operation: operation, message: String(cString: ZSTD_getErrorName(result))) }
+    }
+
+    /// The size a single frame records, when it records one no larger than `limit`.
+    private static func contentSize(_ data: Data, source: String, limit: Int) throws -> Int {
         let size = data.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
         guard size != ZSTD_CONTENTSIZE_ERROR, size != ZSTD_CONTENTSIZE_UNKNOWN, size <= UInt64(limit) else {
             throw ArchiveError.zstd(operation: "zstd decompression of \(source)", message: "not a single zstd frame of known size under \(limit) bytes")
         }
-        var output = Data(count: Int(size))
+        return Int(size)
+    }
+
+    /// Decompresses one frame that records its size, refusing more than `limit` bytes.
+    static func decompress(_ data: Data, source: String, limit: Int = 1 << 30) throws -> Data {
+        let size = try contentSize(data, source: source, limit: limit)
+        var output = Data(count: size)
         let written = output.withUnsafeMutableBytes { out in
             data.withUnsafeBytes { input in ZSTD_decompress(out.baseAddress, out.count, input.baseAddress, input.count) }
         }
-        if ZSTD_isError(written) != 0 || written != Int(size) {
+        if ZSTD_isError(written) != 0 || written != size {
             let message = ZSTD_isError(written) != 0 ? String(cString: ZSTD_getErrorName(written)) : "short output"
             throw ArchiveError.zstd(operation: "zstd decompression of \(source)", message: message)
         }

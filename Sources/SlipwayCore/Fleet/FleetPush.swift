@@ -136,12 +136,6 @@ public final class FleetPush: Sendable {
         let reference = options.reference
         let version = reference.version
         let directory = "\(reference.name)/\(version)"
-        // Over ssh the manifest travels zstd-compressed (a tenth of its size: it lists every
-        // file, and next to a small delta it would be most of the bytes); the node reads
-        // either form. Pull mode fetches the store's own file.
-        var manifest = options.pullFrom == nil
-            ? try payload(file: "\(version).manifest.json.zst", path: try compressedManifest(), urlPath: "")
-            : try payload(file: "\(version).manifest.json", path: release.manifestPath, urlPath: "\(directory)/\(ReleaseStore.manifestFileName)")
         var signature: Payload? = nil
         if release.signatureFile != nil {
             signature = try payload(file: "\(version).manifest.sig", path: release.signaturePath, urlPath: "\(directory)/\(ReleaseStore.signatureFileName)")
@@ -160,6 +154,18 @@ public final class FleetPush: Sendable {
         }
         let pull = options.pullFrom
         outcome.method = (pull == nil ? "" : "pull ") + (deltaBase.map { "delta from \($0)" } ?? "full")
+        // Over ssh the manifest travels zstd-compressed (it lists every file: next to a small
+        // delta it would be most of the bytes), and with a delta as a patch against the
+        // base's manifest, when the node's base is the store's (same archive). The node
+        // reads every form. Pull mode fetches the store's own file.
+        var manifest: Payload
+        if pull != nil {
+            manifest = try payload(file: "\(version).manifest.json", path: release.manifestPath, urlPath: "\(directory)/\(ReleaseStore.manifestFileName)")
+        } else if let base = deltaBase, let patch = try manifestPatch(base: base, status: status) {
+            manifest = try payload(file: "\(version).manifest.from-\(base).zst", path: patch, urlPath: "")
+        } else {
+            manifest = try payload(file: "\(version).manifest.json.zst", path: try compressedManifest(), urlPath: "")
+        }
 
         var remote: [String: String] = [:]
         var items = [manifest] + (signature.map { [$0] } ?? []) + [body]
@@ -204,6 +210,21 @@ public final class FleetPush: Sendable {
             if access(path, F_OK) == 0 { return path }
             let compressed = try ZstdData.compress(release.manifestBytes)
             try writeFileAtomically(path, compressed)
+            return path
+        }
+    }
+
+    /// The release's manifest as a patch against `base`'s, made once per base per run; nil
+    /// when the node's `base` is not the store's (another archive) or the store lacks it.
+    func manifestPatch(base: String, status: NodeStatus) throws -> String? {
+        guard let baseRelease = try? options.store.release(name: options.reference.name, version: base),
+              status.releases.first(where: { $0.version == base })?.archiveSHA256 == baseRelease.manifest.archive.sha256 else { return nil }
+        return try deltaLock.withLock { _ in
+            let path = "\(pool.controlDirectory)/\(options.reference.name)-\(options.reference.version).manifest.from-\(base).zst"
+            if access(path, F_OK) == 0 { return path }
+            let patch = try ManifestPatch.make(manifest: release.manifestBytes, app: options.reference.name, base: base,
+                                               baseManifest: baseRelease.manifestBytes)
+            try writeFileAtomically(path, patch)
             return path
         }
     }

@@ -50,7 +50,14 @@ public enum NodeApply {
 
     public static func apply(_ request: Request, context: NodeContext) throws -> Result {
         let started = NodeFiles.now()
-        let (manifest, manifestBytes) = try ReleaseManifest.read(path: request.manifestPath)
+        // A manifest patch (a delta push) is decoded against this node's manifest of its base.
+        let (manifest, manifestBytes) = try ReleaseManifest.read(path: request.manifestPath) { app, base in
+            let path = context.layout(app).manifest(base)
+            guard NodeFiles.exists(path) else {
+                throw NodeError.invalidArgument("the manifest is a patch against \(app)@\(base), which this node has not landed (push with --full)")
+            }
+            return try NodeFiles.read(path)
+        }
         try ReleaseStore.validate(name: manifest.name)
         try ReleaseStore.validate(version: manifest.version)
         let app = manifest.name
@@ -86,7 +93,7 @@ public enum NodeApply {
             case let .full(archive):
                 try checkHash(archive, sha256: manifest.archive.sha256, size: manifest.archive.size)
                 context.log("landing \(app)@\(version) from \(archive)")
-                staging = try context.backend.createStaging(version: version, layout: layout)
+                staging = try context.backend.createStaging(version: version, layout: layout, releaseBytes: manifest.tarSize)
             case let .delta(archive, base):
                 guard landed.contains(base) else { throw NodeError.baseMissing(app: app, base: base, landed: landed) }
                 guard access(archive, R_OK) == 0 else { throw NodeError.system(operation: "read the delta", path: archive, errno: errno) }
@@ -97,7 +104,7 @@ public enum NodeApply {
                     }
                 }
                 context.log("landing \(app)@\(version) from \(archive) over \(base)")
-                staging = try context.backend.createStaging(version: version, from: base, layout: layout)
+                staging = try context.backend.createStaging(version: version, from: base, layout: layout, releaseBytes: manifest.tarSize)
             }
 
             var manifestWritten = false
@@ -126,13 +133,15 @@ public enum NodeApply {
                 try NodeFiles.syncFileSystem(of: staging)
                 try context.backend.commit(version: version, layout: layout)
             } catch {
+                // Asked before the staging tree goes (a full thin pool is no longer full after).
+                let explained = context.backend.explainFailure(error, version: version, layout: layout) ?? error
                 // The staging tree goes; nothing was committed.
                 try? context.backend.recover(layout: layout)
                 if manifestWritten {
                     unlink(layout.manifest(version))
                     unlink(layout.signature(version))
                 }
-                throw error
+                throw explained
             }
 
             var state = try NodeState.load(layout)

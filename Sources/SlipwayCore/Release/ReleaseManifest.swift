@@ -84,11 +84,32 @@ public struct ReleaseManifest: Codable, Equatable, Sendable {
     }
 
     /// Reads and decodes a manifest file.
-    /// A zstd-compressed manifest (as the controller sends it) is read as its plain bytes.
-    public static func read(path: String) throws -> (manifest: ReleaseManifest, bytes: Data) {
+    /// A zstd-compressed manifest (as the controller sends it) is read as its plain bytes; a
+    /// `ManifestPatch` needs `baseManifest`, which gives the bytes of the manifest of an
+    /// app's version (the node's copy of the patch's base).
+    public static func read(path: String, baseManifest: ((_ app: String, _ version: String) throws -> Data)? = nil) throws
+        -> (manifest: ReleaseManifest, bytes: Data) {
+        let limit = 256 << 20
         var data = try readFile(path)
-        if ZstdData.isCompressed(data) { data = try ZstdData.decompress(data, source: path, limit: 256 << 20) }
-        return (try decode(data, source: path), data)
+        let patch: ManifestPatch.Header?
+        do {
+            if let (header, offset) = try ManifestPatch.header(of: data) {
+                guard let baseManifest else { throw ManifestPatch.PatchError.malformed("no base manifest to apply it to") }
+                data = try ManifestPatch.apply(data, frameOffset: offset, header: header, baseManifest: try baseManifest(header.app, header.base),
+                                               source: path, limit: limit)
+                patch = header
+            } else {
+                if ZstdData.isCompressed(data) { data = try ZstdData.decompress(data, source: path, limit: limit) }
+                patch = nil
+            }
+        } catch {
+            throw ReleaseError.manifestMalformed(path: path, detail: "\(error)")
+        }
+        let manifest = try decode(data, source: path)
+        if let patch, patch.app != manifest.name {
+            throw ReleaseError.manifestMalformed(path: path, detail: "a patch against \(patch.app)@\(patch.base) decoded to a manifest of \(manifest.name)")
+        }
+        return (manifest, data)
     }
 
     /// The creation time of a release packed now: SOURCE_DATE_EPOCH when set (also returned
