@@ -40,10 +40,26 @@ public protocol NodeBackend: Sendable {
     /// an immutable snapshot). Then a delta apply hashes only what the delta wrote; a plain
     /// directory copy of a writable base is hashed whole.
     var stagedCopyIsImmutableBase: Bool { get }
+
+    /// `createStaging` told the release's size (its tar size), for backends that make a
+    /// volume of a size per version (lvm).
+    func createStaging(version: String, layout: NodeLayout, releaseBytes: UInt64) throws -> String
+    func createStaging(version: String, from base: String, layout: NodeLayout, releaseBytes: UInt64) throws -> String
+
+    /// A clearer error for an apply that failed because of the backend's storage (a full
+    /// thin pool), or nil to keep the error as it is.
+    func explainFailure(_ error: any Error, version: String, layout: NodeLayout) -> (any Error)?
 }
 
 extension NodeBackend {
     public var stagedCopyIsImmutableBase: Bool { false }
+    public func createStaging(version: String, layout: NodeLayout, releaseBytes: UInt64) throws -> String {
+        try createStaging(version: version, layout: layout)
+    }
+    public func createStaging(version: String, from base: String, layout: NodeLayout, releaseBytes: UInt64) throws -> String {
+        try createStaging(version: version, from: base, layout: layout)
+    }
+    public func explainFailure(_ error: any Error, version: String, layout: NodeLayout) -> (any Error)? { nil }
 }
 
 /// The node's directory layout for one app (see DESIGN.md "On the node").
