@@ -140,6 +140,10 @@ final class TarWriter {
         for (name, value) in xattrs {
             value.withUnsafeBytes { archive_entry_xattr_add_entry(entry, name, $0.baseAddress, $0.count) }
         }
+        // libarchive reads errno after a name it cannot convert (one that is not UTF-8, which
+        // pax then stores with hdrcharset=BINARY): a stale ENOMEM left by any earlier call on
+        // this thread makes it fail with "Can't allocate memory for Pathname". Clear it.
+        errno = 0
         try check(archive_write_header(archive, entry), "write the header of \(record.path)")
     }
 

@@ -70,6 +70,9 @@ final class TarStreamReader {
     /// The next header, or nil at the end of the archive (after checking what follows it).
     func nextHeader() throws -> TarHeader? {
         var entryPointer: OpaquePointer?
+        // As when writing (ArchiveWriter): libarchive reads errno after a name it cannot
+        // convert, and a stale ENOMEM would turn a non-UTF-8 name into a fatal error.
+        errno = 0
         let status = archive_read_next_header(archive, &entryPointer)
         if status == ARCHIVE_EOF {
             try checkEnd()
