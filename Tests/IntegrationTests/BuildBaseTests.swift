@@ -94,7 +94,7 @@ extension BuildTests {
                 """, named: "deboot.toml", in: temp.path)
             var environment = ProcessInfo.processInfo.environment
             environment["PATH"] = path
-            let child = try SlipwayChild(slipway, ["build", temp.sub("deboot.toml"), "--store", temp.sub("store"),
+            let child = try NodeChild(slipway, ["build", temp.sub("deboot.toml"), "--store", temp.sub("store"),
                                                    "--cache-dir", temp.sub("cache"), "--compression", "zstd", "--json"],
                                          environment: environment)
             let status = child.wait(seconds: 1800)

@@ -34,7 +34,7 @@ extension BuildTests {
                 command = "echo started > /started; exec /bin/busybox sleep 2947"
                 """, named: "interrupted.toml", in: temp.path)
             let cache = temp.sub("cache")
-            let child = try SlipwayChild(slipway, ["build", temp.sub("interrupted.toml"), "--store", temp.sub("store"), "--cache-dir", cache])
+            let child = try NodeChild(slipway, ["build", temp.sub("interrupted.toml"), "--store", temp.sub("store"), "--cache-dir", cache])
             let started = waitFor(seconds: 300) {
                 Self.entries(cache + "/work", prefix: "build-").contains { FileManager.default.fileExists(atPath: "\(cache)/work/\($0)/tree/started") }
             }
@@ -70,7 +70,7 @@ extension BuildTests {
                 """, named: "base.toml", in: temp.path)
             let cache = temp.sub("cache")
             let bases = cache + "/bases"
-            let child = try SlipwayChild(slipway, ["build", temp.sub("base.toml"), "--store", temp.sub("store"), "--cache-dir", cache])
+            let child = try NodeChild(slipway, ["build", temp.sub("base.toml"), "--store", temp.sub("store"), "--cache-dir", cache])
             // Interrupt once dpkg, chrooted into the partial tree, installs the essential
             // packages (their file lists appear).
             let unpacking = waitFor(seconds: 300) {

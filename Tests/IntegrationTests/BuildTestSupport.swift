@@ -119,46 +119,6 @@ func writeRecipe(_ text: String, named name: String, in directory: String, varia
     return try Recipe.load(path: path, variables: variables)
 }
 
-/// A `slipway` child process with its stderr in a file; `interrupt()` sends SIGINT.
-final class SlipwayChild {
-    let process = Process()
-    let errURL: URL
-
-    init(_ binary: String, _ arguments: [String], environment: [String: String]? = nil) throws {
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        errURL = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-build-child-\(UUID().uuidString).err")
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = try FileHandle(forWritingTo: errURL)
-        try process.run()
-    }
-
-    var stderr: String { (try? String(contentsOf: errURL, encoding: .utf8)) ?? "" }
-
-    func signal(_ signo: Int32) { kill(process.processIdentifier, signo) }
-
-    /// Waits up to `seconds` for the child to exit; its status, or nil when it still runs
-    /// (it is then killed).
-    func wait(seconds: Double) -> Int32? {
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning, Date() < deadline { usleep(50_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            return nil
-        }
-        return process.terminationStatus
-    }
-
-    deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-        try? FileManager.default.removeItem(at: errURL)
-    }
-}
-
 /// Waits up to `seconds` for `condition`, checking every 100 ms.
 func waitFor(seconds: Double, _ condition: () -> Bool) -> Bool {
     let deadline = Date().addingTimeInterval(seconds)

@@ -163,14 +163,16 @@ func nodeBinary(test: String = #function, file: String = #filePath) -> String? {
     return nil
 }
 
-/// A child `slipway` process; `kill()` sends SIGKILL; `wait()` reaps it.
+/// A child `slipway` process with its stderr in a file: `kill9()` and `signal(_:)` send
+/// signals, `wait()` reaps it, `wait(seconds:)` gives up (and kills it) after a while.
 final class NodeChild {
     let process = Process()
     let errURL: URL
 
-    init(_ binary: String, _ arguments: [String]) throws {
+    init(_ binary: String, _ arguments: [String], environment: [String: String]? = nil) throws {
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
+        if let environment { process.environment = environment }
         errURL = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-child-\(UUID().uuidString).err")
         _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         process.standardInput = FileHandle.nullDevice
@@ -185,14 +187,30 @@ final class NodeChild {
         try? FileManager.default.removeItem(at: errURL)
     }
 
+    var stderr: String { (try? String(contentsOf: errURL, encoding: .utf8)) ?? "" }
+
     func kill9() { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+    func signal(_ signo: Int32) { kill(process.processIdentifier, signo) }
 
     /// Waits and returns the exit status (or 128+signal) and stderr.
     func wait() -> (status: Int32, stderr: String) {
         process.waitUntilExit()
-        let err = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
         let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-        return (status, err)
+        return (status, stderr)
+    }
+
+    /// Waits up to `seconds` for the child to exit; its exit status, or nil when it still
+    /// ran (it is then killed).
+    func wait(seconds: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning, Date() < deadline { usleep(50_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        return process.terminationStatus
     }
 }
 
