@@ -83,6 +83,44 @@ struct NodeLifecycleTests {
         #expect(stderr.contains("rolled back to 1"), "\(stderr)")
     }
 
+    @Test("a delta carries an edited file as a zstd patch against the base's file; the node rebuilds it exactly")
+    func patchedFiles() throws {
+        let fx = try NodeFixture()
+        defer { fx.remove() }
+        // 256 kB of incompressible text, then the same with a line appended and one edited.
+        let text = randomBytes(128 << 10).map { String(format: "%02x", $0) }.joined()
+        for (version, content) in [("1", text), ("2", "v2 header\n" + text.dropFirst(10) + "\nappended in 2\n")] {
+            let tree = try fx.tree(version)
+            try FileManager.default.createDirectory(atPath: tree + "/usr/share/app", withIntermediateDirectories: true)
+            try Data(content.utf8).write(to: URL(fileURLWithPath: tree + "/usr/share/app/data.txt"))
+            _ = try fx.store.add(tree: tree, name: fx.app, version: version, created: 1_700_000_000, configuration: .init(level: 1))
+            try FileManager.default.removeItem(atPath: tree)
+        }
+        let delta = try ReleaseDelta.make(store: fx.store, from: .init(name: fx.app, version: "1"), to: .init(name: fx.app, version: "2"))
+        #expect(delta.metadata.patched == [ArchivePath("usr/share/app/data.txt")] && delta.metadata.formatVersion == 2)
+        let deltaSize = try #require(delta.metadata.archiveSize)
+        #expect(deltaSize < 16 << 10, "a 256 kB file with two lines changed made a \(deltaSize) B delta")
+
+        let context = try fx.context()
+        try fx.applyFull("1", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
+        try fx.applyDelta("2", base: "1", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "2", context: context)
+        try fx.checkInvariant("after the patched delta")
+        #expect(try String(contentsOfFile: fx.layout.current + "/usr/share/app/data.txt", encoding: .utf8).hasSuffix("appended in 2\n"))
+
+        // A base whose file is not the one the patch was made against: refused, nothing landed.
+        let other = try NodeFixture(sharing: fx, root: fx.dir.sub("node-b"))
+        let otherContext = try other.context()
+        try other.applyFull("1", context: otherContext)
+        _ = try NodeActivate.activate(app: fx.app, version: "1", context: otherContext)
+        try Data("not the base\n".utf8).write(to: URL(fileURLWithPath: other.layout.release("1") + "/usr/share/app/data.txt"))
+        let refused = #expect(throws: NodeError.self) { try other.applyDelta("2", base: "1", context: otherContext) }
+        #expect("\(refused.map { "\($0)" } ?? "")".contains("the patch of usr/share/app/data.txt does not apply"), "\(String(describing: refused))")
+        #expect(other.current == "1")
+        #expect(try DirBackend().landedVersions(layout: other.layout) == ["1"])
+    }
+
     @Test("an http health check: nginx serves through current; a 200 keeps the switch, a 404 switches back")
     func httpHealthCheck() throws {
         guard requireTool("nginx", "curl", root: true) else { return }

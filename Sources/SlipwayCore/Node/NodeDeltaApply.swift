@@ -33,9 +33,23 @@ enum NodeDeltaApply {
             throw NodeError.deltaInvalid(path: delta, detail: "it was made for another build of \(meta.name)@\(meta.to) (archive \(meta.toArchiveSHA256), manifest says \(expect.targetSHA256))")
         }
 
+        guard meta.formatVersion <= 2 else {
+            throw NodeError.deltaInvalid(path: delta, detail: "it has format \(meta.formatVersion); this slipway reads up to 2 (update slipway on the node)")
+        }
+
         let rootFD = open(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard rootFD >= 0 else { throw NodeError.system(operation: "open", path: staging, errno: errno) }
         defer { close(rootFD) }
+
+        // Patched files first, while the base's files are still in place.
+        if let patched = meta.patched, !patched.isEmpty {
+            let scratchFD = open(scratch, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard scratchFD >= 0 else { throw NodeError.system(operation: "open", path: scratch, errno: errno) }
+            defer { close(scratchFD) }
+            for path in patched {
+                try unpatch(path, scratchFD: scratchFD, rootFD: rootFD, staging: staging, delta: delta)
+            }
+        }
 
         // Removals deepest first (a removed directory's entries are listed too).
         for path in meta.removals.sorted(by: >) {
@@ -76,6 +90,53 @@ enum NodeDeltaApply {
             guard moved == 0 else { throw NodeError.system(operation: "move the delta's entry into", path: display, errno: errno) }
         }
         return (meta, touched)
+    }
+
+    /// Replaces the patch the delta carries at `path` (in the scratch tree) by the file it
+    /// encodes, decoded against the base's file at the same path; the entry keeps the mode,
+    /// owner and mtime the delta gave it. Neither side is reached through a symlink.
+    private static func unpatch(_ path: ArchivePath, scratchFD: Int32, rootFD: Int32, staging: String, delta: String) throws {
+        func openFile(_ rootFD: Int32, flags: Int32, label: String) throws -> (fd: Int32, info: stat) {
+            let (parent, name) = try openParent(rootFD: rootFD, path: path, staging: staging, delta: delta)
+            defer { close(parent) }
+            let fd = PosixPath.withCString(name) { openat(parent, $0, flags | O_NOFOLLOW | O_CLOEXEC) }
+            var info = stat()
+            guard fd >= 0, fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+                if fd >= 0 { close(fd) }
+                throw NodeError.deltaInvalid(path: delta, detail: "\(path) is patched, but \(label) is not a regular file")
+            }
+            return (fd, info)
+        }
+        func readAll(_ fd: Int32, _ label: String) throws -> Data {
+            var data = Data()
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if count < 0 && errno == EINTR { continue }
+                guard count >= 0 else { throw NodeError.system(operation: "read", path: label, errno: errno) }
+                if count == 0 { return data }
+                data.append(contentsOf: buffer[0..<count])
+            }
+        }
+        let base = try openFile(rootFD, flags: O_RDONLY, label: "the base's \(staging)/\(path)")
+        defer { close(base.fd) }
+        let prefix = try readAll(base.fd, staging + "/" + path.description)
+        let carried = try openFile(scratchFD, flags: O_RDWR, label: "the delta's entry")
+        defer { close(carried.fd) }
+        let patch = try readAll(carried.fd, "the delta's \(path)")
+        let content: Data
+        do {
+            content = try ZstdData.decompress(patch, source: path.description, limit: ReleaseDelta.patchLimit, prefix: prefix)
+        } catch {
+            throw NodeError.deltaInvalid(path: delta, detail: "the patch of \(path) does not apply to the base's file (\(Output.message(for: error)))")
+        }
+        let display = staging + "/" + path.description
+        guard ftruncate(carried.fd, 0) == 0, lseek(carried.fd, 0, SEEK_SET) == 0 else {
+            throw NodeError.system(operation: "rewrite", path: display, errno: errno)
+        }
+        try writeAll(carried.fd, content, path: display)
+        var times = [carried.info.st_atim, carried.info.st_mtim]
+        guard futimens(carried.fd, &times) == 0 else { throw NodeError.system(operation: "set the times of", path: display, errno: errno) }
     }
 
     /// Opens the parent directory of `path` inside the tree, refusing symlinks and `..` on

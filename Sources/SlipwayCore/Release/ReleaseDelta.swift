@@ -20,6 +20,9 @@ public struct DeltaMetadata: Codable, Sendable, Equatable {
     /// Entries added or changed from `from` to `to`, and the entries carried along for them
     /// (parent directories, hardlink partners).
     public var entries: Int
+    /// Changed files carried as a zstd patch against the same path's file in `from` (its
+    /// bytes as the patch's prefix) instead of their content; sorted. Format 2.
+    public var patched: [ArchivePath]? = nil
     /// The delta archive file, once packed (absent inside the archive itself).
     public var archiveSHA256: String?
     public var archiveSize: UInt64?
@@ -90,9 +93,14 @@ public enum ReleaseDelta {
             throw ReleaseError.invalidReference(to.description, reason: "the release holds \(DeltaMetadata.entryName), the name a delta reserves")
         }
         try buildSubset(full: full, subset: subset, paths: paths)
+        let patched = try patchChangedFiles(old: old, new: new.manifest.entries, subset: subset, work: work)
         var meta = DeltaMetadata(name: to.name, from: from.version, to: to.version,
                                  fromArchiveSHA256: old.manifest.archive.sha256, toArchiveSHA256: new.manifest.archive.sha256,
                                  removals: removals, entries: paths.count)
+        if !patched.isEmpty {
+            meta.formatVersion = 2
+            meta.patched = patched
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let inner = subset + "/" + DeltaMetadata.entryName
@@ -109,6 +117,62 @@ public enum ReleaseDelta {
         guard rename(packedPath, archive) == 0 else { throw ReleaseError.system(operation: "rename \(packedPath) to", path: archive, errno: errno) }
         try writeFileAtomically(metaPath, try encoder.encode(meta) + Data("\n".utf8))
         return Made(archivePath: archive, metadataPath: metaPath, metadata: meta, cached: false)
+    }
+
+    /// Files up to this size may travel as patches (both versions are held in memory).
+    public static let patchLimit = 64 << 20
+
+    /// Replaces, in `subset`, every changed file that a zstd patch against its old content
+    /// carries in well under half the bytes of its compressed content, by that patch (mode,
+    /// owner and mtime kept); returns their paths. Files with xattrs or other hardlinks keep
+    /// their content. The old release is unpacked only when there is a candidate.
+    static func patchChangedFiles(old: StoredRelease, new: [EntryRecord], subset: String, work: String) throws -> [ArchivePath] {
+        var oldFiles: [ArchivePath: EntryRecord] = [:]
+        for entry in old.manifest.entries where entry.kind == .file { oldFiles[entry.path] = entry }
+        let linked = Set(new.filter { $0.kind == .hardlink }.flatMap { [$0.path] + ($0.linkTarget.map { [$0] } ?? []) })
+        let candidates = new.filter { entry in
+            guard entry.kind == .file, (entry.xattrs ?? []).isEmpty, !linked.contains(entry.path), entry.size <= UInt64(patchLimit),
+                  let before = oldFiles[entry.path], before.sha256 != entry.sha256, before.size <= UInt64(patchLimit) else { return false }
+            return entry.size >= 512
+        }
+        guard !candidates.isEmpty else { return [] }
+        let base = work + "/base"
+        _ = try ArchiveExtractor.extract(archive: old.archivePath, into: base)
+        var patched: [ArchivePath] = []
+        for entry in candidates {
+            let target = subset + "/" + entry.path.description
+            let content = try readFile(bytes: Array(subset.utf8) + [UInt8(ascii: "/")] + entry.path.bytes)
+            let prefix = try readFile(bytes: Array(base.utf8) + [UInt8(ascii: "/")] + entry.path.bytes)
+            let patch = try ZstdData.compress(content, level: 12, prefix: prefix)
+            guard patch.count * 2 < (try ZstdData.compress(content, level: 12)).count else { continue }
+            // A new file with the patch as content and the original's attributes; the
+            // original (a hardlink into the unpacked new tree) is left alone.
+            let bytes = Array(subset.utf8) + [UInt8(ascii: "/")] + entry.path.bytes
+            var st = stat()
+            guard PosixPath.withCString(bytes, { lstat($0, &st) }) == 0 else { throw ReleaseError.system(operation: "lstat", path: target, errno: errno) }
+            let temporary = bytes + Array(".slipway-patch".utf8)
+            let fd = PosixPath.withCString(temporary) { open($0, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
+            guard fd >= 0 else { throw ReleaseError.system(operation: "create", path: target + ".slipway-patch", errno: errno) }
+            defer { close(fd) }
+            try writeAll(fd, patch, path: target)
+            var times = [st.st_atim, st.st_mtim]
+            guard fchown(fd, st.st_uid, st.st_gid) == 0 || geteuid() != 0, fchmod(fd, st.st_mode & 0o7777) == 0,
+                  futimens(fd, &times) == 0 else {
+                throw ReleaseError.system(operation: "set the attributes of", path: target, errno: errno)
+            }
+            let renamed = PosixPath.withCString(temporary) { t in PosixPath.withCString(bytes) { rename(t, $0) } }
+            guard renamed == 0 else { throw ReleaseError.system(operation: "rename into", path: target, errno: errno) }
+            patched.append(entry.path)
+        }
+        return patched.sorted()
+    }
+
+    /// The content of the file at `bytes` (a path that need not be UTF-8).
+    static func readFile(bytes: [UInt8]) throws -> Data {
+        let fd = PosixPath.withCString(bytes) { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
+        guard fd >= 0 else { throw ReleaseError.system(operation: "open", path: PosixPath.display(bytes), errno: errno) }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        return try withExtendedLifetime(handle) { try handle.readToEnd() ?? Data() }
     }
 
     /// The paths of `new` a delta must carry (added and changed entries, their parent
