@@ -10,7 +10,7 @@ public func makeBackend(_ settings: NodeSettings) throws -> any NodeBackend {
     case "zfs":
         return try ZFSBackend(settings: settings.backendParameters)
     case "lvm":
-        throw NodeError.backendUnavailable(name: settings.backend, detail: "this build of slipway does not include it yet; use backend = \"dir\"")
+        return try LVMBackend(settings: settings.backendParameters)
     default:
         throw NodeError.backendUnavailable(name: settings.backend, detail: "unknown backend; use one of \(NodeSettings.backendNames.joined(separator: ", "))")
     }
