@@ -108,15 +108,7 @@ enum NodeDeltaApply {
             return (fd, info)
         }
         func readAll(_ fd: Int32, _ label: String) throws -> Data {
-            var data = Data()
-            var buffer = [UInt8](repeating: 0, count: 1 << 16)
-            while true {
-                let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if count < 0 && errno == EINTR { continue }
-                guard count >= 0 else { throw NodeError.system(operation: "read", path: label, errno: errno) }
-                if count == 0 { return data }
-                data.append(contentsOf: buffer[0..<count])
-            }
+            try readFully(fd).mapError { NodeError.system(operation: "read", path: label, errno: $0.code) }.get()
         }
         let base = try openFile(rootFD, flags: O_RDONLY, label: "the base's \(staging)/\(path)")
         defer { close(base.fd) }

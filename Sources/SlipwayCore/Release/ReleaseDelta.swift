@@ -171,8 +171,8 @@ public enum ReleaseDelta {
     static func readFile(bytes: [UInt8]) throws -> Data {
         let fd = PosixPath.withCString(bytes) { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
         guard fd >= 0 else { throw ReleaseError.system(operation: "open", path: PosixPath.display(bytes), errno: errno) }
-        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-        return try withExtendedLifetime(handle) { try handle.readToEnd() ?? Data() }
+        defer { close(fd) }
+        return try readFully(fd).mapError { ReleaseError.system(operation: "read", path: PosixPath.display(bytes), errno: $0.code) }.get()
     }
 
     /// The paths of `new` a delta must carry (added and changed entries, their parent

@@ -195,16 +195,5 @@ func readFile(_ path: String) throws -> Data {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw ReleaseError.system(operation: "open", path: path, errno: errno) }
     defer { close(fd) }
-    var data = Data()
-    var buffer = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw ReleaseError.system(operation: "read", path: path, errno: errno)
-        }
-        if n == 0 { break }
-        data.append(contentsOf: buffer[0..<n])
-    }
-    return data
+    return try readFully(fd).mapError { ReleaseError.system(operation: "read", path: path, errno: $0.code) }.get()
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// Writes all of `bytes` to `fd`, retrying short writes and EINTR. Returns 0, or the errno
@@ -13,6 +14,27 @@ func writeFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
         offset += n
     }
     return 0
+}
+
+/// Reads `fd` to its end, retrying EINTR. Returns the bytes, or the errno of the failed
+/// read, which each caller wraps in its own module's error.
+func readFully(_ fd: Int32) -> Result<Data, Errno> {
+    var data = Data()
+    var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return .failure(Errno(code: errno))
+        }
+        if n == 0 { return .success(data) }
+        data.append(contentsOf: buffer[0..<n])
+    }
+}
+
+/// An errno value as an Error, for `readFully`'s result.
+struct Errno: Error {
+    var code: Int32
 }
 
 /// `mkdir -p` with mode 0755 for the directories it creates. Returns nil, or the prefix
