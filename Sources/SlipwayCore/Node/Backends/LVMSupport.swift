@@ -112,7 +112,7 @@ enum LVMMounts {
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: " ", omittingEmptySubsequences: false)
             guard fields.count > 4 else { continue }
-            if candidates.contains(decode(String(fields[4]))) { return true }
+            if candidates.contains(Mounts.unescape(String(fields[4]))) { return true }
         }
         return false
     }
@@ -121,25 +121,6 @@ enum LVMMounts {
         guard let resolved = realpath(path, nil) else { return path }
         defer { free(resolved) }
         return String(cString: resolved)
-    }
-
-    /// mountinfo writes space, tab, newline and backslash as `\ooo`.
-    static func decode(_ field: String) -> String {
-        guard field.contains("\\") else { return field }
-        var bytes: [UInt8] = []
-        let utf8 = Array(field.utf8)
-        var index = 0
-        while index < utf8.count {
-            if utf8[index] == UInt8(ascii: "\\"), index + 3 < utf8.count,
-               let value = UInt8(String(decoding: utf8[(index + 1)...(index + 3)], as: UTF8.self), radix: 8) {
-                bytes.append(value)
-                index += 4
-            } else {
-                bytes.append(utf8[index])
-                index += 1
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
