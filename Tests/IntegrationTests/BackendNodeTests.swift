@@ -101,18 +101,21 @@ struct BackendNodeTests {
         #expect(!subvolumes.contains(".partial") && !subvolumes.contains(".staging"), "staging subvolumes left: \(subvolumes)")
     }
 
-    @Test("zfs: ENOSPC during apply is a clear error; 1 stays current, no staging dataset is left")
+    @Test("zfs: a full dataset (quota) during apply is a clear error; 1 stays current, no staging dataset is left")
     func zfsFull() throws {
         guard requireZFS() else { return }
         let fx = try NodeFixture("slipway-enospc-zfs")
         defer { fx.remove() }
         try SharedZFSFuse.shared.acquire()
         defer { SharedZFSFuse.shared.release() }
-        // The smallest pool zpool accepts (64 MiB).
-        let pool = try ZFSTestPool.make(in: fx.dir, size: "64M")
+        // The releases' parent dataset is full at its quota (EDQUOT), as an app's dataset with a
+        // quota is on a farm. Filling a whole pool instead once killed zfs-fuse itself (a userspace
+        // daemon short of its slop space), taking every ZFS test running beside this one with it.
+        let pool = try ZFSTestPool.make(in: fx.dir, size: "256M")
         defer { pool.destroy() }
+        try runChecked("zfs", ["create", "-o", "mountpoint=none", "-o", "quota=40M", "\(pool.name)/slipway"])
         let context = try fx.context { $0.backend = "zfs"; $0.backendTables["zfs"] = ["dataset": "\(pool.name)/slipway"] }
-        try fx.expectFullDiskKeepsOne(context: context, big: 80 << 20)
+        try fx.expectFullDiskKeepsOne(context: context, big: 64 << 20)
         let datasets = try runChecked("zfs", ["list", "-H", "-o", "name", "-r", pool.name]).out
         #expect(!datasets.contains("partial-"), "staging datasets left: \(datasets)")
     }

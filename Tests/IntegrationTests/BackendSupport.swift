@@ -108,7 +108,14 @@ final class ZFSFuseDaemon {
     /// Stops the daemon we started, by its pid, and reaps it.
     func stop() {
         defer { scratch.remove() }
-        guard let process, process.isRunning else { return }
+        guard let process else { return }
+        guard process.isRunning else {
+            // It died under the tests (their ZFS errors follow from this): say how.
+            let log = (try? String(contentsOfFile: scratch.sub("zfs-fuse.log"), encoding: .utf8)) ?? ""
+            print("zfs-fuse exited on its own (status \(process.terminationStatus)) while tests used it; its log ends: " +
+                  log.split(separator: "\n").suffix(10).joined(separator: " | "))
+            return
+        }
         let pid = process.processIdentifier
         kill(pid, SIGTERM)
         for _ in 0..<100 where process.isRunning { usleep(100_000) }

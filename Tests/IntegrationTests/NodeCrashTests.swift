@@ -48,28 +48,34 @@ struct NodeCrashTests {
             }
         }
 
-        // How long each kind takes uninterrupted, to spread the kills over it.
-        var durations: [Double] = []
-        for kind in 0..<3 {
-            let args = try arguments(kind, fullApply: true)
+        // How long each command takes uninterrupted, to spread the kills over it. A command that
+        // ends before its kill says how long it takes now (the machine's load changes during a
+        // test run), and the next draws use that.
+        var durations: [String: Double] = [:]
+        func key(_ args: [String]) -> String { args[1] + (args.contains("--delta") ? " delta" : "") }
+        for (kind, fullApply) in [(0, true), (0, false), (1, true), (2, true)] {
+            let args = try arguments(kind, fullApply: fullApply)
             let start = Date()
             let child = try NodeChild(binary, args)
             let (status, stderr) = child.wait()
             #expect(status == 0, "\(args): \(stderr)")
-            durations.append(Date().timeIntervalSince(start))
+            durations[key(args)] = Date().timeIntervalSince(start)
         }
 
         var killedMidway = 0
         for trial in 0..<trials {
             let kind = trial % 3
             let args = try arguments(kind, fullApply: trial % 2 == 0)
-            let delay = Double.random(in: 0...(durations[kind] * 1.1), using: &random)
+            let delay = Double.random(in: 0...(durations[key(args), default: 1] * 1.1), using: &random)
+            let start = Date()
             let child = try NodeChild(binary, args)
-            usleep(useconds_t(delay * 1_000_000))
+            while child.process.isRunning && Date().timeIntervalSince(start) < delay { usleep(2_000) }
             let wasRunning = child.process.isRunning
+            let elapsed = Date().timeIntervalSince(start)
             child.kill9()
             let (status, _) = child.wait()
             if wasRunning && status == 128 + SIGKILL { killedMidway += 1 }
+            if !wasRunning && status == 0 { durations[key(args)] = elapsed }
             let label = "trial \(trial) (seed \(seed), \(args[1]) killed after \(String(format: "%.3f", delay)) s)"
             // Before anything runs, current must already be whole.
             try fx.checkInvariant(label + " before recovery", allowLeftovers: true)

@@ -134,7 +134,8 @@ public enum NodeApply {
                 try context.backend.commit(version: version, layout: layout)
             } catch {
                 // Asked before the staging tree goes (a full thin pool is no longer full after).
-                let explained = context.backend.explainFailure(error, version: version, layout: layout) ?? error
+                let explained = context.backend.explainFailure(error, version: version, layout: layout)
+                    ?? NodeError.fullDisk(error) ?? error
                 // The staging tree goes; nothing was committed.
                 try? context.backend.recover(layout: layout)
                 if manifestWritten {

@@ -49,7 +49,8 @@ public enum NodeError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         switch self {
         case let .system(operation, path, code):
-            let hint = code == ENOSPC ? " (the file system is full: free space or prune old releases with `slipway node prune`)" : ""
+            let hint = code == ENOSPC || code == EDQUOT
+                ? " (the file system is full or at its quota: free space, raise the quota or prune old releases with `slipway node prune`)" : ""
             return "\(operation) \(path): \(String(cString: strerror(code)))\(hint)"
         case let .locked(path, holder, waited):
             return "another slipway command holds the lock \(path) (\(holder)); waited \(String(format: "%.1f", waited)) s. " +
@@ -109,4 +110,17 @@ public enum NodeError: Error, CustomStringConvertible, Sendable {
 
 extension NodeError: LocalizedError {
     public var errorDescription: String? { description }
+}
+
+extension NodeError {
+    /// A write that failed because the file system is full (or at its quota), said as the
+    /// node's own error so the reply carries the way out; nil for any other error.
+    static func fullDisk(_ error: any Error) -> NodeError? {
+        switch error {
+        case let ArchiveError.system(operation, path, code) where code == ENOSPC || code == EDQUOT:
+            return .system(operation: operation, path: path, errno: code)
+        default:
+            return nil
+        }
+    }
 }
