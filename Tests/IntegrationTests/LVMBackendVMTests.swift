@@ -82,8 +82,8 @@ struct LVMBackendVMTests {
         #expect(try lvmTreeDifferences(vm: vm, app: app, version: "3.0.0", manifest: v3.manifest) == [],
                 "v3 (a snapshot of v2, itself a snapshot of the pruned v1)")
 
-        // The last crash trial ends in a reboot instead of recovery (a power cut); then a
-        // reboot has brought every landed version back, mounted, and current unchanged.
+        // Every crash trial ends in a boot: it has brought every landed version back, mounted,
+        // and current unchanged.
         let current = try crashTrials(vm: vm, releases: releases, app: app)
         seen = try view()
         #expect(seen.current == current && seen.currentVersionFile == current, "after reboot: \(seen)")
@@ -95,9 +95,11 @@ struct LVMBackendVMTests {
         print("lvm-vm: whole test \((ContinuousClock.now - started).components.seconds) s")
     }
 
-    /// kill -9 of `slipway node apply` / `activate` (the whole process group: slipway and
-    /// the LVM/mkfs/mount children it runs) at seeded moments, then recovery or a reboot;
-    /// after each, DESIGN.md's invariant: current is a complete, verified release.
+    /// Power cuts during `slipway node apply` (odd trials) and `activate` (even ones): the guest
+    /// kernel reboots at once at a seeded moment of the command (sysrq b: no sync, no unmount).
+    /// After each boot, before any slipway command, current is the old or the new version,
+    /// mounted and complete; after `recover`, DESIGN.md's invariant holds: no leftovers, every
+    /// landed version mounted with its unit, the journal listing exactly those.
     func crashTrials(vm: LVMVM, releases: LVMAppReleases, app: String) throws -> String? {
         let environment = ProcessInfo.processInfo.environment
         let trials = Int(environment["SLIPWAY_LVM_CRASH_TRIALS"] ?? "") ?? 10
@@ -140,59 +142,68 @@ struct LVMBackendVMTests {
         print("lvm-vm: uncrashed apply \(applyMs) ms, activate \(activateMs) ms")
 
         var lastCurrent: String?
+        var interruptedApplies = 0
+        var interruptedActivates = 0
         for trial in 1...trials {
             let version = "5.0.\(trial)"
             guard let release = trialReleases[version] else { continue }
-            let applyKill = Int.random(in: 0...(applyMs * 11 / 10), using: &generator)
-            let activateKill = Int.random(in: 0...(activateMs * 12 / 10), using: &generator)
-            let reboot = trial == trials
-            // setsid: the kill takes slipway and every child it runs, as a power cut would.
-            let crash = try vm.sshChecked("""
-                setsid slipway node apply --archive /root/rel/\(version).tar.zst --manifest /root/rel/\(version).json --json >/dev/null 2>/root/rel/apply.err &
-                p=$!; sleep \(Double(applyKill) / 1000); kill -9 -$p 2>/dev/null && echo apply-killed || echo apply-finished; wait $p 2>/dev/null
-                \(reboot ? "" : "slipway node recover lvmapp --json >/dev/null 2>&1 || true")
-                if slipway node status lvmapp --json | grep -q '"version" : "\(version)"'; then
-                  setsid slipway node activate lvmapp@\(version) --json >/dev/null 2>/root/rel/activate.err &
-                  p=$!; sleep \(Double(activateKill) / 1000); kill -9 -$p 2>/dev/null && echo activate-killed || echo activate-finished; wait $p 2>/dev/null
-                fi
-                true
-                """)
-            if reboot {
-                // Not a power cut in full (qemu keeps what the guest wrote), but nothing is
-                // recovered before: boot-time mounts, then recovery, must restore the invariant.
-                let seconds = try vm.reboot()
-                print("lvm-vm: reboot, ssh answered again after \(seconds) s")
-                // Before any slipway command: current is a mounted, complete version.
-                let booted = try LVMNodeView(parsing: vm.sshChecked(LVMNodeView.script(app: app)))
-                #expect(booted.current != nil && booted.currentVersionFile == booted.current
-                        && booted.currentMountSource != nil, "after the reboot, before recovery: \(booted)")
-            }
-            let recovered = try vm.ssh("slipway node recover lvmapp --json")
-            #expect(recovered.ok, "trial \(trial): recover: \(recovered.err)")
-            let seen = try LVMNodeView(parsing: vm.sshChecked(LVMNodeView.script(app: app)))
-            let what = "trial \(trial) (apply kill at \(applyKill) ms, activate kill at \(activateKill) ms\(reboot ? ", reboot" : ""): \(crash.split(separator: "\n").joined(separator: ", "))"
-            guard let current = seen.current else {
-                Issue.record("\(what): current is gone")
+            // Odd trials cut the power during apply, even ones during activate (after a whole apply).
+            let duringApply = trial % 2 == 1
+            let before = try LVMNodeView(parsing: vm.sshChecked(LVMNodeView.script(app: app))).current
+            let cutAt = duringApply ? Int.random(in: 0...(applyMs * 11 / 10), using: &generator)
+                                    : Int.random(in: 0...(activateMs * 12 / 10), using: &generator)
+            let apply = "slipway node apply --archive /root/rel/\(version).tar.zst --manifest /root/rel/\(version).json --json >/dev/null"
+            let seconds = try vm.crash(script: duringApply
+                ? "\(apply) 2>/root/rel/apply.err &\nsleep \(Double(cutAt) / 1000)"
+                : "\(apply)\nslipway node activate lvmapp@\(version) --json >/dev/null 2>/root/rel/activate.err &\nsleep \(Double(cutAt) / 1000)")
+            let what = "trial \(trial) (power cut \(cutAt) ms into \(duringApply ? "apply" : "activate") of \(version), from \(before ?? "none"))"
+            print("lvm-vm: \(what): ssh answered again after \(seconds) s")
+
+            // Before any slipway command: the boot's own mounts make current a mounted, complete version.
+            let booted = try LVMNodeView(parsing: vm.sshChecked(LVMNodeView.script(app: app)))
+            guard let bootedCurrent = booted.current else {
+                Issue.record("\(what): after the boot, current is gone: \(booted)")
                 continue
             }
+            #expect(bootedCurrent == before || bootedCurrent == version, "\(what): current is neither the old nor the new version: \(booted)")
+            #expect(booted.currentVersionFile == bootedCurrent && booted.currentMountSource != nil, "\(what): after the boot, before recovery: \(booted)")
+            if let manifest = manifests[bootedCurrent] {
+                #expect(try lvmTreeDifferences(vm: vm, app: app, version: bootedCurrent, manifest: manifest) == [], "\(what): current tree after the boot")
+            }
+
+            let recovered = try vm.ssh("slipway node recover lvmapp --json")
+            #expect(recovered.ok, "\(what): recover: \(recovered.err)")
+            let seen = try LVMNodeView(parsing: vm.sshChecked(LVMNodeView.script(app: app)))
+            guard let current = seen.current else {
+                Issue.record("\(what): current is gone after recovery")
+                continue
+            }
+            #expect(current == bootedCurrent, "\(what): recovery switched current: \(seen)")
             #expect(seen.currentVersionFile == current, "\(what): \(seen)")
             #expect(seen.currentMountSource == "/dev/mapper/slipway-\(LVMNames.lvName(app: app, version: current).replacingOccurrences(of: "-", with: "--"))", "\(what): \(seen)")
             #expect(seen.partialVolumes.isEmpty && seen.partialDirectories.isEmpty, "\(what): leftovers \(seen)")
             let landed = Set(seen.landedVolumes)
             #expect(Set(seen.mountedReleases.map { LVMNames.lvName(app: app, version: $0) }) == landed, "\(what): every landed LV mounted: \(seen)")
             #expect(Set(seen.units.map { LVMNames.lvName(app: app, version: $0) }) == landed, "\(what): a mount unit per landed LV: \(seen)")
-            if let manifest = manifests[current] {
-                #expect(try lvmTreeDifferences(vm: vm, app: app, version: current, manifest: manifest) == [], "\(what): current tree")
-            }
-            if seen.landedVolumes.contains(LVMNames.lvName(app: app, version: version)) {
+            let status = try vm.status(app)
+            #expect(Set(status.releases.filter(\.landed).map { LVMNames.lvName(app: app, version: $0.version) }) == landed,
+                    "\(what): the journal lists exactly the landed versions: \(status)")
+            let newLanded = landed.contains(LVMNames.lvName(app: app, version: version))
+            if newLanded {
                 #expect(try lvmTreeDifferences(vm: vm, app: app, version: version, manifest: release.manifest) == [], "\(what): landed tree")
             }
+            if duringApply && !newLanded { interruptedApplies += 1 }
+            if !duringApply && current != version { interruptedActivates += 1 }
             lastCurrent = current
             if trial < trials {
                 let prune = try vm.ssh("slipway node prune lvmapp --keep 2 --json; rm -f /root/rel/\(version).*")
                 #expect(prune.ok, "\(what): prune: \(prune.err)")
             }
         }
+        let applyTrials = (trials + 1) / 2
+        print("lvm-vm: power cuts: \(interruptedApplies) of \(applyTrials) applies left the new version unlanded, " +
+              "\(interruptedActivates) of \(trials - applyTrials) activates left the old version current")
+        #expect(interruptedApplies >= applyTrials / 3, "too few power cuts landed inside apply")
         return lastCurrent
     }
 

@@ -60,9 +60,12 @@ final class LVMVM {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    /// Seconds until ssh answered again.
-    func reboot() throws -> Double {
-        try runChecked("bash", [lvmRepositoryRoot + "/scripts/lvm-vm", "reboot"], environment: environment)
+    /// Runs `script` in the VM, then cuts the guest's power where it ends (`scripts/lvm-vm
+    /// crash`); returns the seconds until ssh answered again.
+    func crash(script: String) throws -> Double {
+        let file = directory + "/crash-script.sh"
+        try script.write(toFile: file, atomically: true, encoding: .utf8)
+        try runChecked("sh", ["-c", "exec bash \"$1\" crash < \"$2\"", "sh", lvmRepositoryRoot + "/scripts/lvm-vm", file], environment: environment)
         return Double((try? String(contentsOfFile: directory + "/run/reboot-seconds", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
     }
