@@ -88,6 +88,12 @@ public enum NodeApply {
 
             // Everything is checked before anything is created.
             let signature = try verifySignature(manifestBytes, request: request, settings: context.settings)
+            // A delta over an immutable copy of its base compares against the base's manifest:
+            // decoded on another core while the delta lands.
+            let baseManifest = base.flatMap { base in
+                context.backend.stagedCopyIsImmutableBase && landed.contains(base)
+                    ? BackgroundValue { [path = layout.manifest(base)] in try? ReleaseManifest.read(path: path).manifest } : nil
+            }
             let staging: String
             switch request.source {
             case let .full(archive):
@@ -116,8 +122,7 @@ public enum NodeApply {
                 case let .delta(archive, base):
                     let applied = try NodeDeltaApply.apply(delta: archive, staging: staging,
                                                            expect: (app, base, version, manifest.archive.sha256))
-                    if context.backend.stagedCopyIsImmutableBase,
-                       let baseManifest = try? ReleaseManifest.read(path: layout.manifest(base)).manifest {
+                    if let baseManifest = baseManifest?.value {
                         contents = .changedSince(base: baseManifest, touched: applied.touched)
                     }
                 }

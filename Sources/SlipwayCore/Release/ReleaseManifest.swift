@@ -63,24 +63,24 @@ public struct ReleaseManifest: Codable, Equatable, Sendable {
 
     /// Decodes manifest bytes; `source` names the file in errors.
     public static func decode(_ data: Data, source: String = "manifest.json") throws -> ReleaseManifest {
-        // Read the format version alone first, so a manifest from a newer slipway is reported
-        // as such instead of as a shape error.
         struct Header: Decodable { var formatVersion: Int }
         let decoder = JSONDecoder()
-        let header: Header
+        let manifest: ReleaseManifest
         do {
-            header = try decoder.decode(Header.self, from: data)
+            // One pass over the document (a manifest of 10k entries is ~2 MB): the format
+            // version is looked at alone only when the whole does not decode, so that a
+            // manifest from a newer slipway is reported as such instead of as a shape error.
+            manifest = try decoder.decode(ReleaseManifest.self, from: data)
         } catch {
+            if let header = try? decoder.decode(Header.self, from: data), header.formatVersion != currentFormatVersion {
+                throw ReleaseError.unsupportedFormatVersion(path: source, found: header.formatVersion, supported: currentFormatVersion)
+            }
             throw ReleaseError.manifestMalformed(path: source, detail: describe(error))
         }
-        guard header.formatVersion == currentFormatVersion else {
-            throw ReleaseError.unsupportedFormatVersion(path: source, found: header.formatVersion, supported: currentFormatVersion)
+        guard manifest.formatVersion == currentFormatVersion else {
+            throw ReleaseError.unsupportedFormatVersion(path: source, found: manifest.formatVersion, supported: currentFormatVersion)
         }
-        do {
-            return try decoder.decode(ReleaseManifest.self, from: data)
-        } catch {
-            throw ReleaseError.manifestMalformed(path: source, detail: describe(error))
-        }
+        return manifest
     }
 
     /// Reads and decodes a manifest file.

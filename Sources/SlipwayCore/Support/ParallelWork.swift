@@ -33,3 +33,25 @@ public enum ParallelWork {
         _ = map(items, width: width) { body($0) }
     }
 }
+
+/// A value computed on its own thread while the caller goes on; `value` waits for it.
+public final class BackgroundValue<Value: Sendable>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Value?
+
+    public init(_ body: @escaping @Sendable () -> Value) {
+        let thread = Thread { [self] in
+            result = body()
+            done.signal()
+        }
+        thread.stackSize = 4 << 20
+        thread.start()
+    }
+
+    /// The value, once computed (waits until then; later calls return at once).
+    public var value: Value {
+        done.wait()
+        done.signal()
+        return result!
+    }
+}

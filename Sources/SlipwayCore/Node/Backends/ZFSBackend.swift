@@ -58,7 +58,7 @@ public struct ZFSBackend: NodeBackend {
     }
 
     public func createStaging(version: String, layout: NodeLayout) throws -> String {
-        let staging = try prepareStaging(version: version, layout: layout)
+        let staging = try prepareStaging(version: version, layout: layout, names: try names(layout))
         try zfs(["create", "-o", "mountpoint=\(layout.partial(version))", stagingDataset(version, layout)])
         try ensureMounted(stagingDataset(version, layout))
         return staging
@@ -66,11 +66,13 @@ public struct ZFSBackend: NodeBackend {
 
     public func createStaging(version: String, from base: String, layout: NodeLayout) throws -> String {
         let snapshot = landedSnapshot(base, layout)
-        guard try exists(snapshot) else { throw ZFSBackendError.notLanded(version: base, snapshot: snapshot) }
-        let staging = try prepareStaging(version: version, layout: layout)
-        try zfs(["clone", "-o", "mountpoint=\(layout.partial(version))", snapshot, stagingDataset(version, layout)])
+        // Every check below reads this one listing: each zfs command is a round trip to the
+        // ZFS daemon (zfs-fuse) or the kernel, and a delta apply is made of little else.
+        let names = try names(layout)
+        guard names.contains(snapshot) else { throw ZFSBackendError.notLanded(version: base, snapshot: snapshot) }
+        let staging = try prepareStaging(version: version, layout: layout, names: names)
         // A clone inherits readonly from its parent dataset, not from its origin; say it anyway.
-        try zfs(["set", "readonly=off", stagingDataset(version, layout)])
+        try zfs(["clone", "-o", "mountpoint=\(layout.partial(version))", "-o", "readonly=off", snapshot, stagingDataset(version, layout)])
         try ensureMounted(stagingDataset(version, layout))
         return staging
     }
@@ -126,20 +128,23 @@ public struct ZFSBackend: NodeBackend {
     }
 
     public func recover(layout: NodeLayout) throws {
-        guard try exists(appDataset(layout)) else { return }
-        let all = try list(layout)
+        guard let all = try listIfPresent(layout) else { return }
         let children = all.filter { !$0.name.contains("@") && $0.name.hasPrefix(appDataset(layout) + "/") }
+        var changed = false
         for child in children {
             let leaf = String(child.name.dropFirst(appDataset(layout).count + 1))
             if leaf.hasPrefix(Self.partialPrefix) {
                 try unmount(child.name)
                 try zfsRetryingBusy(["destroy", "-r", child.name])
                 _ = rmdir(layout.partial(String(leaf.dropFirst(Self.partialPrefix.count))))
+                changed = true
             } else if !all.contains(where: { $0.name == landedSnapshot(leaf, layout) }) {
                 try finishCommit(version: leaf, layout: layout)
+                changed = true
             } else if child.mounted == false {
                 // After a reboot or a zfs-fuse restart: landed datasets are always mounted.
                 try ensureMounted(child.name, readOnly: true)
+                changed = true
             }
         }
         // Mountpoint directories of staging datasets that were destroyed elsewhere.
@@ -149,12 +154,11 @@ public struct ZFSBackend: NodeBackend {
                 throw ZFSBackendError.strayStaging(path: path)
             }
         }
-        try destroyOrphanSnapshots(layout)
+        try destroyOrphanSnapshots(layout, listing: changed ? nil : all)
     }
 
     public func landedVersions(layout: NodeLayout) throws -> [String] {
-        guard try exists(appDataset(layout)) else { return [] }
-        let all = try list(layout)
+        guard let all = try listIfPresent(layout) else { return [] }
         let base = appDataset(layout) + "/"
         return all.compactMap { entry -> String? in
             guard entry.name.hasPrefix(base), !entry.name.contains("@") else { return nil }
@@ -180,16 +184,17 @@ public struct ZFSBackend: NodeBackend {
 
     // MARK: - Helpers
 
-    private func prepareStaging(version: String, layout: NodeLayout) throws -> String {
+    /// `names`: the app dataset's datasets and snapshots (`names(layout)`).
+    private func prepareStaging(version: String, layout: NodeLayout, names: Set<String>) throws -> String {
         guard !prefix.isEmpty, !prefix.hasPrefix("/") else { throw ZFSBackendError.noDataset }
         guard ZFSBackend.isValidVersion(version) else { throw ZFSBackendError.badVersion(version) }
         try FileManager.default.createDirectory(atPath: layout.releases, withIntermediateDirectories: true)
-        try ensureAppDataset(layout)
-        if try exists(dataset(version, layout)) {
+        if !names.contains(appDataset(layout)) { try ensureAppDataset(layout) }
+        if names.contains(dataset(version, layout)) {
             throw ZFSBackendError.alreadyLanded(version: version, dataset: dataset(version, layout))
         }
         let staging = stagingDataset(version, layout)
-        if try exists(staging) {
+        if names.contains(staging) {
             try unmount(staging)
             try zfsRetryingBusy(["destroy", "-r", staging])
         }
@@ -214,10 +219,32 @@ public struct ZFSBackend: NodeBackend {
         var mounted: Bool?
     }
 
+    /// The names of the app's dataset and of every dataset and snapshot under it; empty
+    /// when the app has no dataset yet.
+    func names(_ layout: NodeLayout) throws -> Set<String> {
+        Set((try listIfPresent(layout) ?? []).map(\.name))
+    }
+
     /// Every dataset and snapshot under the app's dataset.
     func list(_ layout: NodeLayout) throws -> [Entry] {
-        let output = try zfs(["list", "-H", "-t", "all", "-r", "-o", "name,origin,mounted", appDataset(layout)])
-        return output.split(separator: "\n").compactMap { line in
+        guard let entries = try listIfPresent(layout) else {
+            throw ZFSBackendError.command(.failed(command: "zfs list \(appDataset(layout))", status: 1, signal: nil,
+                                                  standardErrorTail: "dataset does not exist"))
+        }
+        return entries
+    }
+
+    /// Every dataset and snapshot under the app's dataset, or nil when it has none: one
+    /// `zfs list` (each zfs command is a round trip to the ZFS daemon or the kernel).
+    func listIfPresent(_ layout: NodeLayout) throws -> [Entry]? {
+        let arguments = ["zfs", "list", "-H", "-t", "all", "-r", "-o", "name,origin,mounted", appDataset(layout)]
+        let result = try runner.runAllowingFailure(Command(arguments, timeout: Self.timeout))
+        guard result.succeeded else {
+            if result.standardErrorTail.contains("does not exist") { return nil }
+            throw ZFSBackendError.command(.failed(command: arguments.joined(separator: " "), status: result.status,
+                                                  signal: result.signal, standardErrorTail: result.standardErrorTail))
+        }
+        return result.outputText.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             guard fields.count >= 3 else { return nil }
             return Entry(name: fields[0], origin: fields[1] == "-" ? nil : fields[1],
@@ -227,8 +254,9 @@ public struct ZFSBackend: NodeBackend {
 
     /// After a promote, the pruned version's snapshot lives on the promoted dataset; once
     /// nothing is cloned from it, it only holds space.
-    private func destroyOrphanSnapshots(_ layout: NodeLayout) throws {
-        let all = try list(layout)
+    /// `listing`: the app's datasets and snapshots when they are known to be current.
+    private func destroyOrphanSnapshots(_ layout: NodeLayout, listing: [Entry]? = nil) throws {
+        let all = try listing ?? list(layout)
         let origins = Set(all.compactMap(\.origin))
         for entry in all {
             guard let at = entry.name.firstIndex(of: "@") else { continue }
