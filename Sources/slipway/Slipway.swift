@@ -7,13 +7,19 @@ import SlipwayCore
 struct Slipway: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "slipway",
-        abstract: "Versioned root filesystems packed into signed releases.",
+        abstract: "Build versioned root filesystems, ship them to a farm, switch and roll back.",
         discussion: """
-            The release store defaults to $SLIPWAY_STORE, else ./store.
-            Set SOURCE_DATE_EPOCH for reproducible packs.
+            Build:         build, pack, export
+            Releases:      inspect, verify, diff, unpack, keygen
+            The farm:      deploy, push, status, rollback (--on SELECTOR)
+            This machine:  install, status --local, rollback --local, node
+
+            The store defaults to $SLIPWAY_STORE, else ./store; the inventory to
+            $SLIPWAY_INVENTORY, else ./inventory.toml. Set SOURCE_DATE_EPOCH for
+            reproducible packs.
             """,
         version: SlipwayVersion.string,
-        subcommands: [Pack.self, Unpack.self, Inspect.self, Export.self, Diff.self, Keygen.self, Verify.self, Build.self, Install.self, Push.self, Deploy.self, Status.self, Rollback.self, Node.self]
+        subcommands: [Build.self, Pack.self, Export.self, Inspect.self, Verify.self, Diff.self, Unpack.self, Keygen.self, Deploy.self, Push.self, Status.self, Rollback.self, Install.self, Node.self]
     )
 
     static func main() {
