@@ -96,8 +96,9 @@ final class ZFSFuseDaemon {
             usleep(100_000)
         }
         let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        stop()
-        throw TestSupportError.commandFailed("zfs-fuse --no-daemon", 1, "the daemon did not answer within 10 s: \(output)")
+        let how = process.isRunning ? "did not answer within 10 s" : "exited at start-up (status \(process.terminationStatus))"
+        terminate()
+        throw TestSupportError.commandFailed("zfs-fuse --no-daemon", 1, "the daemon \(how): \(output)")
     }
 
     static func answers() -> Bool {
@@ -107,15 +108,19 @@ final class ZFSFuseDaemon {
 
     /// Stops the daemon we started, by its pid, and reaps it.
     func stop() {
-        defer { scratch.remove() }
-        guard let process else { return }
-        guard process.isRunning else {
+        if let process, !process.isRunning {
             // It died under the tests (their ZFS errors follow from this): say how.
             let log = (try? String(contentsOfFile: scratch.sub("zfs-fuse.log"), encoding: .utf8)) ?? ""
             print("zfs-fuse exited on its own (status \(process.terminationStatus)) while tests used it; its log ends: " +
                   log.split(separator: "\n").suffix(10).joined(separator: " | "))
-            return
         }
+        terminate()
+    }
+
+    /// Ends the daemon we started (SIGTERM, then SIGKILL), reaps it and removes its files.
+    private func terminate() {
+        defer { scratch.remove() }
+        guard let process, process.isRunning else { return }
         let pid = process.processIdentifier
         kill(pid, SIGTERM)
         for _ in 0..<100 where process.isRunning { usleep(100_000) }

@@ -135,16 +135,17 @@ enum Mounts {
 
     /// Mount points at or below `directory`, deepest first.
     static func mountPoints(under directory: String) -> [String] {
-        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
         let root = directory.hasSuffix("/") ? String(directory.dropLast()) : directory
-        var points: [String] = []
-        for line in text.split(separator: "\n") {
+        return all().filter { $0 == root || $0.hasPrefix(root + "/") }.sorted { $0.count > $1.count }
+    }
+
+    /// Every mount point of this process's mount namespace, in mountinfo's order.
+    static func all() -> [String] {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
-            guard fields.count > 4 else { continue }
-            let point = unescape(String(fields[4]))
-            if point == root || point.hasPrefix(root + "/") { points.append(point) }
+            return fields.count > 4 ? unescape(String(fields[4])) : nil
         }
-        return points.sorted { $0.count > $1.count }
     }
 
     /// mountinfo writes space, tab, newline and backslash as octal escapes.

@@ -107,14 +107,8 @@ public enum LVMNames {
 /// Mounts as the kernel sees them (`/proc/self/mountinfo`).
 enum LVMMounts {
     static func isMountpoint(_ path: String) -> Bool {
-        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
         let candidates = Set([path, (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? path, realPath(path)])
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard fields.count > 4 else { continue }
-            if candidates.contains(Mounts.unescape(String(fields[4]))) { return true }
-        }
-        return false
+        return Mounts.all().contains(where: candidates.contains)
     }
 
     static func realPath(_ path: String) -> String {
