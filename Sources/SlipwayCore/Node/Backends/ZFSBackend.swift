@@ -282,7 +282,7 @@ public struct ZFSBackend: NodeBackend {
     /// readonly=on (a "temporary" off), so landed versions are mounted with `-o ro`.
     private func ensureMounted(_ dataset: String, readOnly: Bool = false) throws {
         let mounted = try zfs(["get", "-H", "-o", "value", "mounted", dataset]).trimmingCharacters(in: .whitespacesAndNewlines)
-        if mounted != "yes" { try zfs(["mount"] + (readOnly ? ["-o", "ro"] : []) + [dataset]) }
+        if mounted != "yes" { try zfsRetryingBusy(["mount"] + (readOnly ? ["-o", "ro"] : []) + [dataset]) }
     }
 
     private func unmount(_ dataset: String) throws {
@@ -309,7 +309,8 @@ public struct ZFSBackend: NodeBackend {
     }
 
     /// zfs-fuse lets go of an unmounted dataset a moment after `zfs umount` returns, and
-    /// until then refuses rename and destroy with "dataset is busy": retry those for a while.
+    /// until then refuses rename, destroy and mount with "dataset is busy": retry those for
+    /// a while.
     private func zfsRetryingBusy(_ arguments: [String]) throws {
         let deadline = ContinuousClock.now + .seconds(15)
         var pause = 50_000 as useconds_t
