@@ -16,8 +16,11 @@ struct NodeOptions: ParsableArguments {
     @Option(name: .customLong("trust"), help: ArgumentHelp("A trusted public key file (repeatable).", valueName: "FILE.pub"))
     var trustedKeys: [String] = []
 
-    @Flag(help: "Refuse unsigned releases.")
+    @Flag(help: "Refuse unsigned releases (needs a trusted key; listing one already implies this).")
     var requireSignature = false
+
+    @Flag(help: "With trusted keys, still land unsigned releases (warns on every use).")
+    var allowUnsigned = false
 
     @Option(help: ArgumentHelp("Seconds to wait for the app's lock.", valueName: "SECONDS"))
     var lockTimeout: Double?
@@ -34,9 +37,11 @@ struct NodeOptions: ParsableArguments {
         if let backend { settings.backend = backend }
         if !trustedKeys.isEmpty { settings.trustedKeys += trustedKeys }
         if requireSignature { settings.requireSignature = true }
+        if allowUnsigned { settings.allowUnsigned = true }
         if let lockTimeout { settings.lockTimeout = lockTimeout }
         if let schroot { settings.schrootEnabled = schroot }
         if let schrootDirectory { settings.schrootDirectory = schrootDirectory }
+        try settings.validate()
         return settings
     }
 
@@ -54,6 +59,7 @@ struct NodeOptions: ParsableArguments {
         if let backend { arguments += ["--backend", backend] }
         for key in trustedKeys { arguments += ["--trust", absolute(key)] }
         if requireSignature { arguments.append("--require-signature") }
+        if allowUnsigned { arguments.append("--allow-unsigned") }
         if let lockTimeout { arguments += ["--lock-timeout", String(lockTimeout)] }
         if let schroot { arguments.append(schroot ? "--schroot" : "--no-schroot") }
         if let schrootDirectory { arguments += ["--schroot-directory", absolute(schrootDirectory)] }

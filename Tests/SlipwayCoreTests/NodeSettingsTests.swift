@@ -33,7 +33,7 @@ struct NodeSettingsTests {
     func rejectsUnknown() {
         for (text, needle) in [("colour = 1", "colour: unknown key"), ("[schroot]\nmode = 1", "schroot.mode: unknown key"),
                                ("backend = \"ext9\"", "unknown backend 'ext9'"), ("keep = 0", "keep:"),
-                               ("require_signature = true", "trusted_keys is empty"), ("root = \"relative\"", "absolute")] {
+                               ("require_signature = true", "no trusted key is listed"), ("root = \"relative\"", "absolute")] {
             #expect(throws: NodeError.self) { try NodeSettings.parse(text, source: "node.toml") }
             do {
                 _ = try NodeSettings.parse(text, source: "node.toml")

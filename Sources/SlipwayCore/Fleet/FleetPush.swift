@@ -75,27 +75,91 @@ public final class FleetPush: Sendable {
         self.log = log
     }
 
-    /// Pushes to every node, `parallel` at a time.
+    /// Pushes to every node, `parallel` at a time. Every node is asked what it has and what
+    /// it demands first; when any node's signature policy refuses the release, nothing is
+    /// sent to any node and those nodes are named.
     public func push(_ nodes: [FleetNode]) -> [(outcome: NodeOutcome, status: NodeStatus?)] {
-        ParallelWork.map(nodes, width: options.parallel) { node in self.push(node) }
+        let surveyed = ParallelWork.map(nodes, width: options.parallel) { node in self.survey(node) }
+        let refusing = surveyed.filter { $0.refusal != nil }
+        if !refusing.isEmpty {
+            let names = refusing.map(\.outcome.node)
+            log("refusing to push \(options.reference.name)@\(options.reference.version): \(names.count) node\(names.count == 1 ? "" : "s") would not accept its signature (\(names.joined(separator: ", "))); nothing was sent")
+            return surveyed.map { entry in
+                var outcome = entry.outcome
+                if let refusal = entry.refusal {
+                    outcome.result = "failed"
+                    outcome.detail = refusal
+                } else if !outcome.isFailure {
+                    outcome.result = "not-touched"
+                    outcome.detail = "nothing sent: \(names.joined(separator: ", ")) refuse\(names.count == 1 ? "s" : "") the release's signature"
+                }
+                progress.state(outcome.node, outcome.result + (outcome.detail.map { ": \($0)" } ?? ""))
+                return (outcome, entry.status)
+            }
+        }
+        return ParallelWork.map(surveyed, width: options.parallel) { entry in
+            guard let status = entry.status, !entry.outcome.isFailure else { return (entry.outcome, entry.status) }
+            return self.land(entry.node, status: status, outcome: entry.outcome, started: entry.started)
+        }
     }
 
     /// Pushes to one node; never throws: a failure is the node's outcome.
     public func push(_ node: FleetNode) -> (outcome: NodeOutcome, status: NodeStatus?) {
-        let started = ContinuousClock.now
-        var outcome = NodeOutcome(node: node.name, to: options.reference.version, result: "failed")
+        push([node])[0]
+    }
+
+    /// One node after the first round: its status, and why it would refuse the release.
+    struct Surveyed {
+        var node: FleetNode
+        var outcome: NodeOutcome
         var status: NodeStatus?
+        var refusal: String?
+        var started: ContinuousClock.Instant
+    }
+
+    /// Makes sure the node has slipway, asks what it has and checks its signature policy
+    /// against the release. Sends no release bytes.
+    func survey(_ node: FleetNode) -> Surveyed {
+        let started = ContinuousClock.now
+        var entry = Surveyed(node: node, outcome: NodeOutcome(node: node.name, to: options.reference.version, result: "failed"),
+                             started: started)
         do {
             let client = NodeClient(transport: pool.transport(for: node))
-            outcome.installedSlipway = try ensureSlipway(client)
+            entry.outcome.installedSlipway = try ensureSlipway(client)
             progress.state(node.name, "asking what it has")
             let current = try client.status(app: options.reference.name)
-            status = current
-            outcome.from = current.current
-            if current.releases.contains(where: { $0.version == options.reference.version && $0.landed }) {
+            entry.status = current
+            entry.outcome.from = current.current
+            entry.outcome.result = "pending"
+            let landed = current.releases.contains { $0.version == options.reference.version && $0.landed }
+            if !landed, let policy = current.signaturePolicy,
+               let refusal = NodeSignature.refusal(of: policy, manifestBytes: release.manifestBytes, signature: signatureBytes) {
+                entry.refusal = "\(node.name) refuses \(options.reference.name)@\(options.reference.version): \(refusal); nothing was sent"
+            }
+        } catch {
+            entry.outcome.result = "failed"
+            entry.outcome.detail = Output.message(for: error)
+            progress.state(node.name, "failed: \(entry.outcome.detail ?? "")")
+        }
+        entry.outcome.seconds = (ContinuousClock.now - started).seconds
+        return entry
+    }
+
+    /// The release's raw signature, nil when it is unsigned or the file is unreadable.
+    var signatureBytes: Data? {
+        guard let file = release.signatureFile else { return nil }
+        return try? ReleaseSigning.parseSignatureFile(file, source: release.signaturePath)
+    }
+
+    /// Lands the release on a surveyed node; never throws.
+    func land(_ node: FleetNode, status: NodeStatus, outcome start: NodeOutcome, started: ContinuousClock.Instant)
+        -> (outcome: NodeOutcome, status: NodeStatus?) {
+        var outcome = start
+        do {
+            if status.releases.contains(where: { $0.version == options.reference.version && $0.landed }) {
                 outcome.result = "already-landed"
             } else {
-                try land(client, status: current, outcome: &outcome)
+                try land(NodeClient(transport: pool.transport(for: node)), status: status, outcome: &outcome)
                 outcome.result = "landed"
             }
             progress.state(node.name, outcome.result + (outcome.method.map { " (\($0))" } ?? ""))

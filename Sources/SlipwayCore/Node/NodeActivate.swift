@@ -63,6 +63,8 @@ public enum NodeActivate {
             result.seconds = NodeFiles.now() - started
             return result
         }
+        // A version landed under weaker settings answers to the policy in force now.
+        _ = try NodeSignature.checkLanded(version, layout: layout, context: context)
         let service = serviceSpec(layout, version)
         let hooks = NodeHooks(context: context, layout: layout)
         var state = try recovered.state ?? NodeState.load(layout)
@@ -92,7 +94,24 @@ public enum NodeActivate {
             }
         }
 
-        try point(layout, to: version, context: context)
+        // The journal that records this switch is written before it: a full disk stops the
+        // switch here, before anything changed (after the switch, putting it in place is a
+        // rename). It says when the switch began.
+        var planned = state
+        planned.recordActivation(.init(kind: kind, from: previous, to: version, at: NodeFiles.now(), result: "activated", detail: nil))
+        let prepared: NodeState.Prepared
+        do {
+            prepared = try planned.prepare(layout)
+        } catch {
+            throw NodeError.journalUnwritable(app: layout.app, version: version, current: previous, detail: Output.message(for: error))
+        }
+
+        do {
+            try point(layout, to: version, context: context)
+        } catch {
+            prepared.discard()
+            throw error
+        }
         context.log("switched \(layout.app) to \(version)" + (previous.map { " (from \($0))" } ?? ""))
 
         var failure: String?
@@ -122,10 +141,31 @@ public enum NodeActivate {
                 try point(layout, to: nil, context: context)
                 if let stop = service?.stop { try? hooks.run("stop", stop, version: version, previous: nil) }
             }
-            try journal("rolled-back", failure)
+            // The prepared journal's blocks are freed first, for this one.
+            prepared.discard()
+            do {
+                try journal("rolled-back", failure)
+            } catch {
+                throw NodeError.rolledBack(app: layout.app, failedVersion: version, restored: previous,
+                                           detail: failure + "; the journal could not record it (\(Output.message(for: error)))")
+            }
             throw NodeError.rolledBack(app: layout.app, failedVersion: version, restored: previous, detail: failure)
         }
-        try journal("activated", nil)
+        do {
+            try prepared.commit()
+            state = planned
+        } catch {
+            // Without its journal entry the switch does not stand: back to where it was.
+            let detail = "the journal could not be written (\(Output.message(for: error)))"
+            context.log("\(layout.app)@\(version): \(detail); switching back")
+            try point(layout, to: previous, context: context)
+            if let previous, let reload = serviceSpec(layout, previous)?.reload {
+                try? hooks.run("reload", reload, version: previous, previous: version)
+            } else if previous == nil, let stop = service?.stop {
+                try? hooks.run("stop", stop, version: version, previous: nil)
+            }
+            throw NodeError.rolledBack(app: layout.app, failedVersion: version, restored: previous, detail: detail)
+        }
         if let confirm, var waiting = pending {
             // The controller's clock starts when this command returns, not before the health check.
             waiting.deadline = NodeFiles.now() + confirm.timeout

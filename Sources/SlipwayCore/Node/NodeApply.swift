@@ -41,7 +41,8 @@ public enum NodeApply {
         /// `full` or `delta`.
         public var origin: String
         public var base: String?
-        /// `verified`, `unchecked` (signed, no trusted key configured) or `absent`.
+        /// `verified`, `unchecked` (signed, no trusted key configured), `absent` (unsigned, no
+        /// trusted key) or `unsigned-allowed` (unsigned, `allow_unsigned`): see `NodeSignature`.
         public var signature: String
         public var entries: Int
         public var seconds: Double
@@ -81,13 +82,16 @@ public enum NodeApply {
                 where path.hasPrefix(layout.incoming + "/") { unlink(path) }
             }
             if landed.contains(version) {
+                // The landed copy answers to the policy in force now, as activate will check.
+                let signature = try NodeSignature.checkLanded(version, layout: layout, context: context)
                 context.log("\(app)@\(version) is already landed; nothing to do")
                 dropUploads()
-                return result("already-landed", signature: "unchecked")
+                return result("already-landed", signature: signature)
             }
 
             // Everything is checked before anything is created.
-            let signature = try verifySignature(manifestBytes, request: request, settings: context.settings)
+            let signature = try NodeSignature.check(manifestBytes, signaturePath: request.signaturePath, what: "\(app)@\(version)",
+                                                    context: context)
             // A delta over an immutable copy of its base compares against the base's manifest:
             // decoded on another core while the delta lands.
             let baseManifest = base.flatMap { base in
@@ -158,30 +162,6 @@ public enum NodeApply {
             context.log("landed \(app)@\(version)")
             return result("landed", signature: signature)
         }
-    }
-
-    /// Checks the signature as the settings ask; returns its status for the reply.
-    static func verifySignature(_ manifestBytes: Data, request: Request, settings: NodeSettings) throws -> String {
-        let keys = try settings.loadTrustedKeys()
-        let given = request.signaturePath.flatMap { NodeFiles.exists($0) ? $0 : nil }
-        guard let path = given else {
-            if settings.requireSignature {
-                throw NodeError.signature(path: request.signaturePath ?? request.manifestPath + " (no signature given)",
-                                          detail: "this node requires signed releases (require_signature in \(settings.source)) and none was given")
-            }
-            return "absent"
-        }
-        if keys.isEmpty { return "unchecked" }
-        let signature: Data
-        do {
-            signature = try ReleaseSigning.parseSignatureFile(try NodeFiles.read(path), source: path)
-        } catch {
-            throw NodeError.signature(path: path, detail: "the signature file is damaged (\(Output.message(for: error)))")
-        }
-        for key in keys where (try? ReleaseSigning.verify(manifestBytes, signature: signature, publicKey: key, source: path)) != nil {
-            return "verified"
-        }
-        throw NodeError.signature(path: path, detail: "the signature does not verify with any trusted key (\(keys.map(\.keyID).joined(separator: ", ")))")
     }
 
     static func hash(_ path: String) throws -> (hex: String, size: UInt64) {

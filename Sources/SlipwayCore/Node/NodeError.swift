@@ -43,6 +43,8 @@ public enum NodeError: Error, CustomStringConvertible, Sendable {
     case fetchMismatch(url: String, path: String, expectedSHA256: String, actualSHA256: String, expectedSize: UInt64, actualSize: UInt64)
     /// The version was switched back because its activation was not confirmed in time.
     case confirmationExpired(app: String, version: String, restored: String?, detail: String, at: Double)
+    /// The journal that would record a switch could not be written, so nothing was switched.
+    case journalUnwritable(app: String, version: String, current: String?, detail: String)
     /// `confirm` names a version that is neither pending confirmation nor current.
     case nothingToConfirm(app: String, version: String, current: String?, pending: String?)
 
@@ -101,6 +103,9 @@ public enum NodeError: Error, CustomStringConvertible, Sendable {
             let when = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: at))
             let now = restored.map { "the node switched back to \($0)" } ?? "the node removed current (there was no previous version)"
             return "\(app)@\(version) was \(detail): \(now) at \(when); activate it again to retry"
+        case let .journalUnwritable(app, version, current, detail):
+            return "\(app)@\(version) was not activated: the journal that records the switch could not be written (\(detail)); " +
+                "\(app) stays on \(current ?? "no version"). Free space (e.g. `slipway node prune`) and retry"
         case let .nothingToConfirm(app, version, current, pending):
             return "\(app)@\(version) has no pending confirmation and is not current (current: \(current ?? "none")" +
                 (pending.map { ", pending confirmation: \($0)" } ?? "") + "); activate it with --confirm-timeout first"

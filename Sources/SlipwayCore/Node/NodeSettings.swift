@@ -6,8 +6,9 @@ import TOMLKit
 ///     root = "/var/lib/slipway"
 ///     backend = "dir"                 # dir | btrfs | zfs | lvm
 ///     keep = 5                        # releases kept by `prune` without --keep
-///     trusted_keys = ["/etc/slipway/release.pub"]
-///     require_signature = false
+///     trusted_keys = ["/etc/slipway/release.pub"]   # listing keys requires a valid signature
+///     require_signature = false       # true: refuse unsigned releases (needs trusted_keys)
+///     allow_unsigned = false          # true: with trusted_keys, still land unsigned releases (warns)
 ///     lock_timeout = 60               # seconds a command waits for the app's lock
 ///     hook_timeout = 300              # seconds a hook (pre_activate, start, reload) may run
 ///     [btrfs]                         # the backend's own parameters, read by the backend
@@ -31,7 +32,12 @@ public struct NodeSettings: Sendable, Equatable {
     public var keep: Int = 5
     /// Paths of trusted Ed25519 public key files.
     public var trustedKeys: [String] = []
+    /// Refuse releases without a valid signature (implied by `trustedKeys` unless
+    /// `allowUnsigned`).
     public var requireSignature: Bool = false
+    /// The explicit opt-out: with trusted keys, an unsigned release still lands, with a warning
+    /// on every use. A signature that is given must still verify.
+    public var allowUnsigned: Bool = false
     public var lockTimeout: Double = 60
     public var hookTimeout: Double = 300
     public var schrootEnabled: Bool = false
@@ -40,6 +46,20 @@ public struct NodeSettings: Sendable, Equatable {
     public var source: String = "defaults"
 
     public init() {}
+
+    /// Whether a release must carry a signature that verifies with a trusted key: listing
+    /// trusted keys means yes, unless `allow_unsigned` opts out (docs/security.md).
+    public var signatureRequired: Bool { requireSignature || (!trustedKeys.isEmpty && !allowUnsigned) }
+
+    /// Checks settings that only make sense together (after command-line flags are applied).
+    public func validate() throws {
+        if requireSignature && trustedKeys.isEmpty {
+            throw NodeError.settings(path: source, detail: "require_signature (--require-signature) is set but no trusted key is listed; add trusted_keys or --trust FILE.pub, the public key files releases are signed with")
+        }
+        if requireSignature && allowUnsigned {
+            throw NodeError.settings(path: source, detail: "require_signature and allow_unsigned contradict each other; set one of them")
+        }
+    }
 
     /// The parameters of the selected backend (`[btrfs]`, `[zfs]` …), empty when absent.
     public var backendParameters: [String: String] { backendTables[backend] ?? [:] }
@@ -110,6 +130,7 @@ public struct NodeSettings: Sendable, Equatable {
                     return path
                 }
             case "require_signature": settings.requireSignature = try bool(key, value)
+            case "allow_unsigned": settings.allowUnsigned = try bool(key, value)
             case "lock_timeout": settings.lockTimeout = try seconds(key, value)
             case "hook_timeout": settings.hookTimeout = try seconds(key, value)
             case "schroot":
@@ -139,12 +160,10 @@ public struct NodeSettings: Sendable, Equatable {
                 }
                 settings.backendTables[key] = parameters
             default:
-                throw fail(key, "unknown key; node.toml takes root, backend, keep, trusted_keys, require_signature, lock_timeout, hook_timeout, [schroot] and a table per backend ([btrfs], [zfs], [lvm])")
+                throw fail(key, "unknown key; node.toml takes root, backend, keep, trusted_keys, require_signature, allow_unsigned, lock_timeout, hook_timeout, [schroot] and a table per backend ([btrfs], [zfs], [lvm])")
             }
         }
-        if settings.requireSignature && settings.trustedKeys.isEmpty {
-            throw NodeError.settings(path: source, detail: "require_signature is true but trusted_keys is empty; list the public key files releases are signed with")
-        }
+        try settings.validate()
         return settings
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// The node's journal for one app (`state.json`): which releases it holds, in the order they
 /// landed, and every switch between them. Releases are ordered by this journal, never by
@@ -93,13 +94,54 @@ public struct NodeState: Codable, Sendable, Equatable {
 
     /// Writes the journal durably (temp file, fsync, rename, fsync of the directory).
     public func save(_ layout: NodeLayout) throws {
+        try NodeFiles.writeAtomically(layout.stateFile, try encoded())
+    }
+
+    /// The journal as written: the last `historyLimit` activations.
+    func encoded() throws -> Data {
         var copy = self
         if copy.activations.count > Self.historyLimit {
             copy.activations.removeFirst(copy.activations.count - Self.historyLimit)
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try NodeFiles.writeAtomically(layout.stateFile, try encoder.encode(copy) + Data("\n".utf8))
+        return try encoder.encode(copy) + Data("\n".utf8)
+    }
+
+    /// A journal written in full and synced beside `state.json` but not yet in its place:
+    /// a switch writes the journal that records it before it switches, so a full disk stops
+    /// the switch before anything changed; putting it in place is then a rename, which needs
+    /// no data blocks.
+    struct Prepared {
+        let path: String
+        let layout: NodeLayout
+
+        /// Renames it over `state.json`.
+        func commit() throws {
+            guard rename(path, layout.stateFile) == 0 else {
+                let code = errno
+                unlink(path)
+                throw NodeError.system(operation: "rename \(path) to", path: layout.stateFile, errno: code)
+            }
+            try NodeFiles.fsyncDirectory(layout.appDirectory)
+        }
+
+        /// Removes it (its blocks are free again for another journal write).
+        func discard() { unlink(path) }
+    }
+
+    /// Writes this journal to a temporary file beside `state.json` (see `Prepared`).
+    func prepare(_ layout: NodeLayout) throws -> Prepared {
+        let path = layout.stateFile + ".tmp-next"  // recovery removes state.json.tmp-*
+        unlink(path)
+        let data = try encoded()
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw NodeError.system(operation: "create", path: path, errno: errno) }
+        defer { close(fd) }
+        let failure = data.withUnsafeBytes { writeFully(fd, $0) }
+        if failure != 0 { unlink(path); throw NodeError.system(operation: "write", path: path, errno: failure) }
+        guard fsync(fd) == 0 else { let code = errno; unlink(path); throw NodeError.system(operation: "fsync", path: path, errno: code) }
+        return Prepared(path: path, layout: layout)
     }
 
     /// The journal's versions in landing order.

@@ -52,6 +52,9 @@ public struct NodeStatus: Codable, Sendable {
     public var incoming: [IncomingFile]
     /// The activation waiting for confirmation, if any.
     public var confirmation: PendingConfirmation?
+    /// What this node demands of a release's signature (nil from nodes older than this
+    /// field: they check at apply only).
+    public var signaturePolicy: NodeSignature.Policy?
 
     /// An app the node has never seen reads as empty (no releases, no current version): the
     /// controller asks this first of a new node.
@@ -86,7 +89,8 @@ public struct NodeStatus: Codable, Sendable {
             confirmation: ((try? NodeConfirmation.load(layout)) ?? nil).map {
                 PendingConfirmation(version: $0.version, previous: $0.previous, deadline: $0.deadline, timeout: $0.timeout,
                                     expired: $0.deadline <= NodeFiles.now())
-            })
+            },
+            signaturePolicy: try NodeSignature.policy(context.settings))
     }
 
     /// The apps under the node's root (directories holding a journal or releases).
@@ -112,6 +116,11 @@ public struct NodeStatus: Codable, Sendable {
         }
         if !leftovers.isEmpty { lines.append("  leftovers (removed by the next command): \(leftovers.joined(separator: ", "))") }
         if let lockHolder { lines.append("  locked by \(lockHolder)") }
+        if let policy = signaturePolicy {
+            lines.append(policy.required ? "  signatures: required (keys \(policy.trustedKeyIDs.joined(separator: ", ")))"
+                : policy.allowUnsigned ? "  signatures: checked when present; unsigned releases allowed (allow_unsigned)"
+                : "  signatures: not checked (no trusted key)")
+        }
         if let schroot { lines.append("  schroot slipway-\(app) → \(schroot)") }
         if let confirmation {
             let when = formatter.string(from: Date(timeIntervalSince1970: confirmation.deadline))

@@ -110,15 +110,34 @@ enum NodeTreeCheck {
                     throw NodeError.invalidArgument("shared directory \(relative): \(prefix) is not a directory in the release")
                 }
             }
-            if !NodeFiles.exists(target) {
-                try NodeFiles.makeDirectories((target as NSString).deletingLastPathComponent)
-                let seed = target + ".tmp-" + String(format: "%08x", UInt32.random(in: .min ... .max))
-                if NodeFiles.isDirectory(inRelease) {
-                    try runner.run(Command(["cp", "-a", "--no-target-directory", inRelease, seed]))
-                } else {
-                    try NodeFiles.makeDirectories(seed)
+            // shared/<path> is resolved component by component without following symlinks:
+            // an earlier release (or the app itself) may have left a symlink there.
+            try NodeFiles.makeDirectories(layout.shared)
+            let components = relative.split(separator: "/").map(String.init)
+            let parent: DirectoryBeneath
+            do {
+                parent = try DirectoryBeneath.open(root: layout.shared, components: Array(components.dropLast()), create: true)
+            } catch {
+                throw NodeError.invalidArgument("shared directory \(relative): \(error); shared paths must stay inside \(layout.shared)")
+            }
+            defer { parent.close() }
+            let name = components[components.count - 1]
+            var st = stat()
+            if fstatat(parent.fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 {
+                guard st.st_mode & S_IFMT == S_IFDIR else {
+                    let what = NodeFiles.readLink(target).map { "a symlink to \($0)" } ?? "not a directory"
+                    throw NodeError.invalidArgument("shared directory \(relative): \(target) is \(what); shared paths must stay inside \(layout.shared)")
                 }
-                guard rename(seed, target) == 0 else { throw NodeError.system(operation: "rename \(seed) to", path: target, errno: errno) }
+            } else {
+                let seed = name + ".tmp-" + String(format: "%08x", UInt32.random(in: .min ... .max))
+                if NodeFiles.isDirectory(inRelease) {
+                    try runner.run(Command(["cp", "-a", "--no-target-directory", inRelease, parent.procPath + "/" + seed]))
+                } else if mkdirat(parent.fd, seed, 0o755) != 0 {
+                    throw NodeError.system(operation: "create directory", path: target + ".tmp", errno: errno)
+                }
+                guard renameat(parent.fd, seed, parent.fd, name) == 0 else {
+                    throw NodeError.system(operation: "rename \(seed) to", path: target, errno: errno)
+                }
             }
             if NodeFiles.readLink(inRelease) == target { continue }
             NodeFiles.removeTree(inRelease)
