@@ -106,41 +106,45 @@ public enum NodeActivate {
             throw NodeError.journalUnwritable(app: layout.app, version: version, current: previous, detail: Output.message(for: error))
         }
 
-        do {
-            try point(layout, to: version, context: context)
-        } catch {
-            prepared.discard()
-            throw error
-        }
-        context.log("switched \(layout.app) to \(version)" + (previous.map { " (from \($0))" } ?? ""))
-
         var failure: String?
-        let hookName = previous == nil ? "start" : "reload"
-        if let command = previous == nil ? service?.start : service?.reload {
-            result.ran.append(hookName)
-            do {
-                try hooks.run(hookName, command, version: version, previous: previous)
-            } catch {
-                failure = "\(hookName) failed: \(Output.message(for: error))"
+        if service?.command != nil {
+            // A service the node runs: the new version starts beside the old one and takes
+            // over only once healthy (docs/service.md); `current` moves with the front.
+            failure = switchServices(to: version, from: previous, layout: layout, context: context, ran: &result.ran)
+            if let failure {
+                context.log("\(layout.app)@\(version): \(failure); \(previous.map { "\($0) keeps serving" } ?? "nothing was switched")")
             }
-        }
-        if failure == nil, let health = service?.health {
-            result.ran.append("health")
-            failure = hooks.checkHealth(health, version: version, previous: previous)
+        } else {
+            do {
+                try point(layout, to: version, context: context)
+            } catch {
+                prepared.discard()
+                throw error
+            }
+            context.log("switched \(layout.app) to \(version)" + (previous.map { " (from \($0))" } ?? ""))
+            // A version whose service the node ran gives way to hooks that start their own.
+            let previousRanService = previous.flatMap { serviceSpec(layout, $0)?.command } != nil
+            if previousRanService, let previous { NodeService.stop(previous, spec: serviceSpec(layout, previous), layout: layout, context: context) }
+            let hookName = previous == nil || previousRanService ? "start" : "reload"
+            if let command = hookName == "start" ? service?.start : service?.reload {
+                result.ran.append(hookName)
+                do {
+                    try hooks.run(hookName, command, version: version, previous: previous)
+                } catch {
+                    failure = "\(hookName) failed: \(Output.message(for: error))"
+                }
+            }
+            if failure == nil, let health = service?.health {
+                result.ran.append("health")
+                failure = hooks.checkHealth(health, version: version, previous: previous)
+            }
+            if let failure {
+                context.log("\(layout.app)@\(version): \(failure); switching back")
+                try restore(previous, from: version, layout: layout, context: context)
+            }
         }
 
         if let failure {
-            context.log("\(layout.app)@\(version): \(failure); switching back")
-            if let previous {
-                try point(layout, to: previous, context: context)
-                let oldService = serviceSpec(layout, previous)
-                if let reload = oldService?.reload {
-                    try? hooks.run("reload", reload, version: previous, previous: version)
-                }
-            } else {
-                try point(layout, to: nil, context: context)
-                if let stop = service?.stop { try? hooks.run("stop", stop, version: version, previous: nil) }
-            }
             // The prepared journal's blocks are freed first, for this one.
             prepared.discard()
             do {
@@ -158,12 +162,7 @@ public enum NodeActivate {
             // Without its journal entry the switch does not stand: back to where it was.
             let detail = "the journal could not be written (\(Output.message(for: error)))"
             context.log("\(layout.app)@\(version): \(detail); switching back")
-            try point(layout, to: previous, context: context)
-            if let previous, let reload = serviceSpec(layout, previous)?.reload {
-                try? hooks.run("reload", reload, version: previous, previous: version)
-            } else if previous == nil, let stop = service?.stop {
-                try? hooks.run("stop", stop, version: version, previous: nil)
-            }
+            try restore(previous, from: version, layout: layout, context: context)
             throw NodeError.rolledBack(app: layout.app, failedVersion: version, restored: previous, detail: detail)
         }
         if let confirm, var waiting = pending {
@@ -237,16 +236,25 @@ struct NodeHooks {
     let context: NodeContext
     let layout: NodeLayout
 
-    func environment(version: String, previous: String?) -> [String: String?] {
+    func environment(version: String, previous: String?, port: Int? = nil) -> [String: String?] {
         ["SLIPWAY_APP": layout.app, "SLIPWAY_VERSION": version, "SLIPWAY_PREVIOUS": previous ?? "",
-         "SLIPWAY_RELEASE": layout.release(version), "SLIPWAY_ROOT": layout.root]
+         "SLIPWAY_RELEASE": layout.release(version), "SLIPWAY_ROOT": layout.root, "PORT": port.map(String.init)]
     }
 
     /// Runs `command` with `sh -c`; its stdout is discarded (stdout carries the JSON reply),
     /// its stderr is passed on.
-    func run(_ name: String, _ command: String, version: String, previous: String?, timeout: Double? = nil) throws {
+    /// When `version` has shared directories, the hook runs in a mount namespace of its own
+    /// with them bound over the release's directories, as a service would see them (and a
+    /// daemon it starts keeps that view).
+    func run(_ name: String, _ command: String, version: String, previous: String?, timeout: Double? = nil, port: Int? = nil) throws {
         do {
-            try context.runner.run(Command(["sh", "-c", command], environment: environment(version: version, previous: previous),
+            var argv = ["sh", "-c", command]
+            let binds = try NodeService.binds(NodeActivate.serviceSpec(layout, version), version: version, layout: layout)
+            if !binds.isEmpty {
+                argv = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", NodeService.hookLauncher,
+                        "slipway-hook", command] + binds
+            }
+            try context.runner.run(Command(argv, environment: environment(version: version, previous: previous, port: port),
                                            workingDirectory: layout.appDirectory, output: .discard, echoStandardError: true,
                                            timeout: .milliseconds(Int64((timeout ?? context.settings.hookTimeout) * 1000))))
         } catch {
@@ -255,15 +263,20 @@ struct NodeHooks {
     }
 
     /// Tries the health check up to `retries` times; returns nil when healthy, else why not.
-    func checkHealth(_ health: HealthCheck, version: String, previous: String?) -> String? {
+    /// With `port` (a service the node runs), `$PORT` in the URL is that port, and a health
+    /// command gets it as PORT.
+    func checkHealth(_ health: HealthCheck, version: String, previous: String?, port: Int? = nil) -> String? {
         let tries = max(1, health.retries)
         var last = "no health check configured"
         for attempt in 1...tries {
             if attempt > 1 { usleep(useconds_t(max(0, health.intervalSeconds) * 1_000_000)) }
             do {
                 if let command = health.command {
-                    try run("health", command, version: version, previous: previous, timeout: health.timeoutSeconds)
-                } else if let url = health.url {
+                    try run("health", command, version: version, previous: previous, timeout: health.timeoutSeconds, port: port)
+                } else if var url = health.url {
+                    if let port {
+                        url = url.replacingOccurrences(of: "${PORT}", with: String(port)).replacingOccurrences(of: "$PORT", with: String(port))
+                    }
                     try context.runner.run(Command(["curl", "--fail", "--silent", "--show-error", "--output", "/dev/null",
                                                     "--max-time", String(health.timeoutSeconds), url],
                                                    timeout: .milliseconds(Int64(health.timeoutSeconds * 1000) + 2000)))

@@ -198,20 +198,15 @@ public enum NodeConfirm {
     /// version's `stop` runs.
     static func switchBack(_ pending: NodeConfirmation, detail: String, layout: NodeLayout, context: NodeContext,
                            state: inout NodeState) throws {
-        let hooks = NodeHooks(context: context, layout: layout)
         let activation: NodeState.Activation
+        // The same way back as a failed health check: a service the node runs switches back
+        // gracefully (docs/service.md).
         if let previous = pending.previous {
-            try NodeActivate.point(layout, to: previous, context: context)
-            if let reload = NodeActivate.serviceSpec(layout, previous)?.reload {
-                try? hooks.run("reload", reload, version: previous, previous: pending.version)
-            }
+            try NodeActivate.restore(previous, from: pending.version, layout: layout, context: context)
             activation = .init(kind: "rollback", from: pending.version, to: previous, at: NodeFiles.now(), result: "activated", detail: detail)
             context.log("\(layout.app)@\(pending.version) was \(detail); switched back to \(previous)")
         } else {
-            try NodeActivate.point(layout, to: nil, context: context)
-            if let stop = NodeActivate.serviceSpec(layout, pending.version)?.stop {
-                try? hooks.run("stop", stop, version: pending.version, previous: nil)
-            }
+            try NodeActivate.restore(nil, from: pending.version, layout: layout, context: context)
             activation = .init(kind: "rollback", from: pending.version, to: pending.version, at: NodeFiles.now(), result: "rolled-back",
                                detail: detail + "; there was no previous version, so current was removed")
             context.log("\(layout.app)@\(pending.version) was \(detail); there was no previous version, current removed")
@@ -235,51 +230,10 @@ public enum NodeConfirm {
     static func spawnWatcher(_ request: Request, app: String, token: String) throws -> pid_t {
         let program = request.watcherProgram
         let arguments = (request.watcherArguments.isEmpty ? [program] : request.watcherArguments) + ["--token", token]
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK) | spawnSetSID)
-        markDescriptorsCloseOnExec()
-        let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var child = pid_t()
-        let status = posix_spawn(&child, program, &actions, &attributes, argv, environ)
-        guard status == 0 else {
-            throw NodeError.system(operation: "start the confirmation watcher", path: program, errno: status)
-        }
-        return child
-    }
-
-    /// glibc's POSIX_SPAWN_SETSID (<spawn.h>, behind _GNU_SOURCE, which Swift's Glibc module
-    /// does not define).
-    private static let spawnSetSID: Int16 = 0x80
-
-    /// Descriptors above 2 that are not close-on-exec (inherited from a test runner, an SSH
-    /// session) must not reach the watcher: it would hold the caller's pipes open for
-    /// minutes.
-    private static func markDescriptorsCloseOnExec() {
-        guard let dir = opendir("/proc/self/fd") else { return }
-        defer { closedir(dir) }
-        let own = dirfd(dir)
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: &entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            guard let fd = Int32(name), fd > 2, fd != own else { continue }
-            let flags = fcntl(fd, F_GETFD)
-            if flags >= 0, flags & FD_CLOEXEC == 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+        do {
+            return try DetachedSpawn.spawn(program: program, arguments: arguments)
+        } catch NodeError.system(_, _, let code) {
+            throw NodeError.system(operation: "start the confirmation watcher", path: program, errno: code)
         }
     }
 

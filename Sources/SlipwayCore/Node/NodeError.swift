@@ -43,6 +43,8 @@ public enum NodeError: Error, CustomStringConvertible, Sendable {
     case fetchMismatch(url: String, path: String, expectedSHA256: String, actualSHA256: String, expectedSize: UInt64, actualSize: UInt64)
     /// The version was switched back because its activation was not confirmed in time.
     case confirmationExpired(app: String, version: String, restored: String?, detail: String, at: Double)
+    /// The front (nginx) of a graceful switch cannot be used.
+    case frontUnavailable(detail: String)
     /// The journal that would record a switch could not be written, so nothing was switched.
     case journalUnwritable(app: String, version: String, current: String?, detail: String)
     /// `confirm` names a version that is neither pending confirmation nor current.
@@ -103,6 +105,8 @@ public enum NodeError: Error, CustomStringConvertible, Sendable {
             let when = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: at))
             let now = restored.map { "the node switched back to \($0)" } ?? "the node removed current (there was no previous version)"
             return "\(app)@\(version) was \(detail): \(now) at \(when); activate it again to retry"
+        case let .frontUnavailable(detail):
+            return "the front ([front] in node.toml): \(detail)"
         case let .journalUnwritable(app, version, current, detail):
             return "\(app)@\(version) was not activated: the journal that records the switch could not be written (\(detail)); " +
                 "\(app) stays on \(current ?? "no version"). Free space (e.g. `slipway node prune`) and retry"

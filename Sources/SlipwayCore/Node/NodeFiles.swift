@@ -38,6 +38,15 @@ enum NodeFiles {
         return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// Appends `line` and a newline to `path` (created 0640 when missing).
+    static func appendLine(_ path: String, _ line: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw NodeError.system(operation: "open", path: path, errno: errno) }
+        defer { close(fd) }
+        let failure = Data((line + "\n").utf8).withUnsafeBytes { writeFully(fd, $0) }
+        if failure != 0 { throw NodeError.system(operation: "write", path: path, errno: failure) }
+    }
+
     static func fsyncDirectory(_ path: String) throws {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw NodeError.system(operation: "open directory", path: path, errno: errno) }

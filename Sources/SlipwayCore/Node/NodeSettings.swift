@@ -18,6 +18,12 @@ import TOMLKit
 ///     [schroot]
 ///     enabled = false
 ///     directory = "/etc/schroot/chroot.d"
+///     [front]                         # nginx in front of services with a `command`
+///     directory = "/etc/nginx/slipway"  # <app>.conf written here, included in http {}
+///     pid_file = "/run/nginx.pid"      # nginx's master: HUP to reload, its workers followed
+///     ports = "20000-29999"            # versions' private ports on 127.0.0.1
+///     drain_timeout = 30               # seconds old workers may finish in-flight requests
+///     servers = true                   # also write a server block listening on [service] port
 ///
 /// Unknown keys are errors naming the key; a backend table is a free string table that its
 /// backend validates.
@@ -42,6 +48,8 @@ public struct NodeSettings: Sendable, Equatable {
     public var hookTimeout: Double = 300
     public var schrootEnabled: Bool = false
     public var schrootDirectory: String = "/etc/schroot/chroot.d"
+    /// The front that makes switches graceful (`[front]`); nil: none configured.
+    public var front: FrontSettings?
     /// Where the settings came from (the file, or "defaults").
     public var source: String = "defaults"
 
@@ -143,6 +151,34 @@ public struct NodeSettings: Sendable, Equatable {
                     default: throw fail("schroot.\(subkey)", "unknown key; [schroot] takes enabled and directory")
                     }
                 }
+            case "front":
+                guard let sub = value.table else { throw fail(key, "expected a table [front]") }
+                var front = FrontSettings()
+                for subkey in sub.keys.sorted() {
+                    guard let subvalue = sub[subkey] else { continue }
+                    let name = "front.\(subkey)"
+                    switch subkey {
+                    case "type":
+                        guard try string(name, subvalue) == "nginx" else { throw fail(name, "the only front slipway drives is \"nginx\"") }
+                    case "directory":
+                        front.directory = try string(name, subvalue)
+                        guard front.directory.hasPrefix("/") else { throw fail(name, "must be an absolute path") }
+                    case "pid_file":
+                        front.pidFile = try string(name, subvalue)
+                        guard front.pidFile.hasPrefix("/") else { throw fail(name, "must be an absolute path") }
+                    case "ports":
+                        let text = try string(name, subvalue)
+                        let parts = text.split(separator: "-").compactMap { Int($0) }
+                        guard parts.count == 2, parts[0] >= 1024, parts[0] <= parts[1], parts[1] <= 65535 else {
+                            throw fail(name, "expected \"LOW-HIGH\", a range of unprivileged TCP ports (e.g. \"20000-29999\")")
+                        }
+                        front.ports = parts[0]...parts[1]
+                    case "drain_timeout": front.drainTimeout = try seconds(name, subvalue)
+                    case "servers": front.servers = try bool(name, subvalue)
+                    default: throw fail(name, "unknown key; [front] takes type, directory, pid_file, ports, drain_timeout and servers")
+                    }
+                }
+                settings.front = front
             case _ where backendNames.contains(key):
                 guard let sub = value.table else { throw fail(key, "expected a table [\(key)] of the backend's parameters") }
                 var parameters: [String: String] = [:]
@@ -160,7 +196,7 @@ public struct NodeSettings: Sendable, Equatable {
                 }
                 settings.backendTables[key] = parameters
             default:
-                throw fail(key, "unknown key; node.toml takes root, backend, keep, trusted_keys, require_signature, allow_unsigned, lock_timeout, hook_timeout, [schroot] and a table per backend ([btrfs], [zfs], [lvm])")
+                throw fail(key, "unknown key; node.toml takes root, backend, keep, trusted_keys, require_signature, allow_unsigned, lock_timeout, hook_timeout, [schroot], [front] and a table per backend ([btrfs], [zfs], [lvm])")
             }
         }
         try settings.validate()
@@ -171,4 +207,23 @@ public struct NodeSettings: Sendable, Equatable {
     public func loadTrustedKeys() throws -> [ReleasePublicKey] {
         try trustedKeys.map { try ReleaseSigning.loadPublicKey(path: $0) }
     }
+}
+
+/// The node's front (`[front]` in node.toml): the nginx that clients reach, whose upstream a
+/// graceful switch moves from the old version's private port to the new one's
+/// (docs/service.md).
+public struct FrontSettings: Sendable, Equatable {
+    /// Where `<app>.conf` is written; nginx's `http {}` must `include` `<directory>/*.conf`.
+    public var directory = "/etc/nginx/slipway"
+    /// nginx's master pid file: the reload is a HUP to it, and its workers are followed.
+    public var pidFile = "/run/nginx.pid"
+    /// The versions' private ports on 127.0.0.1.
+    public var ports = 20000...29999
+    /// Seconds the old workers may take to finish their requests after the reload.
+    public var drainTimeout: Double = 30
+    /// Also write a `server` listening on the service's `port` (false: the operator's own
+    /// server blocks `proxy_pass http://slipway-<app>`).
+    public var servers = true
+
+    public init() {}
 }

@@ -34,10 +34,19 @@ enum NodeTreeCheck {
         for entry in actual {
             seen.insert(entry.path)
             if shared.contains(entry.path) {
-                let target = layout.shared + "/" + entry.path.description
-                if entry.kind != .symlink || entry.linkTarget?.description != target {
-                    problems.append("\(entry.path): expected a symlink to \(target) (shared directory)")
+                // The mount point of shared/<path>: an empty directory in the release, with its
+                // manifest's metadata when the release had one.
+                guard entry.kind == .directory else {
+                    problems.append("\(entry.path): expected a directory (shared directory, bound from \(layout.shared)/\(entry.path))")
+                    continue
                 }
+                guard let want = expected[entry.path] else { continue }
+                let fields = ManifestDiff.differences(want, entry).filter { compareOwners || ($0 != .uid && $0 != .gid) }
+                if !fields.isEmpty { problems.append("\(entry.path): \(fields.map(\.rawValue).joined(separator: ", ")) differ") }
+                continue
+            }
+            if shared.contains(where: { entry.path.isStrictlyBelow($0) }) {
+                problems.append("\(entry.path): below a shared directory, which stays empty in the release")
                 continue
             }
             guard let want = expected[entry.path] else {
@@ -49,7 +58,7 @@ enum NodeTreeCheck {
                 problems.append("\(entry.path): \(fields.map(\.rawValue).joined(separator: ", ")) differ")
             }
         }
-        for path in expected.keys.sorted() where !seen.contains(path) { problems.append("\(path): missing") }
+        for path in expected.keys.sorted() where !seen.contains(path) && !shared.contains(path) { problems.append("\(path): missing") }
         for path in shared.sorted() where !seen.contains(path) { problems.append("\(path): missing (shared directory)") }
         return problems
     }
@@ -92,9 +101,9 @@ enum NodeTreeCheck {
         return ArchivePath(trimmed)
     }
 
-    /// Replaces each shared directory of the staged tree with a symlink to
-    /// `shared/<path>`; the first time, `shared/<path>` is seeded with the release's own
-    /// contents of that directory.
+    /// Empties each shared directory of the staged tree (it stays, as the mount point over
+    /// which a service's mount namespace binds `shared/<path>`); the first time,
+    /// `shared/<path>` is seeded with the release's own contents of that directory.
     static func linkShared(staging: String, manifest: ReleaseManifest, layout: NodeLayout, runner: CommandRunner) throws {
         for entry in manifest.service?.sharedDirectories ?? [] {
             let relative = try validRelative(entry).description
@@ -139,9 +148,17 @@ enum NodeTreeCheck {
                     throw NodeError.system(operation: "rename \(seed) to", path: target, errno: errno)
                 }
             }
-            if NodeFiles.readLink(inRelease) == target { continue }
-            NodeFiles.removeTree(inRelease)
-            guard symlink(target, inRelease) == 0 else { throw NodeError.system(operation: "symlink", path: inRelease, errno: errno) }
+            // The release keeps the directory itself, emptied: the mount point over which the
+            // service's mount namespace binds shared/<path> (docs/service.md).
+            if !NodeFiles.exists(inRelease) { try NodeFiles.makeDirectories(inRelease) }
+            let mountPoint: DirectoryBeneath
+            do {
+                mountPoint = try DirectoryBeneath.open(root: staging, components: components, create: false)
+            } catch {
+                throw NodeError.invalidArgument("shared directory \(relative): \(error) in the release")
+            }
+            PosixPath.removeContents(directoryFD: mountPoint.fd)
+            mountPoint.close()
         }
     }
 }

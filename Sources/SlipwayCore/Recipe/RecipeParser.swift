@@ -262,10 +262,26 @@ private struct RecipeReader {
             try healthTable.finish()
         }
         let shared = try table.stringArray("shared_dirs")
+        let command = try table.string("command")
+        let start = try table.string("start"), reload = try table.string("reload"), stop = try table.string("stop")
+        if command != nil, let (key, _) = [("start", start), ("reload", reload), ("stop", stop)].first(where: { $0.1 != nil }) {
+            throw table.invalid(key, "\"\(start ?? reload ?? stop ?? "")\"",
+                                "command runs the app itself (started beside the old version, stopped with stop_signal); drop \(key)")
+        }
+        let stopSignal = try table.string("stop_signal")
+        if let stopSignal, ServiceSpec.stopSignals[stopSignal] == nil {
+            throw table.invalid("stop_signal", "\"\(stopSignal)\"",
+                                "one of \(ServiceSpec.stopSignals.keys.sorted().joined(separator: ", ")) (without SIG)")
+        }
+        let port = try table.int("port")
+        if let port, !(1...65535).contains(port) { throw table.invalid("port", String(port), "a TCP port, 1 to 65535") }
+        let stopTimeout = try table.double("stop_timeout")
+        if let stopTimeout, !(stopTimeout > 0) { throw table.invalid("stop_timeout", String(stopTimeout), "a number of seconds above 0") }
         let spec = ServiceSpec(
-            start: try table.string("start"), reload: try table.string("reload"), stop: try table.string("stop"),
+            start: start, reload: reload, stop: stop,
             preActivate: try table.string("pre_activate"), health: health,
-            sharedDirectories: shared.map { $0.map { $0.hasPrefix("/") ? String($0.drop(while: { $0 == "/" })) : $0 } })
+            sharedDirectories: shared.map { $0.map { $0.hasPrefix("/") ? String($0.drop(while: { $0 == "/" })) : $0 } },
+            command: command, user: try table.string("user"), port: port, stopSignal: stopSignal, stopTimeout: stopTimeout)
         try table.finish()
         return spec
     }

@@ -1,0 +1,225 @@
+import Foundation
+import Glibc
+
+/// A version's service (docs/service.md): the release's `[service] command`, started by the
+/// node in a mount namespace of its own (the shared directories bound over the release's
+/// directories of the same paths), chrooted into the release, as the release's `user`, with
+/// `$PORT` set; detached, its output appended to `run/<version>.log`. Its processes are found
+/// by their root (`/proc/PID/root` is the release), so whatever it forked is found too, and
+/// nothing of a stopped version is left running.
+enum NodeService {
+    /// A started service, recorded in `run/<version>.json`.
+    struct Instance: Codable, Sendable, Equatable {
+        var version: String
+        var pid: Int32
+        var port: Int
+        var startedAt: Double
+    }
+
+    static func runDirectory(_ layout: NodeLayout) -> String { layout.appDirectory + "/run" }
+    static func instancePath(_ layout: NodeLayout, _ version: String) -> String { runDirectory(layout) + "/\(version).json" }
+    static func logPath(_ layout: NodeLayout, _ version: String) -> String { runDirectory(layout) + "/\(version).log" }
+
+    static func instance(_ layout: NodeLayout, _ version: String) -> Instance? {
+        guard let data = FileManager.default.contents(atPath: instancePath(layout, version)) else { return nil }
+        return try? JSONDecoder().decode(Instance.self, from: data)
+    }
+
+    /// Every process whose root directory is `version`'s release.
+    static func processes(_ layout: NodeLayout, _ version: String) -> [pid_t] {
+        let release = canonical(layout.release(version))
+        var found: [pid_t] = []
+        for name in NodeFiles.names("/proc") {
+            guard let pid = pid_t(name), let root = NodeFiles.readLink("/proc/\(name)/root") else { continue }
+            if root == release { found.append(pid) }
+        }
+        return found.sorted()
+    }
+
+    /// The versions of `layout.app` with processes running, from one scan of /proc.
+    static func runningVersions(_ layout: NodeLayout) -> [String: [pid_t]] {
+        let prefix = canonical(layout.releases) + "/"
+        var found: [String: [pid_t]] = [:]
+        for name in NodeFiles.names("/proc") {
+            guard let pid = pid_t(name), let root = NodeFiles.readLink("/proc/\(name)/root"), root.hasPrefix(prefix) else { continue }
+            let version = String(root.dropFirst(prefix.count))
+            if !version.contains("/") { found[version, default: []].append(pid) }
+        }
+        return found
+    }
+
+    static func canonical(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// The uid and gid of `user` in the release's /etc/passwd.
+    static func account(_ user: String?, release: String) throws -> (uid: UInt32, gid: UInt32) {
+        guard let user, user != "root" else { return (0, 0) }
+        if let uid = UInt32(user) { return (uid, uid) }
+        guard let data = FileManager.default.contents(atPath: release + "/etc/passwd") else {
+            throw NodeError.invalidArgument("[service] user \(user): the release has no /etc/passwd")
+        }
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            if fields.count >= 4, fields[0] == user, let uid = UInt32(fields[2]), let gid = UInt32(fields[3]) { return (uid, gid) }
+        }
+        throw NodeError.invalidArgument("[service] user \(user) is not in the release's /etc/passwd")
+    }
+
+    /// The SOURCE DESTINATION pairs that bind `version`'s shared directories: each end
+    /// checked beneath its root (no symlink may lead a bind elsewhere), `shared/<path>`
+    /// created when missing.
+    static func binds(_ spec: ServiceSpec?, version: String, layout: NodeLayout) throws -> [String] {
+        let release = layout.release(version)
+        var binds: [String] = []
+        for path in spec?.sharedDirectories ?? [] {
+            let relative = try NodeTreeCheck.validRelative(path).description
+            let components = relative.split(separator: "/").map(String.init)
+            // Both ends are checked beneath their roots: no symlink may lead a bind elsewhere.
+            for (root, what) in [(layout.shared, "shared"), (release, "release")] {
+                do {
+                    try DirectoryBeneath.open(root: root, components: components, create: root == layout.shared).close()
+                } catch {
+                    throw NodeError.invalidArgument("shared directory \(relative) of \(layout.app)@\(version) (\(what)): \(error)")
+                }
+            }
+
+            binds += [layout.shared + "/" + relative, release + "/" + relative]
+        }
+        return binds
+    }
+
+    /// The shell that runs a hook with the binds (`unshare … sh -c HOOKLAUNCHER x HOOK SRC DST…`).
+    static let hookLauncher = """
+        cmd=$1; shift
+        while [ $# -ge 2 ]; do mount --bind -- "$1" "$2" || exit 111; shift 2; done
+        exec /bin/sh -c "$cmd"
+        """
+
+    /// The shell run by `unshare`: binds each SRC over DST, then chroots and runs the command
+    /// (exec all the way, so the recorded pid is the app server's).
+    static let launcher = """
+        rel=$1; ids=$2; cmd=$3; shift 3
+        while [ $# -ge 2 ]; do mount --bind -- "$1" "$2" || exit 111; shift 2; done
+        exec chroot --userspec="$ids" -- "$rel" /bin/sh -c "$cmd"
+        """
+
+    /// A simple command is exec'd, so that the recorded pid is the server's and the stop
+    /// signal reaches it; a compound one (`a; exec server`) is run as written and should end
+    /// by exec'ing the server itself.
+    static func shellCommand(_ command: String) -> String {
+        let trimmed = command.trimmingCharacters(in: .whitespacesAndNewlines)
+        let compound = [";", "&", "|", "\n", "(", "`", "$("].contains { trimmed.contains($0) }
+        return compound || trimmed.hasPrefix("exec ") ? trimmed : "exec " + trimmed
+    }
+
+    /// Starts `version`'s service on `port`; returns once it is spawned (the health check
+    /// tells whether it serves).
+    static func start(_ version: String, spec: ServiceSpec, port: Int, layout: NodeLayout, context: NodeContext) throws -> Instance {
+        guard let command = spec.command else { throw NodeError.invalidArgument("\(layout.app)@\(version) has no [service] command") }
+        let release = layout.release(version)
+        let ids = try account(spec.user, release: release)
+        let binds = try binds(spec, version: version, layout: layout)
+        try NodeFiles.makeDirectories(runDirectory(layout))
+        let log = logPath(layout, version)
+        let stamp = ISO8601DateFormatter().string(from: Date())
+        _ = try? NodeFiles.appendLine(log, "--- \(stamp) slipway starts \(layout.app)@\(version) on port \(port): \(command)")
+        let unshare: String
+        do { unshare = try CommandRunner.resolve("unshare") } catch {
+            throw NodeError.toolMissing(tool: "unshare", package: "util-linux", purpose: "running a service in its own mount namespace")
+        }
+        let environment = [
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/",
+            "PORT": String(port), "SLIPWAY_APP": layout.app, "SLIPWAY_VERSION": version,
+        ]
+        let pid = try DetachedSpawn.spawn(
+            program: unshare,
+            arguments: [unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", launcher, "slipway-service",
+                        release, "\(ids.uid):\(ids.gid)", shellCommand(command)] + binds,
+            environment: environment, log: log)
+        let instance = Instance(version: version, pid: pid, port: port, startedAt: NodeFiles.now())
+        try NodeFiles.writeAtomically(instancePath(layout, version), try JSONEncoder().encode(instance))
+        context.log("started \(layout.app)@\(version) (pid \(pid), port \(port))")
+        return instance
+    }
+
+    /// Stops whatever of `version` runs: the stop signal to its recorded pid (or to every
+    /// process of it when that is gone), `stopTimeout` seconds for all of them to exit, then
+    /// SIGKILL for the rest. Returns the pids that were running.
+    @discardableResult
+    static func stop(_ version: String, spec: ServiceSpec?, layout: NodeLayout, context: NodeContext) -> [pid_t] {
+        let recorded = instance(layout, version)
+        defer { unlink(instancePath(layout, version)) }
+        func reap() { if let pid = recorded?.pid { _ = waitpid(pid, nil, WNOHANG) } }
+        reap()
+        let running = processes(layout, version)
+        guard !running.isEmpty else { return [] }
+        let signal = spec?.stopSignalNumber ?? SIGTERM
+        if let pid = recorded?.pid, running.contains(pid) {
+            kill(pid, signal)
+        } else {
+            for pid in running { kill(pid, signal) }
+        }
+        let deadline = NodeFiles.now() + (spec?.stopTimeout ?? 30)
+        while NodeFiles.now() < deadline {
+            reap()
+            if processes(layout, version).isEmpty { break }
+            usleep(20_000)
+        }
+        let left = processes(layout, version)
+        if !left.isEmpty {
+            context.log("\(layout.app)@\(version): \(left.count) process\(left.count == 1 ? "" : "es") still running after \(NodeConfirm.seconds(spec?.stopTimeout ?? 30)) s; killing \(left.map(String.init).joined(separator: ", "))")
+            let killDeadline = NodeFiles.now() + 5
+            while NodeFiles.now() < killDeadline {
+                let still = processes(layout, version)
+                if still.isEmpty { break }
+                for pid in still { kill(pid, SIGKILL) }
+                reap()
+                usleep(20_000)
+            }
+        }
+        context.log("stopped \(layout.app)@\(version) (pid\(running.count == 1 ? "" : "s") \(running.map(String.init).joined(separator: ", ")))")
+        return running
+    }
+
+    /// A port of `range` nothing on 127.0.0.1 listens on and no recorded instance of this
+    /// node's apps holds, tried from a random point of the range.
+    static func freePort(_ range: ClosedRange<Int>, settings: NodeSettings) throws -> Int {
+        var taken = Set<Int>()
+        for app in NodeFiles.names(settings.root) {
+            let run = settings.root + "/" + app + "/run"
+            for name in NodeFiles.names(run) where name.hasSuffix(".json") {
+                if let data = FileManager.default.contents(atPath: run + "/" + name),
+                   let record = try? JSONDecoder().decode(Instance.self, from: data) { taken.insert(record.port) }
+            }
+        }
+        let count = range.count
+        let start = Int.random(in: 0..<count)
+        for step in 0..<count {
+            let port = range.lowerBound + (start + step) % count
+            if !taken.contains(port), canBind(port) { return port }
+        }
+        throw NodeError.invalidArgument("no free port in \(range.lowerBound)-\(range.upperBound) on 127.0.0.1 ([front] ports)")
+    }
+
+    static func canBind(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
+    /// The last lines of `version`'s log, for messages.
+    static func logTail(_ layout: NodeLayout, _ version: String, lines: Int = 8) -> String {
+        guard let data = FileManager.default.contents(atPath: logPath(layout, version)) else { return "" }
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").suffix(lines).joined(separator: " | ")
+    }
+}
