@@ -98,6 +98,18 @@ struct CommandLineErrorTests {
         }
     }
 
+    /// Issue 13: `slipway unpack /dev/zero` said "Is a directory".
+    @Test("unpack: a device or a directory is not an archive, and the error says so")
+    func unpackNotAFile() throws {
+        try withTemporaryDirectory { dir in
+            let device = try slipway(["unpack", "/dev/zero", dir + "/out"])
+            expectOneLineError(device, containing: "/dev/zero is a character device, not an archive")
+            #expect(!device.stderr.contains("Is a directory"), "stderr: \(device.stderr)")
+            expectOneLineError(try slipway(["unpack", dir, dir + "/out"]), containing: "is a directory, not an archive")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/out"))
+        }
+    }
+
     @Test("inspect, verify, diff: release not in the store")
     func missingRelease() throws {
         try withTemporaryDirectory { dir in
