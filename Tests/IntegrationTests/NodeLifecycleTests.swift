@@ -338,6 +338,42 @@ struct NodeLifecycleTests {
         #expect(hidden.isEmpty, "leftovers: \(hidden)")
     }
 
+    /// Issue 13: an upload that outgrows its announced `--size` must not stay in incoming/.
+    @Test("node receive refuses and removes an upload larger than its --size")
+    func receiveOversize() throws {
+        let fx = try NodeFixture()
+        defer { fx.remove() }
+        let context = try fx.context()
+        func send(_ data: Data, offset: UInt64, size: UInt64) throws -> NodeReceive.Result {
+            let chunk = fx.dir.sub("chunk-\(UUID().uuidString)")
+            try data.write(to: URL(fileURLWithPath: chunk))
+            let input = open(chunk, O_RDONLY)
+            defer { close(input) }
+            return try NodeReceive.receive(app: fx.app, fileName: "9.tar.xz", from: input, offset: offset,
+                                           size: size, sha256: nil, context: context)
+        }
+        let path = fx.layout.incoming + "/9.tar.xz"
+
+        // 3 MiB announced as 1 MiB (several reads of the input).
+        do {
+            let result = try send(Data(randomBytes(3 << 20)), offset: 0, size: 1 << 20)
+            Issue.record("accepted \(result.bytes) bytes against --size \(1 << 20)")
+        } catch {
+            #expect("\(error)".contains("more than the announced --size"), "\(error)")
+        }
+        #expect(!exists(path), "the oversized upload was left in incoming/ (\(lstatBytes(ArchivePath(path))?.st_size ?? 0) bytes)")
+
+        // A partial upload, then a resume whose announced size is smaller than what is there.
+        let partial = try send(Data(randomBytes(100)), offset: 0, size: 200)
+        #expect(!partial.complete && partial.bytes == 100)
+        do {
+            let result = try send(Data(), offset: 100, size: 50)
+            Issue.record("accepted a resume at 100 against --size 50 (\(result.bytes) bytes)")
+        } catch {
+            #expect("\(error)".contains("--size 50"), "\(error)")
+        }
+        #expect(!exists(path), "an upload larger than its --size was left in incoming/")
+    }
 }
 
 enum NodeFilesForTest {
