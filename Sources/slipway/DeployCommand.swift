@@ -23,7 +23,7 @@ struct Deploy: SlipwayCommand {
     }
 
     func run(_ context: CommandContext) throws {
-        let nodes = try fleet.nodes()
+        let nodes = try fleet.nodes(output: context.output)
         let pool = try TransportPool()
         defer { pool.close(nodes) }
         let push = try transfer.push(reference: try parseReference(reference), store: storeOptions.releaseStore, parallel: fleet.parallel,

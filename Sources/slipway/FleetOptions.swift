@@ -17,10 +17,10 @@ struct FleetOptions: ParsableArguments {
         guard parallel >= 1 else { throw ValidationError("--parallel must be at least 1.") }
     }
 
-    /// The selected nodes of the inventory.
-    func nodes() throws -> [FleetNode] {
+    /// The selected nodes of the inventory; what it ignores is logged as a warning.
+    func nodes(output: Output) throws -> [FleetNode] {
         guard let on else { throw ValidationError("Name the nodes with --on SELECTOR (@group, names, globs).") }
-        return try Inventory.load(path: Inventory.path(inventory)).select(on)
+        return try Inventory.load(path: Inventory.path(inventory), warn: { output.log("warning: \($0)") }).select(on)
     }
 }
 

@@ -25,7 +25,7 @@ struct Rollback: SlipwayCommand {
             let result = try NodeRollback.rollback(app: app, to: to, context: try node.context(context.output))
             return try context.output.result(result, text: [switchText(result)])
         }
-        let nodes = try fleet.nodes()
+        let nodes = try fleet.nodes(output: context.output)
         let pool = try TransportPool()
         defer { pool.close(nodes) }
         let rollback = FleetRollback(app: app, to: to, policy: try rollout.policy(parallel: fleet.parallel), pool: pool,

@@ -20,7 +20,7 @@ struct Status: SlipwayCommand {
 
     func run(_ context: CommandContext) throws {
         if local { return try printStatus(app: app, node: node, output: context.output) }
-        let nodes = try fleet.nodes()
+        let nodes = try fleet.nodes(output: context.output)
         let pool = try TransportPool()
         defer { pool.close(nodes) }
         let status = FleetStatus.gather(app: app, nodes: nodes, pool: pool, parallel: fleet.parallel)

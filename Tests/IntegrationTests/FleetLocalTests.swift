@@ -169,3 +169,27 @@ struct FleetLocalTests {
         #expect(unknown.err.split(separator: "\n").count == 1, "\(unknown.err)")
     }
 }
+
+/// Issue 13: the controller ran `ssh … <host> -- <command>`, so a host such as `-V` was read by
+/// ssh as an option (`ssh -V` prints its version and exits 0, as if the node had answered).
+/// `--` must come before the destination in every ssh invocation of the fleet.
+@Suite("Fleet: ssh options end before the destination")
+struct FleetSSHDestinationTests {
+    @Test("a host beginning with '-' is a destination to ssh, never an option",
+          .enabled(if: toolPath("ssh") != nil, "needs OpenSSH's ssh client; scripts/setup installs it"))
+    func dashHost() throws {
+        let tmp = try TempDir("slipway-ssh-dash")
+        defer { tmp.remove() }
+        // The node is built directly: the inventory itself refuses such a host.
+        var node = FleetNode(name: "dash", host: "-V")
+        // No network: were "-V" taken as a host name, nothing would be looked up or reached.
+        node.sshOptions = ["-F", "/dev/null", "-o", "ProxyCommand=false"]
+        let transport = SSHTransport(node: node, controlDirectory: tmp.path)
+        defer { transport.close() }
+        for (label, result) in [("slipway", try transport.slipway(["--version"], timeout: .seconds(30))),
+                                ("shell", try transport.shell("true", input: .null, timeout: .seconds(30)))] {
+            #expect(result.status != 0, "\(label): ssh exited 0, so '-V' was read as an option: \(result.standardErrorTail)")
+            #expect(!result.standardErrorTail.contains("OpenSSH_"), "\(label): ssh printed its version: \(result.standardErrorTail)")
+        }
+    }
+}

@@ -205,6 +205,26 @@ struct RoundTripTests {
                           "slipway's extraction of bsdtar's archive vs source tree")
     }
 
+    /// The extractor refuses a hardlink to a symlink, so the writer must not make one: two
+    /// names of one symlink inode are packed as two symlinks.
+    @Test("a hardlinked symlink is packed as a symlink of its own and extracts")
+    func hardlinkedSymlink() throws {
+        let tmp = try TempDir()
+        defer { tmp.remove() }
+        let src = tmp.sub("src")
+        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+        try symlinkBytes("target", ArchivePath(src + "/a-link"))
+        try #require(linkat(AT_FDCWD, src + "/a-link", AT_FDCWD, src + "/b-link", 0) == 0, "linkat: \(String(cString: strerror(errno)))")
+        let records = try TreeWalker.records(root: src)
+        #expect(records.map(\.kind) == [.symlink, .symlink])
+        #expect(records.map { $0.linkTarget?.description } == ["target", "target"])
+        let archive = tmp.sub("links.tar.xz")
+        let packed = try ArchiveWriter.pack(tree: src, to: archive)
+        expectSameRecords(packed.entries, records, "PackResult.entries vs the source tree")
+        _ = try ArchiveExtractor.extract(archive: archive, into: tmp.sub("out"))
+        expectSameRecords(try TreeWalker.records(root: tmp.sub("out")), records, "extracted tree vs source tree")
+    }
+
     /// 64 MB of compressible data: several 16 MiB xz blocks, decoded in parallel.
     @Test("a 64 MB archive with several xz blocks round-trips")
     func bigArchive() throws {

@@ -98,6 +98,34 @@ struct CommandLineErrorTests {
         }
     }
 
+    /// Issue 13: `slipway unpack /dev/zero` said "Is a directory".
+    @Test("unpack: a device or a directory is not an archive, and the error says so")
+    func unpackNotAFile() throws {
+        try withTemporaryDirectory { dir in
+            let device = try slipway(["unpack", "/dev/zero", dir + "/out"])
+            expectOneLineError(device, containing: "/dev/zero is a character device, not an archive")
+            #expect(!device.stderr.contains("Is a directory"), "stderr: \(device.stderr)")
+            expectOneLineError(try slipway(["unpack", dir, dir + "/out"]), containing: "is a directory, not an archive")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/out"))
+        }
+    }
+
+    /// Issue 13: docs/fleet.md promises a warning for an Ansible variable slipway ignores.
+    @Test("fleet commands warn on stderr about an ansible_ variable slipway ignores")
+    func ansibleWarning() throws {
+        try withTemporaryDirectory { dir in
+            let inventory = dir + "/hosts.ini"
+            try Data("[web]\nlocal1 ansible_connection=local slipway_root=\(dir)/node ansible_becme=yes\n".utf8)
+                .write(to: URL(fileURLWithPath: inventory))
+            let run = try slipway(["status", "--inventory", inventory, "--on", "local1"])
+            #expect(run.status == 0, "stderr: \(run.stderr)")
+            #expect(run.stderr.contains("warning: \(inventory):2: ignoring ansible_becme"), "stderr: \(run.stderr)")
+            // A misspelt slipway_ variable is an error naming the line.
+            try Data("[web]\nlocal1 ansible_connection=local slipway_rot=\(dir)/node\n".utf8).write(to: URL(fileURLWithPath: inventory))
+            expectOneLineError(try slipway(["status", "--inventory", inventory, "--on", "local1"]), containing: "\(inventory):2: unknown variable slipway_rot")
+        }
+    }
+
     @Test("inspect, verify, diff: release not in the store")
     func missingRelease() throws {
         try withTemporaryDirectory { dir in

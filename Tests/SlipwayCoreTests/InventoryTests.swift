@@ -135,6 +135,53 @@ struct InventoryTests {
         #expect(kid?.contains("'nope', which is not defined") == true)
     }
 
+    /// Issue 13: `host = "-V"` made the controller run `ssh … -V`: a destination or user that
+    /// begins with '-' is refused where the inventory sets it.
+    @Test("an ssh host or user beginning with '-' is refused, naming the file and line")
+    func dashDestinations() {
+        let host = errorText { try Inventory.parseTOML(text: "[nodes.a]\nhost = \"-V\"\n", file: "inv.toml", directory: "/") }
+        #expect(host?.hasPrefix("inv.toml:2:") == true && host?.contains("cannot begin with '-'") == true, "\(host ?? "accepted")")
+        let user = errorText {
+            try Inventory.parseTOML(text: "[defaults]\nuser = \"-oProxyCommand=touch /tmp/x\"\n[nodes.a]\n", file: "inv.toml", directory: "/")
+        }
+        #expect(user?.hasPrefix("inv.toml:2:") == true && user?.contains("cannot begin with '-'") == true, "\(user ?? "accepted")")
+        let nodeUser = errorText { try Inventory.parseTOML(text: "[nodes.a]\nuser = \"-l\"\n", file: "inv.toml", directory: "/") }
+        #expect(nodeUser?.contains("cannot begin with '-'") == true, "\(nodeUser ?? "accepted")")
+
+        let iniHost = errorText { try AnsibleInventory.parse(text: "[web]\nweb1 ansible_host=-V\n", file: "hosts.ini", directory: "/") }
+        #expect(iniHost?.hasPrefix("hosts.ini:2:") == true && iniHost?.contains("cannot begin with '-'") == true, "\(iniHost ?? "accepted")")
+        let iniUser = errorText {
+            try AnsibleInventory.parse(text: "[web]\nweb1\n[all:vars]\nansible_user=-oProxyCommand=x\n", file: "hosts.ini", directory: "/")
+        }
+        #expect(iniUser?.hasPrefix("hosts.ini:4:") == true && iniUser?.contains("cannot begin with '-'") == true, "\(iniUser ?? "accepted")")
+        let sshHost = errorText { try AnsibleInventory.parse(text: "[web:vars]\nansible_ssh_host=-x\n[web]\nweb1\n", file: "hosts.ini", directory: "/") }
+        #expect(sshHost?.hasPrefix("hosts.ini:2:") == true, "\(sshHost ?? "accepted")")
+        // A '-' inside a name is fine.
+        #expect(throws: Never.self) { try Inventory.parseTOML(text: "[nodes.a]\nhost = \"web-1\"\nuser = \"de-ploy\"\n", file: "i", directory: "/") }
+    }
+
+    /// Issue 13: `slipway_rot=/x` left the root at its default without a word.
+    @Test("Ansible INI: a misspelt slipway_ variable is an error, an unknown ansible_ one a warning")
+    func ansibleUnknownVariables() throws {
+        let misspelt = errorText { try AnsibleInventory.parse(text: "[web]\nweb1 slipway_rot=/x\n", file: "hosts.ini", directory: "/") }
+        #expect(misspelt?.hasPrefix("hosts.ini:2:") == true, "\(misspelt ?? "accepted")")
+        #expect(misspelt?.contains("slipway_rot") == true && misspelt?.contains("slipway_root") == true, "\(misspelt ?? "accepted")")
+        let inVars = errorText {
+            try AnsibleInventory.parse(text: "[web]\nweb1\n\n[web:vars]\nslipway_backed=zfs\n", file: "hosts.ini", directory: "/")
+        }
+        #expect(inVars?.hasPrefix("hosts.ini:5:") == true && inVars?.contains("slipway_backend") == true, "\(inVars ?? "accepted")")
+
+        var warnings: [String] = []
+        let inventory = try AnsibleInventory.parse(
+            text: "[web]\nweb1 ansible_becme=yes app_port=8080 slipway_root=/srv\n[all:vars]\nansible_python_interpreter=/usr/bin/python3\n",
+            file: "hosts.ini", directory: "/", warn: { warnings.append($0) })
+        #expect(inventory.node(named: "web1")?.root == "/srv")
+        #expect(warnings.count == 2, "\(warnings)")
+        #expect(warnings.contains { $0.contains("hosts.ini:2") && $0.contains("ansible_becme") }, "\(warnings)")
+        #expect(warnings.contains { $0.contains("hosts.ini:4") && $0.contains("ansible_python_interpreter") }, "\(warnings)")
+        #expect(!warnings.contains { $0.contains("app_port") }, "a playbook's own variable is none of slipway's business: \(warnings)")
+    }
+
     @Test("batches: canary first, then counts or shares")
     func batches() throws {
         var policy = RolloutPolicy()

@@ -14,6 +14,8 @@ public enum ArchiveError: Error, Equatable, CustomStringConvertible, Sendable {
     case trailingGarbage(archive: String)
     /// The extractor refused an entry; nothing was left behind.
     case refused(entry: String, reason: String)
+    /// The archive to read is not a regular file (a directory, a device, a fifo).
+    case notAnArchiveFile(path: String, kind: String)
     /// The extraction target exists and is not an empty directory.
     case targetNotEmpty(path: String)
     /// The tree holds a file kind a tar archive cannot carry (a socket).
@@ -37,6 +39,8 @@ public enum ArchiveError: Error, Equatable, CustomStringConvertible, Sendable {
             return "\(archive): unexpected data after the end of the archive"
         case let .refused(entry, reason):
             return "refused entry \(entry): \(reason); nothing was extracted"
+        case let .notAnArchiveFile(path, kind):
+            return "\(path) is \(kind), not an archive: give a regular .tar.xz, .tar.zst or .tar file"
         case let .targetNotEmpty(path):
             return "\(path) exists and is not an empty directory; extract into a new or empty directory"
         case .interrupted:

@@ -11,7 +11,8 @@ final class ArchiveInputFile {
     private let progress: (any ArchiveProgress)?
 
     init(path: String, progress: (any ArchiveProgress)?) throws {
-        fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a fifo must not wait for a writer before it is refused.
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw ArchiveError.system(operation: "open", path: path, errno: errno) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
@@ -21,8 +22,9 @@ final class ArchiveInputFile {
         }
         guard st.st_mode & S_IFMT == S_IFREG else {
             close(fd)
-            throw ArchiveError.system(operation: "open", path: path, errno: EISDIR)
+            throw ArchiveError.notAnArchiveFile(path: path, kind: Self.kindName(st.st_mode))
         }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         self.path = path
         self.size = UInt64(st.st_size)
         self.progress = progress
@@ -33,6 +35,18 @@ final class ArchiveInputFile {
     deinit {
         close(fd)
         buffer.deallocate()
+    }
+
+    /// What a file that is not a regular file is, for messages.
+    static func kindName(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: "a directory"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFIFO: "a fifo"
+        case S_IFSOCK: "a socket"
+        default: "a special file"
+        }
     }
 
     /// The first bytes of the file, without moving the read position.

@@ -24,8 +24,9 @@ struct TarHeader {
 }
 
 /// Reads a tar, tar.xz or tar.zst archive entry by entry: decompression is ours (xz on
-/// several threads), tar parsing is libarchive's. Refuses absolute and `..` paths, corrupt
-/// or truncated streams, and anything but zero padding after the end of the archive.
+/// several threads), tar parsing is libarchive's. Refuses absolute and `..` paths, unknown
+/// entry types, corrupt or truncated streams, and anything but zero padding after the end
+/// of the archive.
 final class TarStreamReader {
     let input: ArchiveInputFile
     private let decompressor: any StreamDecompressor
@@ -35,6 +36,10 @@ final class TarStreamReader {
     private(set) var tarBytes: UInt64 = 0
     /// The last two chunks handed out, with their offsets in the tar stream.
     private var recent: [(start: UInt64, chunk: UnsafeRawBufferPointer)] = []
+    /// A copy of the (up to 512) bytes of the tar stream just before the latest chunk: with
+    /// that chunk they hold the header block libarchive has just consumed, whatever the
+    /// chunk sizes.
+    private var beforeLatest: [UInt8] = []
 
     init(path: String, threads: Int, progress: (any ArchiveProgress)?) throws {
         input = try ArchiveInputFile(path: path, progress: progress)
@@ -52,6 +57,8 @@ final class TarStreamReader {
             let reader = Unmanaged<TarStreamReader>.fromOpaque(client!).takeUnretainedValue()
             do {
                 guard let chunk = try reader.decompressor.next() else { return 0 }
+                // The previous chunk is still valid until the next call (two buffers).
+                if let latest = reader.recent.last { reader.keepTail(of: latest.chunk) }
                 reader.recent.append((reader.tarBytes, chunk))
                 if reader.recent.count > 2 { reader.recent.removeFirst() }
                 reader.tarBytes += UInt64(chunk.count)
@@ -119,6 +126,12 @@ final class TarStreamReader {
             default: throw ArchiveError.refused(entry: storedName, reason: "an entry type that is not supported")
             }
         }
+        // libarchive reads an unknown typeflag as a regular file (POSIX says so); the
+        // header block itself says what the entry really is. A sparse entry's last block may
+        // be its sparse map instead: its type ('0' or 'S') made libarchive read that map.
+        if archive_entry_sparse_count(entry) == 0 {
+            try checkTypeflag(entry: storedName)
+        }
         if path.isEmpty, kind != .directory {
             throw ArchiveError.refused(entry: storedName, reason: "the archive root is not a directory")
         }
@@ -143,6 +156,65 @@ final class TarStreamReader {
             linkTarget: linkTarget, xattrs: xattrs,
             deviceMajor: UInt32(truncatingIfNeeded: archive_entry_rdevmajor(entry)),
             deviceMinor: UInt32(truncatingIfNeeded: archive_entry_rdevminor(entry)))
+    }
+
+    /// Typeflags of the entry kinds slipway restores: regular files ('0', NUL for old tars,
+    /// '7' contiguous, 'S' GNU sparse), hardlinks '1', symlinks '2', devices '3' and '4',
+    /// directories '5', fifos '6'.
+    static let knownTypeflags: Set<UInt8> = Set(Array("01234567S".utf8) + [0])
+
+    /// Refuses the current entry unless the header block libarchive has just consumed (the
+    /// last 512 bytes before the current position: pax and GNU long-name headers come
+    /// before it) carries a known typeflag.
+    private func checkTypeflag(entry: String) throws {
+        guard let block = consumedBlock(), Self.isHeader(block) else {
+            throw ArchiveError.refused(entry: entry, reason: "its tar header could not be found to check its type")
+        }
+        let typeflag = block[156]
+        guard Self.knownTypeflags.contains(typeflag) else {
+            let shown = (0x21...0x7E).contains(typeflag) ? "'\(Character(Unicode.Scalar(typeflag)))'" : "byte \(typeflag)"
+            throw ArchiveError.refused(entry: entry, reason: "an unknown entry type (typeflag \(shown))")
+        }
+    }
+
+    /// The 512 bytes of the tar stream that end at libarchive's current position.
+    private func consumedBlock() -> [UInt8]? {
+        guard let latest = recent.last else { return nil }
+        let position = UInt64(max(0, archive_filter_bytes(archive, 0)))
+        let before = UInt64(beforeLatest.count)
+        guard position >= 512, position - 512 + before >= latest.start,
+              position <= latest.start + UInt64(latest.chunk.count) else { return nil }
+        var block: [UInt8] = []
+        block.reserveCapacity(512)
+        let from = position - 512
+        if from < latest.start { block += beforeLatest[(beforeLatest.count - Int(latest.start - from))...] }
+        let chunkFrom = Int(from > latest.start ? from - latest.start : 0)
+        block += latest.chunk[chunkFrom..<Int(position - latest.start)]
+        return block.count == 512 ? block : nil
+    }
+
+    /// Keeps the last bytes before the chunk that comes next (`chunk` is the latest one).
+    private func keepTail(of chunk: UnsafeRawBufferPointer) {
+        if chunk.count >= 512 {
+            beforeLatest = Array(chunk[(chunk.count - 512)...])
+        } else {
+            beforeLatest = Array((beforeLatest + Array(chunk)).suffix(512))
+        }
+    }
+
+    /// Whether `block` is a tar header: its checksum field matches its bytes (the checksum
+    /// field itself counted as spaces; unsigned, or signed as some old tars computed it).
+    static func isHeader(_ block: [UInt8]) -> Bool {
+        let field = block[148..<156].filter { $0 != 0x20 && $0 != 0 }
+        guard !field.isEmpty, field.allSatisfy({ (0x30...0x37).contains($0) }),
+              let stored = Int(String(decoding: field, as: UTF8.self), radix: 8) else { return false }
+        var unsigned = 0, signed = 0
+        for (index, byte) in block.enumerated() {
+            let value = (148..<156).contains(index) ? 0x20 : byte
+            unsigned += Int(value)
+            signed += Int(Int8(bitPattern: value))
+        }
+        return stored == unsigned || stored == signed
     }
 
     /// After the end-of-archive marker only zero padding may follow, up to the end of the

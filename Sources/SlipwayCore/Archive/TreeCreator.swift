@@ -4,9 +4,10 @@ import Glibc
 /// Creates a tree inside an open target directory, entry by entry, only through `*at`
 /// calls with `O_NOFOLLOW`, so nothing can be written through a symlink, and with the
 /// archive's own structure checked first: every parent must be a directory of this archive
-/// (or created for it), every path new, every hardlink aimed at an earlier non-directory.
+/// (or created for it), every path new, every hardlink aimed at an earlier file, device or
+/// fifo (never a directory or a symlink).
 final class TreeCreator {
-    private enum Seen { case implicitDirectory, directory, other }
+    private enum Seen { case implicitDirectory, directory, symlink, other }
 
     private struct DeferredDirectory {
         var path: [UInt8]
@@ -72,9 +73,19 @@ final class TreeCreator {
                     try call(symlinkat(target, parentFD, cName), "symlink", header)
                 }
                 try applyMetadata(parentFD: parentFD, name: cName, header)
+                seen[header.path] = .symlink
+                return
             case .hardlink:
                 let target = header.linkTarget ?? []
-                guard let kind = seen[target], kind == .other else {
+                switch seen[target] {
+                case .other: break
+                case .symlink:
+                    // linkat would link the symlink itself; the writer stores such links as
+                    // symlinks of their own, so only a hand-made archive has one.
+                    throw ArchiveError.refused(
+                        entry: header.storedName,
+                        reason: "a hardlink to \(PosixPath.display(target)), which is a symlink (a hardlink must point at a file, device or fifo)")
+                default:
                     throw ArchiveError.refused(
                         entry: header.storedName,
                         reason: "a hardlink to \(PosixPath.display(target)), which is not an earlier file of this archive")
@@ -117,7 +128,7 @@ final class TreeCreator {
             prefix = PosixPath.join(prefix, Array(component))
             switch seen[prefix] {
             case .directory, .implicitDirectory: continue
-            case .other:
+            case .other, .symlink:
                 throw ArchiveError.refused(
                     entry: header.storedName,
                     reason: "it would be written through \(PosixPath.display(prefix)), which is not a directory of this archive (a symlink or a file)")

@@ -16,7 +16,8 @@ struct WalkedEntry {
 /// Walks a tree on disk the way the writer does.
 public enum TreeWalker {
     /// The records of every entry under `root` (not `root` itself), in bytewise path order;
-    /// the first path of a hardlinked file is a `file`, the others `hardlink`s to it.
+    /// the first path of a hardlinked file is a `file`, the others `hardlink`s to it
+    /// (hardlinked symlinks are each a `symlink`).
     public static func records(root: String, hashing: Bool = true) throws -> [EntryRecord] {
         var entries = try walk(root: root)
         if hashing {
@@ -152,8 +153,10 @@ public enum TreeWalker {
             let names = try Xattrs.names(cPath, display: display)
             record.xattrs = names.isEmpty ? nil : names
             var entry = WalkedEntry(record: record, diskPath: diskPath, mtime: Int64(st.st_mtim.tv_sec))
-            // Hardlink identity rides along in the record until resolved.
-            if record.kind != .directory, st.st_nlink > 1 {
+            // Hardlink identity rides along in the record until resolved. A hardlinked
+            // symlink is stored as a symlink of its own: the extractor refuses hardlinks to
+            // symlinks, and a second symlink with the same target reads the same.
+            if record.kind != .directory, record.kind != .symlink, st.st_nlink > 1 {
                 entry.inode = (UInt64(st.st_dev), UInt64(st.st_ino))
             }
             return entry

@@ -7,8 +7,12 @@ enum AnsibleInventory {
     static let knownVariables: Set<String> = [
         "ansible_host", "ansible_ssh_host", "ansible_port", "ansible_ssh_port", "ansible_user", "ansible_ssh_user",
         "ansible_ssh_common_args", "ansible_ssh_extra_args", "ansible_connection",
-        "slipway_root", "slipway_backend", "slipway_path", "slipway_node_config",
     ]
+    /// slipway's own variables; any other `slipway_*` one is an error (a misspelt
+    /// `slipway_root` must not leave the node at its default root).
+    static let slipwayVariables: Set<String> = ["slipway_root", "slipway_backend", "slipway_path", "slipway_node_config"]
+    /// Variables that become ssh's destination or user: they must not look like an option.
+    static let destinationVariables: Set<String> = ["ansible_host", "ansible_ssh_host", "ansible_user", "ansible_ssh_user"]
 
     private enum Section {
         case hosts(String)
@@ -56,7 +60,9 @@ enum AnsibleInventory {
                 var variables = hostVariables[name] ?? [:]
                 for word in words.dropFirst() {
                     guard let equals = word.firstIndex(of: "=") else { throw fail("'\(word)' is not key=value") }
-                    variables[String(word[..<equals])] = String(word[word.index(after: equals)...])
+                    let key = String(word[..<equals]), value = String(word[word.index(after: equals)...])
+                    try check(key, value, at: "\(file):\(number)", warn: warn, fail: fail)
+                    variables[key] = value
                 }
                 if hostVariables[name] == nil { order.append(name); hostLine[name] = number }
                 hostVariables[name] = variables
@@ -69,6 +75,7 @@ enum AnsibleInventory {
                 guard let equals = joined.firstIndex(of: "=") else { throw fail("a :vars section holds key=value lines") }
                 let key = joined[..<equals].trimmingCharacters(in: .whitespaces)
                 let value = joined[joined.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+                try check(key, value, at: "\(file):\(number)", warn: warn, fail: fail)
                 groupVariables[group, default: [:]][key] = value
             }
         }
@@ -126,8 +133,27 @@ enum AnsibleInventory {
                 node.slipwayPath = value
             case "slipway_node_config": node.nodeConfig = value
             default:
-                if !knownVariables.contains(key) { warn("\(file): \(node.name): ignoring \(key) (slipway does not use it)") }
+                // Checked where it was written (`check`): another ansible_* variable was
+                // warned about, anything else is the inventory's own business.
+                break
             }
+        }
+    }
+
+    /// Checks one `key=value` where the file sets it (`place` is file:line): an unknown
+    /// `slipway_*` variable is an error, an unknown `ansible_*` one a warning, and a host or
+    /// user that begins with '-' an error (ssh would take it for an option). Variables with
+    /// neither prefix belong to the playbooks and are left alone.
+    private static func check(_ key: String, _ value: String, at place: String, warn: (String) -> Void,
+                              fail: (String) -> FleetError) throws {
+        if key.hasPrefix("slipway_"), !slipwayVariables.contains(key) {
+            throw fail("unknown variable \(key); slipway's are \(slipwayVariables.sorted().joined(separator: ", "))")
+        }
+        if key.hasPrefix("ansible_"), !knownVariables.contains(key) {
+            warn("\(place): ignoring \(key) (slipway does not use it)")
+        }
+        if destinationVariables.contains(key), value.hasPrefix("-") {
+            throw fail("\(key)=\(value): an ssh host or user cannot begin with '-' (ssh would read it as an option)")
         }
     }
 

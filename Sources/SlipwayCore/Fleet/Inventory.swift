@@ -69,7 +69,8 @@ public struct Inventory: Sendable {
     }
 
     /// Reads an inventory: Ansible INI when the name ends in `.ini` or is `hosts`, else TOML.
-    public static func load(path: String) throws -> Inventory {
+    /// `warn` gets what is read but ignored (an Ansible variable slipway does not use).
+    public static func load(path: String, warn: (String) -> Void = { _ in }) throws -> Inventory {
         guard let data = FileManager.default.contents(atPath: path) else {
             let reason = access(path, F_OK) == 0 ? "permission denied or not a file" : "no such file (give --inventory FILE or set SLIPWAY_INVENTORY)"
             throw FleetError.inventory(file: path, line: nil, detail: "cannot read the inventory: \(reason)")
@@ -80,7 +81,7 @@ public struct Inventory: Sendable {
         let directory = URL(fileURLWithPath: path).standardizedFileURL.deletingLastPathComponent().path
         let name = (path as NSString).lastPathComponent
         if name.hasSuffix(".ini") || name == "hosts" {
-            return try AnsibleInventory.parse(text: text, file: path, directory: directory)
+            return try AnsibleInventory.parse(text: text, file: path, directory: directory, warn: warn)
         }
         return try parseTOML(text: text, file: path, directory: directory)
     }
@@ -171,12 +172,18 @@ private struct InventoryTOMLReader {
 
     /// Node keys that `[defaults]` may also set.
     func settings(_ table: TOMLTableReader, into node: inout FleetNode) throws {
-        if let host = try table.string("host") { node.host = host }
+        if let host = try table.string("host") {
+            guard !host.hasPrefix("-") else { throw table.invalid("host", "\"\(host)\"", "an ssh destination cannot begin with '-' (ssh would read it as an option)") }
+            node.host = host
+        }
         if let port = try table.int("port") {
             guard (1...65535).contains(port) else { throw table.invalid("port", String(port), "a port is 1 to 65535") }
             node.port = port
         }
-        if let user = try table.string("user") { node.user = user }
+        if let user = try table.string("user") {
+            guard !user.hasPrefix("-") else { throw table.invalid("user", "\"\(user)\"", "an ssh user cannot begin with '-' (ssh would read it as an option)") }
+            node.user = user
+        }
         if let config = try table.string("ssh_config") {
             node.sshConfig = config.hasPrefix("/") ? config : URL(fileURLWithPath: directory).appendingPathComponent(config).standardizedFileURL.path
         }

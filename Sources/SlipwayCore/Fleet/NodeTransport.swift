@@ -42,7 +42,8 @@ public struct SSHTransport: NodeTransport {
         self.runner = runner
     }
 
-    /// `ssh` and its options up to (not including) the destination.
+    /// `ssh` and its options up to (not including) the `--` that ends them before the
+    /// destination: a host or user beginning with '-' is never read as an option.
     func sshArguments(fresh: Bool) -> [String] {
         var arguments = ["ssh"]
         if let config = node.sshConfig { arguments += ["-F", config] }
@@ -61,11 +62,11 @@ public struct SSHTransport: NodeTransport {
 
     public func slipway(_ arguments: [String], input: Command.Input, timeout: Duration?, fresh: Bool) throws -> CommandResult {
         let remote = ([node.slipwayPath] + arguments).map(shellQuote).joined(separator: " ")
-        return try runner.runAllowingFailure(Command(sshArguments(fresh: fresh) + [node.host, "--", remote], input: input, timeout: timeout))
+        return try runner.runAllowingFailure(Command(sshArguments(fresh: fresh) + ["--", node.host, remote], input: input, timeout: timeout))
     }
 
     public func shell(_ script: String, input: Command.Input, timeout: Duration?) throws -> CommandResult {
-        try runner.runAllowingFailure(Command(sshArguments(fresh: false) + [node.host, "--", "sh -c " + shellQuote(script)],
+        try runner.runAllowingFailure(Command(sshArguments(fresh: false) + ["--", node.host, "sh -c " + shellQuote(script)],
                                               input: input, timeout: timeout))
     }
 
@@ -73,7 +74,7 @@ public struct SSHTransport: NodeTransport {
     public func isUnreachable(_ result: CommandResult) -> Bool { result.status == 255 }
 
     public func close() {
-        let arguments = sshArguments(fresh: false) + ["-O", "exit", node.host]
+        let arguments = sshArguments(fresh: false) + ["-O", "exit", "--", node.host]
         _ = try? runner.runAllowingFailure(Command(arguments, timeout: .seconds(10)))
     }
 }

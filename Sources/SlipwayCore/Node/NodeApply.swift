@@ -120,6 +120,7 @@ public enum NodeApply {
             var manifestWritten = false
             do {
                 var contents = NodeTreeCheck.Contents.all
+                try NodeTreeCheck.prepareRoot(staging)
                 switch request.source {
                 case let .full(archive):
                     _ = try ArchiveExtractor.extract(archive: archive, into: staging)

@@ -5,9 +5,9 @@ import Glibc
 /// Receives release bytes (a full archive or a delta) into `incoming/<file>`, resumable:
 /// `--offset N` continues a partial upload after its first N bytes (anything beyond is
 /// dropped). With `--size`, a short upload stays as it is for the next resume; once complete,
-/// `--sha256` is checked and a mismatching file is removed. Uploads of one file are
-/// serialized by an flock on the file itself, not the app's lock, so landing or switching
-/// is not held up by a slow link.
+/// `--sha256` is checked and a mismatching file is removed; an upload that would grow past
+/// `--size` is refused and removed. Uploads of one file are serialized by an flock on the
+/// file itself, not the app's lock, so landing or switching is not held up by a slow link.
 public enum NodeReceive {
     /// The reply of `slipway node receive`.
     public struct Result: Codable, Sendable {
@@ -39,6 +39,10 @@ public enum NodeReceive {
         guard fstat(fd, &st) == 0 else { throw NodeError.system(operation: "stat", path: path, errno: errno) }
         let have = UInt64(st.st_size)
         guard offset <= have else { throw NodeError.badOffset(path: path, offset: offset, have: have) }
+        if let size, offset > size {
+            unlink(path)
+            throw NodeError.invalidArgument("\(path): --offset \(offset) is past the announced --size \(size) bytes; the upload was removed, send it again from --offset 0")
+        }
         guard ftruncate(fd, off_t(offset)) == 0 else { throw NodeError.system(operation: "truncate", path: path, errno: errno) }
         guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else { throw NodeError.system(operation: "seek", path: path, errno: errno) }
 
@@ -53,6 +57,12 @@ public enum NodeReceive {
                 throw NodeError.system(operation: "read the upload from stdin for", path: path, errno: errno)
             }
             if n == 0 { break }
+            if let size, offset + received + UInt64(n) > size {
+                // Nothing past the announced size is kept: the whole upload goes, as a
+                // sender that sends too much cannot be trusted with what it sent before.
+                unlink(path)
+                throw NodeError.invalidArgument("\(path): received more than the announced --size \(size) bytes; the upload was removed, send it again from --offset 0")
+            }
             var written = 0
             while written < n {
                 let w = write(fd, buffer.baseAddress! + written, n - written)
@@ -66,9 +76,6 @@ public enum NodeReceive {
                 written += w
             }
             received += UInt64(n)
-            if let size, offset + received > size {
-                throw NodeError.invalidArgument("\(path): received more than the announced --size \(size) bytes; send it again from --offset 0")
-            }
         }
         guard fsync(fd) == 0 else { throw NodeError.system(operation: "fsync", path: path, errno: errno) }
         let total = offset + received

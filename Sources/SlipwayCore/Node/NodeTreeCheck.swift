@@ -18,9 +18,9 @@ enum NodeTreeCheck {
 
     /// The differences between the tree at `root` and `manifest`, one line each (empty when
     /// they match): kinds, modes, owners, sizes, file hashes, link targets, xattr names and
-    /// device numbers. A shared directory must be a symlink into `shared/` instead of its
-    /// manifest entries. Owners are only compared when running as root (nobody else can
-    /// restore them).
+    /// device numbers, and the release root itself (see `rootDifferences`). A shared
+    /// directory must be a symlink into `shared/` instead of its manifest entries. Owners are
+    /// only compared when running as root (nobody else can restore them).
     static func differences(root: String, manifest: ReleaseManifest, layout: NodeLayout, contents: Contents = .all) throws -> [String] {
         let actual = try records(root: root, manifest: manifest, contents: contents)
         let shared = sharedPaths(manifest)
@@ -60,7 +60,37 @@ enum NodeTreeCheck {
         }
         for path in expected.keys.sorted() where !seen.contains(path) && !shared.contains(path) { problems.append("\(path): missing") }
         for path in shared.sorted() where !seen.contains(path) { problems.append("\(path): missing (shared directory)") }
-        return problems
+        return rootDifferences(root: root, compareOwners: compareOwners) + problems
+    }
+
+    /// The mode of every release root.
+    static let rootMode: mode_t = 0o755
+
+    /// The release root is the node's, not the archive's: a manifest has no entry for it (the
+    /// writer stores none), so an archive entry `.` must not change it. It must be a directory
+    /// of mode 0755 owned by the node's user and group, as `prepareRoot` makes it.
+    static func rootDifferences(root: String, compareOwners: Bool) -> [String] {
+        var st = stat()
+        guard lstat(root, &st) == 0 else { return [". (the release root): cannot be read: \(String(cString: strerror(errno)))"] }
+        var fields: [String] = []
+        if st.st_mode & S_IFMT != S_IFDIR { fields.append("kind") }
+        if st.st_mode & 0o7777 != rootMode { fields.append("mode") }
+        if compareOwners, st.st_uid != geteuid() { fields.append("uid") }
+        if compareOwners, st.st_gid != getegid() { fields.append("gid") }
+        guard !fields.isEmpty else { return [] }
+        return [". (the release root): \(fields.joined(separator: ", ")) differ: mode \(String(st.st_mode & 0o7777, radix: 8)), "
+            + "owner \(st.st_uid):\(st.st_gid); a release root is a directory of mode \(String(rootMode, radix: 8)) owned by the node "
+            + "(an archive entry '.' must not change it)"]
+    }
+
+    /// Gives a staged release root the node's mode and owner, whatever the backend, the umask
+    /// or the base copied made of it; an archive entry `.` extracted after this is caught by
+    /// `rootDifferences`.
+    static func prepareRoot(_ root: String) throws {
+        if geteuid() == 0, chown(root, geteuid(), getegid()) != 0 {
+            throw NodeError.system(operation: "chown", path: root, errno: errno)
+        }
+        guard chmod(root, rootMode) == 0 else { throw NodeError.system(operation: "chmod", path: root, errno: errno) }
     }
 
     /// The tree's records, with content hashes as `contents` asks.
