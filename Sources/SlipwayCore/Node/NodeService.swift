@@ -98,11 +98,24 @@ enum NodeService {
         exec /bin/sh -c "$cmd"
         """
 
-    /// The shell run by `unshare`: binds each SRC over DST, then chroots and runs the command
-    /// (exec all the way, so the recorded pid is the app server's).
+    /// The shell run by `unshare`, in the service's own mount namespace: /proc, a minimal
+    /// /dev (null, zero, full, random, urandom, tty and a tmpfs shm) and a tmpfs /tmp in the
+    /// release where it has those directories (a landed release may be read-only), then each
+    /// shared SRC bound over its DST; then it chroots and runs the command (exec all the
+    /// way, so the recorded pid is the app server's).
     static let launcher = """
         rel=$1; ids=$2; cmd=$3; shift 3
-        while [ $# -ge 2 ]; do mount --bind -- "$1" "$2" || exit 111; shift 2; done
+        fail() { echo "slipway: cannot prepare the service's root: $*" >&2; exit 111; }
+        if [ -d "$rel/proc" ]; then mount -t proc -o nosuid,nodev,noexec proc "$rel/proc" || fail "mount /proc"; fi
+        if [ -d "$rel/dev" ]; then
+            mount -t tmpfs -o mode=0755,size=1m,nosuid,noexec slipway-dev "$rel/dev" || fail "mount /dev"
+            for node in null zero full random urandom tty; do
+                : >"$rel/dev/$node" && mount --bind "/dev/$node" "$rel/dev/$node" || fail "bind /dev/$node"
+            done
+            mkdir "$rel/dev/shm" && mount -t tmpfs -o mode=1777,nosuid,nodev slipway-shm "$rel/dev/shm" || fail "mount /dev/shm"
+        fi
+        if [ -d "$rel/tmp" ]; then mount -t tmpfs -o mode=1777,nosuid,nodev slipway-tmp "$rel/tmp" || fail "mount /tmp"; fi
+        while [ $# -ge 2 ]; do mount --bind -- "$1" "$2" || fail "bind $1 over $2"; shift 2; done
         exec chroot --userspec="$ids" -- "$rel" /bin/sh -c "$cmd"
         """
 
