@@ -229,6 +229,8 @@ private final class BuildRun {
         } catch let error as BuildError {
             if case .stageFailed = error { throw error }
             if case .notRoot = error { throw error }
+            // Not the stage's usual hint ("fix the command"): the error says what to change.
+            if case .notARealDirectory = error { throw BuildError.stageFailed(stage: name, detail: error.description, hint: "") }
             throw BuildError.stageFailed(stage: name, detail: Output.message(for: error), hint: Self.hints[name] ?? "")
         } catch {
             throw BuildError.stageFailed(stage: name, detail: Output.message(for: error), hint: Self.hints[name] ?? "")
@@ -632,9 +634,10 @@ private final class BuildRun {
         try session.run(create + [venv.path], timeout: .seconds(600))
         var install = [venv.path + "/bin/pip", "install", "--no-compile", "--no-cache-dir", "--disable-pip-version-check"] + venv.pipOptions
         let scratch = "/tmp/slipway-venv"
-        try BuildFiles.makeDirectories(tree + scratch)
+        // Real directories only: through a symlinked /tmp the files below would land on the host.
+        let scratchOnHost = try BuildFiles.makeDirectoriesBeneath(scratch, in: tree)
         if let requirements = venv.requirements {
-            try BuildFiles.writeFile(tree + scratch + "/requirements.txt", try BuildFiles.readFile(requirements), mode: 0o644, uid: 0, gid: 0, mtime: nil)
+            try BuildFiles.writeFile(scratchOnHost + "/requirements.txt", try BuildFiles.readFile(requirements), mode: 0o644, uid: 0, gid: 0, mtime: nil)
             install += ["-r", scratch + "/requirements.txt"]
         }
         if let wheels = venv.wheelDir {
@@ -649,7 +652,7 @@ private final class BuildRun {
         let host = ProcessInfo.processInfo.environment
         if let bundle = ["PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"].lazy.compactMap({ host[$0] }).first,
            let data = FileManager.default.contents(atPath: bundle) {
-            try BuildFiles.writeFile(tree + scratch + "/ca.pem", data, mode: 0o644, uid: 0, gid: 0, mtime: nil)
+            try BuildFiles.writeFile(scratchOnHost + "/ca.pem", data, mode: 0o644, uid: 0, gid: 0, mtime: nil)
             pipEnvironment["PIP_CERT"] = scratch + "/ca.pem"
         }
         if venv.requirements != nil || !venv.packages.isEmpty {
