@@ -366,3 +366,23 @@ struct RecipeTests {
         #expect(Mounts.unescape("/plain") == "/plain")
     }
 }
+
+// Issue 13: what a recipe cannot say.
+extension RecipeTests {
+    /// A name or version starting with '-' would reach ssh and the node's commands as an
+    /// option ("Unknown option '-rf'"): refused when the recipe is read, with file and line.
+    @Test("a name or version starting with '-' is refused when the recipe is read",
+          arguments: [("name = \"-rf\"\nversion = \"1\"", "release.name", 2), ("name = \"web\"\nversion = \"--force\"", "release.version", 3)])
+    func dashNameOrVersionIsRefused(release: String, key: String, line: Int) throws {
+        let error = try #require(recipeError("""
+            [release]
+            \(release)
+
+            [base]
+            type = "scratch"
+            """))
+        #expect(error.description.contains("recipe.toml:\(line)"), "\(error)")
+        #expect(error.description.contains("'\(key)'"), "\(error)")
+        #expect(error.description.contains("starts with '-'"), "\(error)")
+    }
+}

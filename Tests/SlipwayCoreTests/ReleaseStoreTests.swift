@@ -206,3 +206,27 @@ struct ReleaseStoreTests {
         try FileManager.default.contentsOfDirectory(atPath: appDir).filter { $0.hasPrefix(".tmp-") || $0.contains(".tmp-") }
     }
 }
+
+// Issue 13: names that command lines misread.
+extension ReleaseStoreTests {
+    /// `slipway push web@-rf` ended as `ssh … -rf`: a leading '-' is refused everywhere a
+    /// name or version is checked (pack, build, references, the store).
+    @Test("a name or version starting with '-' is refused", arguments: ["-rf", "--force", "-", "-1.0"])
+    func dashIsRefused(value: String) throws {
+        let reason = "it starts with '-', which a command line would take for an option"
+        #expect(throws: ReleaseError.invalidName(what: "app name", value: value, reason: reason)) { try ReleaseStore.validate(name: value) }
+        #expect(throws: ReleaseError.invalidName(what: "version", value: value, reason: reason)) { try ReleaseStore.validate(version: value) }
+        #expect(throws: ReleaseError.self) { try ReleaseReference(parsing: "web@\(value)") }
+        #expect(throws: ReleaseError.self) { try ReleaseReference(parsing: "\(value)@1.0") }
+        try withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/tree", withIntermediateDirectories: true)
+            let store = ReleaseStore(root: dir + "/store")
+            #expect(throws: ReleaseError.self) { try store.add(tree: dir + "/tree", name: value, version: "1", created: 0) }
+            #expect(throws: ReleaseError.self) { try store.add(tree: dir + "/tree", name: "web", version: value, created: 0) }
+            #expect(!FileManager.default.fileExists(atPath: dir + "/store/\(value)"))
+        }
+        // Inside a name a '-' stays fine.
+        try ReleaseStore.validate(name: "web-\(value)")
+        try ReleaseStore.validate(version: "1.0\(value)")
+    }
+}

@@ -98,6 +98,11 @@ public struct ReleaseStore: Sendable {
         if value.isEmpty { throw ReleaseError.invalidName(what: what, value: value, reason: "it is empty") }
         if value.contains("/") { throw ReleaseError.invalidName(what: what, value: value, reason: "it contains '/'") }
         if value.hasPrefix(".") { throw ReleaseError.invalidName(what: what, value: value, reason: "it starts with '.'") }
+        // A name or version is passed as an argument to ssh, tar and the node's commands,
+        // where a leading '-' would be taken for an option ("-rf").
+        if value.hasPrefix("-") {
+            throw ReleaseError.invalidName(what: what, value: value, reason: "it starts with '-', which a command line would take for an option")
+        }
         if value.utf8.count > 200 { throw ReleaseError.invalidName(what: what, value: value, reason: "it is longer than 200 bytes") }
         let allowed: Set<UInt8> = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+~-".utf8)
         if let bad = value.unicodeScalars.first(where: { !$0.isASCII || !allowed.contains(UInt8($0.value)) }) {
