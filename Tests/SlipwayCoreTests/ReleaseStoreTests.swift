@@ -207,7 +207,7 @@ struct ReleaseStoreTests {
     }
 }
 
-// Issue 13: names that command lines misread.
+// Issue 13: names that command lines misread, and default versions that collide.
 extension ReleaseStoreTests {
     /// `slipway push web@-rf` ended as `ssh … -rf`: a leading '-' is refused everywhere a
     /// name or version is checked (pack, build, references, the store).
@@ -228,5 +228,46 @@ extension ReleaseStoreTests {
         // Inside a name a '-' stays fine.
         try ReleaseStore.validate(name: "web-\(value)")
         try ReleaseStore.validate(version: "1.0\(value)")
+    }
+
+    @Test("builds that reserve the same default version get base, base.2, base.3 while they hold them")
+    func reservationsAreDistinct() throws {
+        try withTemporaryDirectory { dir in
+            let store = ReleaseStore(root: dir + "/store")
+            let first = try store.reserveVersion(name: "web", base: "20250101T120000Z")
+            let second = try store.reserveVersion(name: "web", base: "20250101T120000Z")
+            let third = try store.reserveVersion(name: "web", base: "20250101T120000Z")
+            #expect([first.version, second.version, third.version] == ["20250101T120000Z", "20250101T120000Z.2", "20250101T120000Z.3"])
+            // Another app, or another second, is not affected.
+            #expect(try store.reserveVersion(name: "api", base: "20250101T120000Z").version == "20250101T120000Z")
+            #expect(try store.reserveVersion(name: "web", base: "20250101T120001Z").version == "20250101T120001Z")
+            // Released, the version is free again; .building files go with the holds.
+            second.release()
+            #expect(try store.reserveVersion(name: "web", base: "20250101T120000Z").version == "20250101T120000Z.2")
+            first.release()
+            third.release()
+            let left = try FileManager.default.contentsOfDirectory(atPath: dir + "/store/web").filter { $0.hasPrefix(".building-") }
+            #expect(left.isEmpty, "\(left)")
+        }
+    }
+
+    @Test("a stored version is never reserved, and a dead build's reservation is taken over")
+    func reservationsSkipStoredVersions() throws {
+        try withTemporaryDirectory { dir in
+            let store = ReleaseStore(root: dir + "/store")
+            try FileManager.default.createDirectory(atPath: dir + "/tree", withIntermediateDirectories: true)
+            _ = try store.add(tree: dir + "/tree", name: "web", version: "20250101T120000Z", created: 0)
+            let held = try store.reserveVersion(name: "web", base: "20250101T120000Z")
+            #expect(held.version == "20250101T120000Z.2")
+            held.release()
+            // What a kill -9 leaves: the file, unlocked. It neither blocks nor stays.
+            let stale = dir + "/store/web/.building-20250101T120000Z.2"
+            #expect(FileManager.default.createFile(atPath: stale, contents: nil))
+            let next = try store.reserveVersion(name: "web", base: "20250101T120000Z")
+            #expect(next.version == "20250101T120000Z.2")
+            next.release()
+            #expect(!FileManager.default.fileExists(atPath: stale))
+            #expect(try store.versions(of: "web") == ["20250101T120000Z"], "a reservation is no version")
+        }
     }
 }

@@ -113,6 +113,8 @@ private final class BuildRun {
     /// Held (shared) while the work tree is laid on a cached base.
     var baseLock: BaseCache.Lock?
     var overlayMounted = false
+    /// The store's hold on a default (timestamp) version while this build runs.
+    var reservation: ReleaseStore.VersionReservation?
 
     init(builder: Builder) throws {
         recipe = builder.recipe
@@ -150,10 +152,11 @@ private final class BuildRun {
 
     func execute() throws -> BuildSummary {
         let started = ContinuousClock.now
-        version = try resolveVersion()
+        let store = ReleaseStore(root: options.storeRoot)
+        version = try resolveVersion(store: store)
+        defer { reservation?.release() }
         // A bad key must fail before a long build, not after it.
         let signingKey = try options.signingKeyPath.map { try ReleaseSigning.loadSigningKey(path: $0) }
-        let store = ReleaseStore(root: options.storeRoot)
         guard mkdir(work, 0o700) == 0 else { throw BuildError.system(operation: "create the work directory", path: work, errno: errno) }
         BuildCleanup.registerWorkDirectory(work)
         defer { tearDown() }
@@ -268,23 +271,28 @@ private final class BuildRun {
 
     // MARK: Version
 
-    func resolveVersion() throws -> String {
+    /// --version, else the recipe's, else `git describe` of the recipe's directory, else the
+    /// UTC start time (20250101T120000Z). A start time is reserved in the store for the
+    /// build: a second build of the app in the same second gets 20250101T120000Z.2 (then .3,
+    /// …) instead of colliding with the first.
+    func resolveVersion(store: ReleaseStore) throws -> String {
         var candidate = options.version ?? recipe.release.version
         if candidate == nil, CommandRunner.isInstalled("git"),
            let result = try? runner.run(Command(["git", "-C", recipe.directory, "describe", "--tags", "--always", "--dirty"], timeout: .seconds(30))) {
             let text = result.outputText.trimmingCharacters(in: .whitespacesAndNewlines)
             if !text.isEmpty { candidate = text }
         }
-        if candidate == nil {
-            let formatter = DateFormatter()
-            formatter.locale = Locale(identifier: "en_US_POSIX")
-            formatter.timeZone = TimeZone(identifier: "UTC")
-            formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-            candidate = formatter.string(from: Date())
+        if let candidate {
+            try ReleaseStore.validate(version: candidate)
+            return candidate
         }
-        let version = candidate ?? "0"
-        try ReleaseStore.validate(version: version)
-        return version
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        let held = try store.reserveVersion(name: recipe.release.name, base: formatter.string(from: Date()))
+        reservation = held
+        return held.version
     }
 
     // MARK: base
