@@ -56,7 +56,8 @@ struct ChrootSession {
             let fd = try BuildFiles.openDirectoryBeneath(treePath, in: tree, create: false)
             defer { close(fd) }
             guard Glibc.mount(nil, "/proc/self/fd/\(fd)", nil, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil) == 0 else {
-                throw BuildError.system(operation: "remount read-only", path: tree + treePath, errno: errno)
+                let code = errno
+                throw BuildError.system(operation: "remount read-only", path: tree + treePath, errno: code)
             }
         } catch {
             try unmountAll()
