@@ -90,6 +90,28 @@ struct CommandLineErrorTests {
         }
     }
 
+    /// Issue 13: a name or version starting with '-' would reach ssh and the node's commands
+    /// as an option; pack and build refuse it before doing anything.
+    @Test("pack and build: a name or version starting with '-'")
+    func dashNameOrVersion() throws {
+        try withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/tree", withIntermediateDirectories: true)
+            // Options are checked before anything runs: a usage error (64) naming the problem.
+            for arguments in [["pack", dir + "/tree", "--name=-rf", "--version", "1"], ["pack", dir + "/tree", "--name", "web", "--version=-rf"]] {
+                let run = try slipway(arguments + ["--store", dir + "/s"])
+                #expect(run.status == 64, "\(arguments): status \(run.status), \(run.stderr)")
+                #expect(run.stderr.contains("starts with '-'"), "\(arguments): \(run.stderr)")
+            }
+            try Data("[release]\nname = \"web\"\n[base]\ntype = \"scratch\"\n".utf8).write(to: URL(fileURLWithPath: dir + "/web.toml"))
+            let build = try slipway(["build", dir + "/web.toml", "--version=--force", "--store", dir + "/s"])
+            #expect(build.status == 64, "status \(build.status), \(build.stderr)")
+            #expect(build.stderr.contains("starts with '-'"), "\(build.stderr)")
+            try Data("[release]\nname = \"-rf\"\n[base]\ntype = \"scratch\"\n".utf8).write(to: URL(fileURLWithPath: dir + "/dash.toml"))
+            expectOneLineError(try slipway(["build", dir + "/dash.toml", "--store", dir + "/s"]), containing: "dash.toml:2")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/s"), "nothing was stored")
+        }
+    }
+
     @Test("unpack: missing archive")
     func unpackMissingArchive() throws {
         try withTemporaryDirectory { dir in

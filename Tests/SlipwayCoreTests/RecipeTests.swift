@@ -366,3 +366,60 @@ struct RecipeTests {
         #expect(Mounts.unescape("/plain") == "/plain")
     }
 }
+
+// Issue 13: what a recipe cannot say.
+extension RecipeTests {
+    /// A name or version starting with '-' would reach ssh and the node's commands as an
+    /// option ("Unknown option '-rf'"): refused when the recipe is read, with file and line.
+    @Test("a name or version starting with '-' is refused when the recipe is read",
+          arguments: [("name = \"-rf\"\nversion = \"1\"", "release.name", 2), ("name = \"web\"\nversion = \"--force\"", "release.version", 3)])
+    func dashNameOrVersionIsRefused(release: String, key: String, line: Int) throws {
+        let error = try #require(recipeError("""
+            [release]
+            \(release)
+
+            [base]
+            type = "scratch"
+            """))
+        #expect(error.description.contains("recipe.toml:\(line)"), "\(error)")
+        #expect(error.description.contains("'\(key)'"), "\(error)")
+        #expect(error.description.contains("starts with '-'"), "\(error)")
+    }
+
+    /// shared_dirs that the node would refuse at apply time ('..', the tree's root, empty or
+    /// '.' components) are refused at build time, naming file, line and key.
+    @Test("shared_dirs with '..' or naming the tree's root are refused when the recipe is read",
+          arguments: ["/var/lib/../../../etc", "../outside", "var/..", "/", "//", "/var//lib", "/var/./lib"])
+    func badSharedDirectoryIsRefused(path: String) throws {
+        let error = try #require(recipeError("""
+            [release]
+            name = "web"
+
+            [base]
+            type = "scratch"
+
+            [service]
+            start = "true"
+            shared_dirs = ["/var/log/app", "\(path)"]
+            """))
+        #expect(error.description.contains("recipe.toml:9"), "\(error)")
+        #expect(error.description.contains("'service.shared_dirs'"), "\(error)")
+        #expect(error.description.contains(path), "\(error)")
+    }
+
+    @Test("tree paths in shared_dirs are accepted, with or without the leading '/'")
+    func plainSharedDirectoriesAreAccepted() throws {
+        let recipe = try parseRecipe("""
+            [release]
+            name = "web"
+
+            [base]
+            type = "scratch"
+
+            [service]
+            shared_dirs = ["/var/log/app", "srv/data/", "/opt/app..d"]
+            """)
+        #expect(recipe.service?.sharedDirectories == ["var/log/app", "srv/data/", "opt/app..d"])
+        for path in recipe.service?.sharedDirectories ?? [] { _ = try NodeTreeCheck.validRelative(path) }
+    }
+}

@@ -206,3 +206,68 @@ struct ReleaseStoreTests {
         try FileManager.default.contentsOfDirectory(atPath: appDir).filter { $0.hasPrefix(".tmp-") || $0.contains(".tmp-") }
     }
 }
+
+// Issue 13: names that command lines misread, and default versions that collide.
+extension ReleaseStoreTests {
+    /// `slipway push web@-rf` ended as `ssh … -rf`: a leading '-' is refused everywhere a
+    /// name or version is checked (pack, build, references, the store).
+    @Test("a name or version starting with '-' is refused", arguments: ["-rf", "--force", "-", "-1.0"])
+    func dashIsRefused(value: String) throws {
+        let reason = "it starts with '-', which a command line would take for an option"
+        #expect(throws: ReleaseError.invalidName(what: "app name", value: value, reason: reason)) { try ReleaseStore.validate(name: value) }
+        #expect(throws: ReleaseError.invalidName(what: "version", value: value, reason: reason)) { try ReleaseStore.validate(version: value) }
+        #expect(throws: ReleaseError.self) { try ReleaseReference(parsing: "web@\(value)") }
+        #expect(throws: ReleaseError.self) { try ReleaseReference(parsing: "\(value)@1.0") }
+        try withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/tree", withIntermediateDirectories: true)
+            let store = ReleaseStore(root: dir + "/store")
+            #expect(throws: ReleaseError.self) { try store.add(tree: dir + "/tree", name: value, version: "1", created: 0) }
+            #expect(throws: ReleaseError.self) { try store.add(tree: dir + "/tree", name: "web", version: value, created: 0) }
+            #expect(!FileManager.default.fileExists(atPath: dir + "/store/\(value)"))
+        }
+        // Inside a name a '-' stays fine.
+        try ReleaseStore.validate(name: "web-\(value)")
+        try ReleaseStore.validate(version: "1.0\(value)")
+    }
+
+    @Test("builds that reserve the same default version get base, base.2, base.3 while they hold them")
+    func reservationsAreDistinct() throws {
+        try withTemporaryDirectory { dir in
+            let store = ReleaseStore(root: dir + "/store")
+            let first = try store.reserveVersion(name: "web", base: "20250101T120000Z")
+            let second = try store.reserveVersion(name: "web", base: "20250101T120000Z")
+            let third = try store.reserveVersion(name: "web", base: "20250101T120000Z")
+            #expect([first.version, second.version, third.version] == ["20250101T120000Z", "20250101T120000Z.2", "20250101T120000Z.3"])
+            // Another app, or another second, is not affected.
+            #expect(try store.reserveVersion(name: "api", base: "20250101T120000Z").version == "20250101T120000Z")
+            #expect(try store.reserveVersion(name: "web", base: "20250101T120001Z").version == "20250101T120001Z")
+            // Released, the version is free again; .building files go with the holds.
+            second.release()
+            #expect(try store.reserveVersion(name: "web", base: "20250101T120000Z").version == "20250101T120000Z.2")
+            first.release()
+            third.release()
+            let left = try FileManager.default.contentsOfDirectory(atPath: dir + "/store/web").filter { $0.hasPrefix(".building-") }
+            #expect(left.isEmpty, "\(left)")
+        }
+    }
+
+    @Test("a stored version is never reserved, and a dead build's reservation is taken over")
+    func reservationsSkipStoredVersions() throws {
+        try withTemporaryDirectory { dir in
+            let store = ReleaseStore(root: dir + "/store")
+            try FileManager.default.createDirectory(atPath: dir + "/tree", withIntermediateDirectories: true)
+            _ = try store.add(tree: dir + "/tree", name: "web", version: "20250101T120000Z", created: 0)
+            let held = try store.reserveVersion(name: "web", base: "20250101T120000Z")
+            #expect(held.version == "20250101T120000Z.2")
+            held.release()
+            // What a kill -9 leaves: the file, unlocked. It neither blocks nor stays.
+            let stale = dir + "/store/web/.building-20250101T120000Z.2"
+            #expect(FileManager.default.createFile(atPath: stale, contents: nil))
+            let next = try store.reserveVersion(name: "web", base: "20250101T120000Z")
+            #expect(next.version == "20250101T120000Z.2")
+            next.release()
+            #expect(!FileManager.default.fileExists(atPath: stale))
+            #expect(try store.versions(of: "web") == ["20250101T120000Z"], "a reservation is no version")
+        }
+    }
+}

@@ -13,6 +13,8 @@ public enum BuildError: Error, CustomStringConvertible, Sendable {
     case accountConflict(name: String, detail: String)
     case treeLacks(program: String, stage: String, hint: String)
     case mountsLeft(paths: [String])
+    /// A mount point in the tree (or a component on its way) is not a real directory.
+    case notARealDirectory(treePath: String, found: String)
     case system(operation: String, path: String, errno: Int32)
 
     public var description: String {
@@ -37,6 +39,8 @@ public enum BuildError: Error, CustomStringConvertible, Sendable {
             return "stage '\(stage)' needs \(program) inside the tree and the tree has none; \(hint)"
         case let .mountsLeft(paths):
             return "these mounts under the build tree could not be unmounted: \(paths.joined(separator: ", ")); unmount them by hand (umount -l PATH) before removing the work directory"
+        case let .notARealDirectory(treePath, found):
+            return "the tree's \(treePath) is \(found); a build mounts only on real directories inside the tree (through a symlink the mount would land on the host): make \(treePath) a directory in the base or in [[files]]"
         case let .system(operation, path, code):
             return "could not \(operation) \(path): \(String(cString: strerror(code)))"
         }

@@ -113,6 +113,8 @@ private final class BuildRun {
     /// Held (shared) while the work tree is laid on a cached base.
     var baseLock: BaseCache.Lock?
     var overlayMounted = false
+    /// The store's hold on a default (timestamp) version while this build runs.
+    var reservation: ReleaseStore.VersionReservation?
 
     init(builder: Builder) throws {
         recipe = builder.recipe
@@ -150,10 +152,11 @@ private final class BuildRun {
 
     func execute() throws -> BuildSummary {
         let started = ContinuousClock.now
-        version = try resolveVersion()
+        let store = ReleaseStore(root: options.storeRoot)
+        version = try resolveVersion(store: store)
+        defer { reservation?.release() }
         // A bad key must fail before a long build, not after it.
         let signingKey = try options.signingKeyPath.map { try ReleaseSigning.loadSigningKey(path: $0) }
-        let store = ReleaseStore(root: options.storeRoot)
         guard mkdir(work, 0o700) == 0 else { throw BuildError.system(operation: "create the work directory", path: work, errno: errno) }
         BuildCleanup.registerWorkDirectory(work)
         defer { tearDown() }
@@ -229,6 +232,8 @@ private final class BuildRun {
         } catch let error as BuildError {
             if case .stageFailed = error { throw error }
             if case .notRoot = error { throw error }
+            // Not the stage's usual hint ("fix the command"): the error says what to change.
+            if case .notARealDirectory = error { throw BuildError.stageFailed(stage: name, detail: error.description, hint: "") }
             throw BuildError.stageFailed(stage: name, detail: Output.message(for: error), hint: Self.hints[name] ?? "")
         } catch {
             throw BuildError.stageFailed(stage: name, detail: Output.message(for: error), hint: Self.hints[name] ?? "")
@@ -266,23 +271,28 @@ private final class BuildRun {
 
     // MARK: Version
 
-    func resolveVersion() throws -> String {
+    /// --version, else the recipe's, else `git describe` of the recipe's directory, else the
+    /// UTC start time (20250101T120000Z). A start time is reserved in the store for the
+    /// build: a second build of the app in the same second gets 20250101T120000Z.2 (then .3,
+    /// …) instead of colliding with the first.
+    func resolveVersion(store: ReleaseStore) throws -> String {
         var candidate = options.version ?? recipe.release.version
         if candidate == nil, CommandRunner.isInstalled("git"),
            let result = try? runner.run(Command(["git", "-C", recipe.directory, "describe", "--tags", "--always", "--dirty"], timeout: .seconds(30))) {
             let text = result.outputText.trimmingCharacters(in: .whitespacesAndNewlines)
             if !text.isEmpty { candidate = text }
         }
-        if candidate == nil {
-            let formatter = DateFormatter()
-            formatter.locale = Locale(identifier: "en_US_POSIX")
-            formatter.timeZone = TimeZone(identifier: "UTC")
-            formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-            candidate = formatter.string(from: Date())
+        if let candidate {
+            try ReleaseStore.validate(version: candidate)
+            return candidate
         }
-        let version = candidate ?? "0"
-        try ReleaseStore.validate(version: version)
-        return version
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        let held = try store.reserveVersion(name: recipe.release.name, base: formatter.string(from: Date()))
+        reservation = held
+        return held.version
     }
 
     // MARK: base
@@ -632,9 +642,10 @@ private final class BuildRun {
         try session.run(create + [venv.path], timeout: .seconds(600))
         var install = [venv.path + "/bin/pip", "install", "--no-compile", "--no-cache-dir", "--disable-pip-version-check"] + venv.pipOptions
         let scratch = "/tmp/slipway-venv"
-        try BuildFiles.makeDirectories(tree + scratch)
+        // Real directories only: through a symlinked /tmp the files below would land on the host.
+        let scratchOnHost = try BuildFiles.makeDirectoriesBeneath(scratch, in: tree)
         if let requirements = venv.requirements {
-            try BuildFiles.writeFile(tree + scratch + "/requirements.txt", try BuildFiles.readFile(requirements), mode: 0o644, uid: 0, gid: 0, mtime: nil)
+            try BuildFiles.writeFile(scratchOnHost + "/requirements.txt", try BuildFiles.readFile(requirements), mode: 0o644, uid: 0, gid: 0, mtime: nil)
             install += ["-r", scratch + "/requirements.txt"]
         }
         if let wheels = venv.wheelDir {
@@ -649,7 +660,7 @@ private final class BuildRun {
         let host = ProcessInfo.processInfo.environment
         if let bundle = ["PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"].lazy.compactMap({ host[$0] }).first,
            let data = FileManager.default.contents(atPath: bundle) {
-            try BuildFiles.writeFile(tree + scratch + "/ca.pem", data, mode: 0o644, uid: 0, gid: 0, mtime: nil)
+            try BuildFiles.writeFile(scratchOnHost + "/ca.pem", data, mode: 0o644, uid: 0, gid: 0, mtime: nil)
             pipEnvironment["PIP_CERT"] = scratch + "/ca.pem"
         }
         if venv.requirements != nil || !venv.packages.isEmpty {

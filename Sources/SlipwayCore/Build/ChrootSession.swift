@@ -34,35 +34,52 @@ struct ChrootSession {
         return environment
     }
 
-    /// Mounts /proc, /sys and /dev into the tree (once).
+    /// Mounts /proc, /sys and /dev into the tree (once); on failure nothing stays mounted.
     mutating func mountSystem() throws {
         guard mounted.isEmpty else { return }
-        try mount(["-t", "proc", "proc"], at: "/proc")
-        try mount(["--bind", "/sys"], at: "/sys")
-        try mount(["--bind", "/dev"], at: "/dev")
+        do {
+            try mount(source: "proc", type: "proc", flags: 0, at: "/proc")
+            try mount(source: "/sys", type: nil, flags: UInt(MS_BIND), at: "/sys")
+            try mount(source: "/dev", type: nil, flags: UInt(MS_BIND), at: "/dev")
+        } catch {
+            try? unmountAll()
+            throw error
+        }
     }
 
     /// Bind-mounts a host directory read-only at `treePath` (created if missing).
     mutating func bindReadOnly(_ hostDirectory: String, at treePath: String) throws {
-        try mount(["--bind", hostDirectory], at: treePath)
-        let point = tree + treePath
+        try mount(source: hostDirectory, type: nil, flags: UInt(MS_BIND), at: treePath)
         do {
-            try runner.run(Command(["mount", "-o", "remount,bind,ro", point], timeout: .seconds(60)))
+            // A bind mount takes MS_RDONLY only in a remount of the new mount, which a fresh
+            // walk reaches (the directory opened before mounting lies below it).
+            let fd = try BuildFiles.openDirectoryBeneath(treePath, in: tree, create: false)
+            defer { close(fd) }
+            guard Glibc.mount(nil, "/proc/self/fd/\(fd)", nil, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil) == 0 else {
+                let code = errno
+                throw BuildError.system(operation: "remount read-only", path: tree + treePath, errno: code)
+            }
         } catch {
             try unmountAll()
             throw error
         }
     }
 
-    private mutating func mount(_ arguments: [String], at treePath: String) throws {
-        let point = tree + treePath
-        try BuildFiles.makeDirectories(point)
+    /// Mounts at `treePath`, which must be a real directory inside the tree: the path is
+    /// walked component by component without following a symlink (missing components are
+    /// created), and the mount goes onto the opened directory itself (/proc/self/fd/N), so
+    /// nothing can swap a symlink in between the check and the mount. A symlink on the way
+    /// — a tarball base's or a [[files]] entry's /dev → /somewhere — is refused: the mount
+    /// would land on the host path it names.
+    private mutating func mount(source: String, type: String?, flags: UInt, at treePath: String) throws {
+        let fd = try BuildFiles.openDirectoryBeneath(treePath, in: tree)
+        defer { close(fd) }
+        let point = tree + "/" + treePath.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
         try BuildCleanup.registerMount(point)
-        do {
-            try runner.run(Command(["mount"] + arguments + [point], timeout: .seconds(60)))
-        } catch {
+        guard Glibc.mount(source, "/proc/self/fd/\(fd)", type, flags, nil) == 0 else {
+            let code = errno
             BuildCleanup.unregisterMount(point)
-            throw error
+            throw BuildError.system(operation: "mount \(source) on", path: point, errno: code)
         }
         mounted.append(point)
     }

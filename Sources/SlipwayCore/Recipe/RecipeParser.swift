@@ -262,6 +262,18 @@ private struct RecipeReader {
             try healthTable.finish()
         }
         let shared = try table.stringArray("shared_dirs")
+        for path in shared ?? [] {
+            // The node binds the app's shared/<path> over each and refuses anything else there: fail
+            // here, at build time, not at the first apply.
+            let trimmed = path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+            let parts = trimmed.isEmpty ? [] : trimmed.split(separator: "/", omittingEmptySubsequences: false)
+            if parts.contains("..") {
+                throw table.invalid("shared_dirs", "\"\(path)\"", "it must not contain '..': a shared directory is a tree path like /var/lib/app")
+            }
+            if parts.isEmpty || parts.contains(where: { $0.isEmpty || $0 == "." }) {
+                throw table.invalid("shared_dirs", "\"\(path)\"", "give a directory inside the tree, like /var/lib/app (not the tree's root, no '.' or empty components)")
+            }
+        }
         let command = try table.string("command")
         let start = try table.string("start"), reload = try table.string("reload"), stop = try table.string("stop")
         if command != nil, let (key, _) = [("start", start), ("reload", reload), ("stop", stop)].first(where: { $0.1 != nil }) {

@@ -45,7 +45,7 @@ public enum ReleaseError: Error, Equatable, CustomStringConvertible, LocalizedEr
     public var description: String {
         switch self {
         case let .invalidName(what, value, reason):
-            return "invalid \(what) '\(value)': \(reason); use only letters, digits and . _ + ~ - (not starting with .)"
+            return "invalid \(what) '\(value)': \(reason); use only letters, digits and . _ + ~ - (not starting with . or -)"
         case let .invalidReference(value, reason):
             return "'\(value)' is not a release reference: \(reason); write NAME@VERSION, e.g. web@1.4.2"
         case let .treeNotFound(path):

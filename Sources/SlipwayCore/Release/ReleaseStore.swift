@@ -98,6 +98,11 @@ public struct ReleaseStore: Sendable {
         if value.isEmpty { throw ReleaseError.invalidName(what: what, value: value, reason: "it is empty") }
         if value.contains("/") { throw ReleaseError.invalidName(what: what, value: value, reason: "it contains '/'") }
         if value.hasPrefix(".") { throw ReleaseError.invalidName(what: what, value: value, reason: "it starts with '.'") }
+        // A name or version is passed as an argument to ssh, tar and the node's commands,
+        // where a leading '-' would be taken for an option ("-rf").
+        if value.hasPrefix("-") {
+            throw ReleaseError.invalidName(what: what, value: value, reason: "it starts with '-', which a command line would take for an option")
+        }
         if value.utf8.count > 200 { throw ReleaseError.invalidName(what: what, value: value, reason: "it is longer than 200 bytes") }
         let allowed: Set<UInt8> = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+~-".utf8)
         if let bad = value.unicodeScalars.first(where: { !$0.isASCII || !allowed.contains(UInt8($0.value)) }) {
@@ -218,6 +223,74 @@ public struct ReleaseStore: Sendable {
         }
     }
 
+    // MARK: Reserving a version
+
+    /// A version held by a build in progress (`reserveVersion`): a `.building-<version>` file
+    /// in the app's directory with an exclusive flock on it. The kernel drops the lock when
+    /// the process ends, also by kill -9, so a crashed build never holds a version (its file
+    /// is removed by the next reservation).
+    public final class VersionReservation: Sendable {
+        public let version: String
+        let path: String
+        /// The locked descriptor, -1 once released.
+        private let lock: Mutex<Int32>
+
+        init(version: String, path: String, descriptor: Int32) {
+            self.version = version
+            self.path = path
+            lock = Mutex(descriptor)
+        }
+
+        /// Removes the file and drops the lock (once), under the app's lock so that no
+        /// reservation in progress opens the file being removed.
+        public func release() {
+            let appDir = (path as NSString).deletingLastPathComponent
+            _ = try? ReleaseStore.withAppLock(appDir) {
+                lock.withLock { descriptor in
+                    guard descriptor >= 0 else { return }
+                    unlink(path)
+                    close(descriptor)
+                    descriptor = -1
+                }
+            }
+        }
+
+        deinit { release() }
+    }
+
+    /// The first of `base`, `base.2`, `base.3`, … that is neither stored nor held by another
+    /// build, held until `release()`, the reservation's end or the process's. Two builds that default
+    /// to the same timestamp thus get distinct versions, in the order they reserved them
+    /// (`sort -V` and dpkg order them so). Reservations left by dead builds are removed.
+    public func reserveVersion(name: String, base: String) throws -> VersionReservation {
+        try Self.validate(name: name)
+        try Self.validate(version: base)
+        let appDir = appDirectory(name)
+        try makeDirectories(appDir)
+        return try withAppLock(appDir) {
+            for stale in ((try? FileManager.default.contentsOfDirectory(atPath: appDir)) ?? []) where stale.hasPrefix(Self.reservationPrefix) {
+                let path = appDir + "/" + stale
+                let fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+                guard fd >= 0 else { continue }
+                if flock(fd, LOCK_EX | LOCK_NB) == 0 { unlink(path) }
+                close(fd)
+            }
+            for number in 1...999 {
+                let version = number == 1 ? base : "\(base).\(number)"
+                try Self.validate(version: version)
+                if access(releaseDirectory(ReleaseReference(name: name, version: version)), F_OK) == 0 { continue }
+                let path = appDir + "/" + Self.reservationPrefix + version
+                let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+                guard fd >= 0 else { throw ReleaseError.system(operation: "create", path: path, errno: errno) }
+                if flock(fd, LOCK_EX | LOCK_NB) == 0 { return VersionReservation(version: version, path: path, descriptor: fd) }
+                close(fd)
+            }
+            throw ReleaseError.invalidName(what: "version", value: base, reason: "\(base) to \(base).999 are all stored or being built")
+        }
+    }
+
+    static let reservationPrefix = ".building-"
+
     // MARK: Reading
 
     /// Loads a stored release: its manifest, archive path and signature if any.
@@ -293,6 +366,10 @@ public struct ReleaseStore: Sendable {
     // MARK: Files
 
     private func withAppLock<T>(_ appDir: String, _ body: () throws -> T) throws -> T {
+        try Self.withAppLock(appDir, body)
+    }
+
+    private static func withAppLock<T>(_ appDir: String, _ body: () throws -> T) throws -> T {
         let path = appDir + "/.lock"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ReleaseError.system(operation: "open lock", path: path, errno: errno) }
