@@ -294,6 +294,91 @@ struct NodeLifecycleTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: fx.layout.release("2") + "/var/log/app").isEmpty)
         try fx.checkInvariant("after switches with a shared directory")
     }
+
+    /// the node must catch a root it did not make instead of reporting it verified.
+    @Test("an archive entry '.' cannot change the release root's mode or owner",
+          .enabled(if: toolPath("tar") != nil && toolPath("xz") != nil && isRoot, "needs GNU tar, xz and root (a foreign owner)"))
+    func archiveRootEntry() throws {
+        let fx = try NodeFixture()
+        defer { fx.remove() }
+        let context = try fx.context()
+
+        /// A release of `version` packed by GNU tar with the tree's root as `./`, its mode and
+        /// owner as given, and a manifest of the tree (which has no root entry).
+        func landRelease(_ version: String, rootMode: mode_t, rootOwner: uid_t) throws -> NodeApply.Result {
+            let tree = try fx.tree(version)
+            chmod(tree, rootMode)
+            chown(tree, rootOwner, rootOwner)
+            let archive = fx.dir.sub("gnu-\(version).tar.xz")
+            try runChecked("tar", ["--numeric-owner", "-C", tree, "-cJf", archive, "."])
+            let listing = try runChecked("tar", ["-tf", archive]).out
+            #expect(listing.split(separator: "\n").first == "./", "the archive starts with its root entry: \(listing)")
+            let hash = try FileHasher.sha256(path: archive)
+            let manifest = ReleaseManifest(name: fx.app, version: version, created: 1_700_000_000, compression: .xz,
+                                           archive: .init(sha256: hash.hex, size: hash.size), tarSize: hash.size * 20,
+                                           entries: try TreeWalker.records(root: tree))
+            #expect(!manifest.entries.contains { $0.path.bytes.isEmpty || $0.path.description == "." })
+            let manifestPath = fx.dir.sub("gnu-\(version).json")
+            try manifest.encoded().write(to: URL(fileURLWithPath: manifestPath))
+            return try NodeApply.apply(.init(source: .full(archive: archive), manifestPath: manifestPath), context: context)
+        }
+
+        // A root entry like the node's own root (0755, root's) lands: `./` is no error itself.
+        #expect(try landRelease("1", rootMode: 0o755, rootOwner: 0).outcome == "landed")
+        var st = stat()
+        #expect(lstat(fx.layout.release("1"), &st) == 0 && st.st_mode & 0o7777 == 0o755 && st.st_uid == 0)
+
+        // 0777 and uid 1000 on `./`: refused, nothing landed.
+        do {
+            let result = try landRelease("2", rootMode: 0o777, rootOwner: 1000)
+            var landed = stat()
+            _ = lstat(fx.layout.release("2"), &landed)
+            Issue.record("landed (\(result.outcome)) with a release root of mode \(String(landed.st_mode & 0o7777, radix: 8)), uid \(landed.st_uid)")
+        } catch {
+            #expect("\(error)".contains("release root"), "\(error)")
+        }
+        #expect(!exists(fx.layout.release("2")))
+        #expect(try context.backend.landedVersions(layout: fx.layout) == ["1"])
+        let hidden = try FileManager.default.contentsOfDirectory(atPath: fx.layout.releases).filter { $0.hasPrefix(".") }
+        #expect(hidden.isEmpty, "leftovers: \(hidden)")
+    }
+
+    /// Issue 13: an upload that outgrows its announced `--size` must not stay in incoming/.
+    @Test("node receive refuses and removes an upload larger than its --size")
+    func receiveOversize() throws {
+        let fx = try NodeFixture()
+        defer { fx.remove() }
+        let context = try fx.context()
+        func send(_ data: Data, offset: UInt64, size: UInt64) throws -> NodeReceive.Result {
+            let chunk = fx.dir.sub("chunk-\(UUID().uuidString)")
+            try data.write(to: URL(fileURLWithPath: chunk))
+            let input = open(chunk, O_RDONLY)
+            defer { close(input) }
+            return try NodeReceive.receive(app: fx.app, fileName: "9.tar.xz", from: input, offset: offset,
+                                           size: size, sha256: nil, context: context)
+        }
+        let path = fx.layout.incoming + "/9.tar.xz"
+
+        // 3 MiB announced as 1 MiB (several reads of the input).
+        do {
+            let result = try send(Data(randomBytes(3 << 20)), offset: 0, size: 1 << 20)
+            Issue.record("accepted \(result.bytes) bytes against --size \(1 << 20)")
+        } catch {
+            #expect("\(error)".contains("more than the announced --size"), "\(error)")
+        }
+        #expect(!exists(path), "the oversized upload was left in incoming/ (\(lstatBytes(ArchivePath(path))?.st_size ?? 0) bytes)")
+
+        // A partial upload, then a resume whose announced size is smaller than what is there.
+        let partial = try send(Data(randomBytes(100)), offset: 0, size: 200)
+        #expect(!partial.complete && partial.bytes == 100)
+        do {
+            let result = try send(Data(), offset: 100, size: 50)
+            Issue.record("accepted a resume at 100 against --size 50 (\(result.bytes) bytes)")
+        } catch {
+            #expect("\(error)".contains("--size 50"), "\(error)")
+        }
+        #expect(!exists(path), "an upload larger than its --size was left in incoming/")
+    }
 }
 
 enum NodeFilesForTest {
