@@ -33,9 +33,9 @@ func canBuild(_ tools: String..., test: String = #function) -> Bool {
 
 func build(_ recipe: Recipe, store: String, cache: String = sharedCacheDirectory,
            compression: ArchiveCompression? = nil, overlayBase: Bool = true, refreshBase: Bool = false,
-           bootstrapTools: [String] = ["mmdebstrap", "debootstrap"]) throws -> BuildSummary {
-    let options = BuildOptions(storeRoot: store, refreshBase: refreshBase, cacheDirectory: cache, bootstrapTools: bootstrapTools,
-                               compression: compression, overlayBase: overlayBase)
+           bootstrapTools: [String] = ["mmdebstrap", "debootstrap"], version: String? = nil) throws -> BuildSummary {
+    let options = BuildOptions(version: version, storeRoot: store, refreshBase: refreshBase, cacheDirectory: cache,
+                               bootstrapTools: bootstrapTools, compression: compression, overlayBase: overlayBase)
     return try Builder(recipe: recipe, options: options, output: Output(verbosity: .quiet)).build()
 }
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """A bounded HTTP load client that counts every failed request.
 
-    loadclient.py URL [--clients 4] [--seconds 10] [--max-requests N] [--stop-file F] [--json]
+    loadclient.py URL [--clients 4] [--seconds 10] [--max-requests N] [--stop-file F]
+                      [--ready-file F] [--extract REGEX] [--json]
 
 Each client opens a new connection per request (as a browser behind a balancer does),
 sends GET, and reads the whole answer. A request fails when the connection is refused or
 reset, times out (2 s), or the status is not 200. It records, per request, when it
-started and ended, its latency, and the answer's first line of body, so the report says:
+started and ended, its latency, and what the answer says (the first group of --extract's
+regular expression in the body, else the body's first line), so the report says:
 requests, failures (with their reasons), the longest gap with no successful answer, p50/p99
 latency, and how many answers each distinct body had (the version served).
 
@@ -20,6 +22,7 @@ import os
 import sys
 import threading
 import time
+import re
 import urllib.parse
 
 
@@ -31,11 +34,21 @@ def main():
     parser.add_argument("--max-requests", type=int, default=1_000_000)
     parser.add_argument("--stop-file")
     parser.add_argument("--ready-file", help="created once the first request has succeeded")
+    parser.add_argument("--extract", help="a regular expression; its first group names an answer (e.g. the version)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     url = urllib.parse.urlsplit(args.url)
     host, port = url.hostname, url.port or 80
     path = url.path or "/"
+    pattern = re.compile(args.extract) if args.extract else None
+
+    def name(body):
+        text = body.decode("utf-8", "replace")
+        if pattern:
+            match = pattern.search(text)
+            return match.group(1) if match else "no match: " + text.strip()[:60]
+        lines = text.strip().splitlines()
+        return lines[0] if lines else ""
 
     lock = threading.Lock()
     records = []  # (start, end, ok, body-or-reason)
@@ -56,7 +69,7 @@ def main():
                 body = response.read()
                 conn.close()
                 ok = response.status == 200
-                what = body.decode("utf-8", "replace").strip().splitlines()[0] if ok and body.strip() else f"status {response.status}"
+                what = name(body) if ok else f"status {response.status}"
             except Exception as error:  # noqa: BLE001 - every failure is counted with its reason
                 what = f"{type(error).__name__}: {error}"
             end = time.monotonic()

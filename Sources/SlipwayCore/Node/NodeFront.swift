@@ -57,7 +57,7 @@ struct NodeFront {
             }
 
             """
-        if settings.servers, let listen {
+        if settings.servers, let listen = settings.listen[app] ?? listen.map(String.init) {
             text += """
                 server {
                     listen \(listen);

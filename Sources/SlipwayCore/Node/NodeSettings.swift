@@ -24,6 +24,8 @@ import TOMLKit
 ///     ports = "20000-29999"            # versions' private ports on 127.0.0.1
 ///     drain_timeout = 30               # seconds old workers may finish in-flight requests
 ///     servers = true                   # also write a server block listening on [service] port
+///     [front.listen]                   # per app, where that server listens instead
+///     web = "127.0.0.1:18081"
 ///
 /// Unknown keys are errors naming the key; a backend table is a free string table that its
 /// backend validates.
@@ -175,7 +177,16 @@ public struct NodeSettings: Sendable, Equatable {
                         front.ports = parts[0]...parts[1]
                     case "drain_timeout": front.drainTimeout = try seconds(name, subvalue)
                     case "servers": front.servers = try bool(name, subvalue)
-                    default: throw fail(name, "unknown key; [front] takes type, directory, pid_file, ports, drain_timeout and servers")
+                    case "listen":
+                        guard let apps = subvalue.table else { throw fail(name, "expected a table [front.listen] of app = \"[ADDRESS:]PORT\"") }
+                        for app in apps.keys {
+                            guard let text = apps[app]?.string ?? apps[app]?.int.map(String.init),
+                                  let port = Int(text.split(separator: ":").last ?? ""), (1...65535).contains(port) else {
+                                throw fail("\(name).\(app)", "expected \"[ADDRESS:]PORT\", e.g. \"127.0.0.1:8080\" or 8080")
+                            }
+                            front.listen[app] = text
+                        }
+                    default: throw fail(name, "unknown key; [front] takes type, directory, pid_file, ports, drain_timeout, servers and [front.listen]")
                     }
                 }
                 settings.front = front
@@ -224,6 +235,10 @@ public struct FrontSettings: Sendable, Equatable {
     /// Also write a `server` listening on the service's `port` (false: the operator's own
     /// server blocks `proxy_pass http://slipway-<app>`).
     public var servers = true
+    /// Per app, where that server listens instead of the service's `port`
+    /// (`[front.listen] web = "127.0.0.1:18081"`): several nodes on one machine, or one
+    /// address of a host with several.
+    public var listen: [String: String] = [:]
 
     public init() {}
 }
