@@ -117,3 +117,134 @@ struct GracefulSwitchTests {
         #expect(status.out.contains("\"current\" : \"1.0.0\"") || status.out.contains("\"current\":\"1.0.0\""), "\(status.out)")
     }
 }
+
+// In the build suite, which is serialized: its tests check that nothing is left mounted in
+// the base cache they share, and this one builds there too.
+extension BuildTests {
+    @Test("python-web (gunicorn in a venv) behind nginx: deploy and rollback under load, 0 failed, logs in shared/, no worker left",
+          .enabled(if: serviceToolsPresent && toolPath("mmdebstrap") != nil, serviceToolsMissing),
+          .enabled(if: builtSlipway != nil, slipwayNotBuilt))
+    func pythonWeb() throws {
+        let binary = try #require(builtSlipway)
+        let work = try TempDir("slipway-graceful-python")
+        defer { work.remove() }
+        let store = work.sub("store")
+        let recipe = try Recipe.load(path: recipesDirectory + "/python-web.toml")
+        for version in ["1.0.0", "1.0.1"] { _ = try build(recipe, store: store, compression: .zstd, version: version) }
+
+        let root = work.sub("node")
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let nginx = try TestNginx(root: work.sub("nginx"))
+        defer { nginx.stop() }
+        let releases = root + "/python-web/releases"
+        defer { stopServices(under: releases) }
+        let port = Int.random(in: 30000...39999)
+        let config = work.sub("node.toml")
+        try Data(("root = \"\(root)\"\n" + nginx.nodeSettings(app: "python-web", listen: "127.0.0.1:\(port)")).utf8)
+            .write(to: URL(fileURLWithPath: config))
+        let node = FrontedNode(binary: binary, store: store, config: config, root: root, port: port)
+
+        let first = try node.install("python-web@1.0.0")
+        #expect(first.ok, "\(first.err)")
+        #expect(node.served == "1.0.0")
+        let load = try LoadClient(url: "http://127.0.0.1:\(port)/", extract: "hello from python-web ([0-9.]+)", directory: work.path)
+        let second = try node.install("python-web@1.0.1")
+        #expect(second.ok, "\(second.err)")
+        #expect(node.served == "1.0.1")
+        let back = try node.slipway(["rollback", "python-web", "--local"])
+        #expect(back.ok, "\(back.err)")
+        #expect(node.served == "1.0.0")
+        let report = try load.finish()
+        print("python-web: \(report)")
+        #expect(report.failed == 0, "\(report)")
+        #expect(Set(report.bodies.keys) == ["1.0.0", "1.0.1"], "\(report)")
+
+        // gunicorn's master and workers of 1.0.1 are gone; 1.0.0's run, as web (uid 990).
+        #expect(processesRootedAt(releases + "/1.0.1").isEmpty, "1.0.1 left processes")
+        let running = processesRootedAt(releases + "/1.0.0")
+        #expect(running.count >= 3, "gunicorn's master and two workers: \(running)")
+        for pid in running {
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            #expect(status.split(separator: "\n").contains { $0.hasPrefix("Uid:") && $0.contains("990") }, "pid \(pid) runs as web")
+        }
+        // Both versions logged into the one shared directory, bound at the path gunicorn writes.
+        let access = try String(contentsOfFile: root + "/python-web/shared/var/log/python-web/access.log", encoding: .utf8)
+        #expect(access.split(separator: "\n").count > 10, "access.log in shared/ holds the requests")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: releases + "/1.0.0/var/log/python-web").isEmpty,
+                "the release's own directory stays empty on the host")
+    }
+}
+
+extension FleetFarmTests {
+    @Test("deploy to ssh nodes behind their own nginx (btrfs): deploy, rollback, 0 failed requests on a node under load",
+          .enabled(if: farmTools && serviceToolsPresent, "needs root, sshd, ip, mkfs.btrfs, tc, nginx, python3 (scripts/setup installs them)"),
+          .enabled(if: builtSlipway != nil, slipwayNotBuilt))
+    func gracefulDeploy() throws {
+        let binary = try #require(builtSlipway)
+        let work = try TempDir("slipway-farm-graceful")
+        defer { work.remove() }
+        let store = work.sub("store")
+        try buildHelloStatic(store: store, work: work)
+        let farm = try SSHFarm(nodes: 2, binary: binary)
+        defer { farm.down() }
+        // Each node runs its own nginx (in its namespaces, on its own file system); the test
+        // stops each by the pid in its pid file.
+        let nginxRoot = "/var/lib/slipway/nginx"
+        let conf = """
+            pid \(nginxRoot)/nginx.pid;
+            error_log \(nginxRoot)/error.log;
+            worker_processes 2;
+            events { worker_connections 512; }
+            http {
+                access_log off;
+                client_body_temp_path \(nginxRoot)/tmp; proxy_temp_path \(nginxRoot)/tmp;
+                fastcgi_temp_path \(nginxRoot)/tmp; uwsgi_temp_path \(nginxRoot)/tmp; scgi_temp_path \(nginxRoot)/tmp;
+                include \(nginxRoot)/slipway.d/*.conf;
+            }
+            """
+        let nodeToml = """
+            [front]
+            directory = "\(nginxRoot)/slipway.d"
+            pid_file = "\(nginxRoot)/nginx.pid"
+            """
+        for node in farm.nodes {
+            let started = try farm.ssh(node, "mkdir -p \(nginxRoot)/slipway.d \(nginxRoot)/tmp && printf '%s\\n' '\(conf)' > \(nginxRoot)/nginx.conf && " +
+                                      "printf '%s\\n' '\(nodeToml)' > /var/lib/slipway/node.toml && nginx -c \(nginxRoot)/nginx.conf")
+            #expect(started.ok, "\(node): \(started.err)")
+        }
+        // Before the farm goes: each node's services and nginx, by pid (they hold the node's
+        // mount namespace, and with it its file system).
+        defer {
+            for node in farm.nodes {
+                _ = try? farm.ssh(node, "kill -TERM $(cat \(nginxRoot)/nginx.pid); for p in /proc/[0-9]*; do case \"$(readlink $p/root)\" in /var/lib/slipway/hello-static/releases/*) kill -KILL ${p#/proc/};; esac; done; true")
+            }
+        }
+        let inventoryText = try String(contentsOfFile: farm.inventory, encoding: .utf8)
+        let inventory = (farm.inventory as NSString).deletingLastPathComponent + "/inventory-front.toml"
+        try Data(inventoryText.replacingOccurrences(of: "[defaults]\n", with: "[defaults]\nnode_config = \"/var/lib/slipway/node.toml\"\n").utf8)
+            .write(to: URL(fileURLWithPath: inventory))
+        #expect(inventoryText.contains("[defaults]\n"))
+        func slipway(_ arguments: [String]) throws -> CommandResult {
+            try run(binary, arguments + ["--inventory", inventory] + (arguments.first == "deploy" ? ["--store", store] : []))
+        }
+        // node1 is 10.231.0.11 (scripts/testfarm); its nginx listens on the recipe's port 8080.
+        let url = "http://10.231.0.11:8080/"
+        let first = try slipway(["deploy", "hello-static@1.0.0", "--on", "@farm", "--json"])
+        #expect(first.ok, "\(first.err) \(first.out)")
+        let load = try LoadClient(url: url, extract: "hello-static version ([0-9.]+)", directory: work.path)
+        let second = try slipway(["deploy", "hello-static@1.0.1", "--on", "@farm", "--canary", "1", "--confirm-timeout", "30", "--json"])
+        #expect(second.ok, "\(second.err) \(second.out)")
+        for node in farm.nodes { #expect(try farm.current(node, app: "hello-static") == "1.0.1") }
+        let back = try slipway(["rollback", "hello-static", "--on", "@farm", "--json"])
+        #expect(back.ok, "\(back.err) \(back.out)")
+        let report = try load.finish()
+        print("farm hello-static: \(report)")
+        #expect(report.failed == 0, "\(report)")
+        #expect(Array(report.sequence.prefix(3)) == ["1.0.0", "1.0.1", "1.0.0"], "\(report)")
+        for node in farm.nodes {
+            #expect(try farm.current(node, app: "hello-static") == "1.0.0")
+            let leftover = try farm.ssh(node, "for p in /proc/[0-9]*; do [ \"$(readlink $p/root)\" = /var/lib/slipway/hello-static/releases/1.0.1 ] && echo ${p#/proc/}; done; true")
+            #expect(leftover.out.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(node): 1.0.1 left \(leftover.out)")
+        }
+    }
+}

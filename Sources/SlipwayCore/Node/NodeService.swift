@@ -25,25 +25,41 @@ enum NodeService {
         return try? JSONDecoder().decode(Instance.self, from: data)
     }
 
-    /// Every process whose root directory is `version`'s release.
+    /// Every process whose root directory is `version`'s release. A process's root is
+    /// compared by identity (device and inode through `/proc/PID/root`), not by path: another
+    /// node on the same machine (a test farm, containers) may have a release at the same path
+    /// in its own mount namespace.
     static func processes(_ layout: NodeLayout, _ version: String) -> [pid_t] {
-        let release = canonical(layout.release(version))
-        var found: [pid_t] = []
-        for name in NodeFiles.names("/proc") {
-            guard let pid = pid_t(name), let root = NodeFiles.readLink("/proc/\(name)/root") else { continue }
-            if root == release { found.append(pid) }
-        }
-        return found.sorted()
+        var release = stat()
+        guard stat(layout.release(version), &release) == 0 else { return [] }
+        return scan { $0.st_dev == release.st_dev && $0.st_ino == release.st_ino }.sorted()
     }
 
-    /// The versions of `layout.app` with processes running, from one scan of /proc.
-    static func runningVersions(_ layout: NodeLayout) -> [String: [pid_t]] {
-        let prefix = canonical(layout.releases) + "/"
+    /// The versions of `layout.app` among `versions` with processes running, from one scan of
+    /// /proc.
+    static func runningVersions(_ layout: NodeLayout, among versions: [String]) -> [String: [pid_t]] {
+        var identities: [String: String] = [:]
+        for version in versions {
+            var st = stat()
+            if stat(layout.release(version), &st) == 0 { identities["\(st.st_dev):\(st.st_ino)"] = version }
+        }
         var found: [String: [pid_t]] = [:]
         for name in NodeFiles.names("/proc") {
-            guard let pid = pid_t(name), let root = NodeFiles.readLink("/proc/\(name)/root"), root.hasPrefix(prefix) else { continue }
-            let version = String(root.dropFirst(prefix.count))
-            if !version.contains("/") { found[version, default: []].append(pid) }
+            guard let pid = pid_t(name) else { continue }
+            var st = stat()
+            guard stat("/proc/\(name)/root", &st) == 0, let version = identities["\(st.st_dev):\(st.st_ino)"] else { continue }
+            found[version, default: []].append(pid)
+        }
+        return found
+    }
+
+    /// The pids whose root directory matches `predicate`.
+    private static func scan(_ predicate: (stat) -> Bool) -> [pid_t] {
+        var found: [pid_t] = []
+        for name in NodeFiles.names("/proc") {
+            guard let pid = pid_t(name) else { continue }
+            var st = stat()
+            if stat("/proc/\(name)/root", &st) == 0, predicate(st) { found.append(pid) }
         }
         return found
     }
