@@ -6,11 +6,11 @@ import Testing
 import Glibc
 #endif
 
-/// recipes/hello-static.toml built as 1.0.0 and 1.0.1, and as 1.0.2 with a health check that
+/// recipes/hello-static.toml built as 1.0.0, 1.0.1 and 1.0.3, and as 1.0.2 with a health check that
 /// never passes (a copy of the recipe whose health URL names a missing page).
 func buildHelloStatic(store: String, work: TempDir) throws {
     let recipe = try Recipe.load(path: recipesDirectory + "/hello-static.toml")
-    for version in ["1.0.0", "1.0.1"] { _ = try build(recipe, store: store, compression: .zstd, version: version) }
+    for version in ["1.0.0", "1.0.1", "1.0.3"] { _ = try build(recipe, store: store, compression: .zstd, version: version) }
     let copy = work.sub("recipes")
     try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
     try runChecked("cp", ["-a", recipesDirectory + "/hello-static", copy + "/hello-static"])
@@ -98,10 +98,11 @@ struct GracefulSwitchTests {
         #expect(node.served == "1.0.0")
         #expect(processesRootedAt(releases + "/1.0.2").isEmpty, "the failed version left processes")
         // A switch nobody confirms: the watcher switches back on its own, the same graceful way.
-        let unconfirmed = try node.node(["activate", "hello-static@1.0.1", "--confirm-timeout", "2", "--json"])
+        // (10 s: long enough to see 1.0.1 served first even on a busy machine.)
+        let unconfirmed = try node.node(["activate", "hello-static@1.0.1", "--confirm-timeout", "10", "--json"])
         #expect(unconfirmed.ok, "\(unconfirmed.err)")
         #expect(node.served == "1.0.1")
-        #expect(node.waitServed("1.0.0", seconds: 30), "the dead man's switch did not switch back")
+        #expect(node.waitServed("1.0.0", seconds: 60), "the dead man's switch did not switch back")
         let report = try load.finish()
         print("hello-static (\(backend)): \(report)")
 
@@ -113,6 +114,22 @@ struct GracefulSwitchTests {
         _ = waitFor(seconds: 10) { processesRootedAt(releases + "/1.0.1").isEmpty }
         #expect(processesRootedAt(releases + "/1.0.1").isEmpty, "1.0.1 left processes after the switch back")
         #expect(!processesRootedAt(releases + "/1.0.0").isEmpty, "the current version runs")
+        // prune stops what still runs of a version it removes (here a stray process rooted in
+        // 1.0.2, no longer the newest once 1.0.3 has landed), and says which.
+        let landed = try node.node(["apply", "--archive", store + "/hello-static/1.0.3/rootfs.tar.zst",
+                                    "--manifest", store + "/hello-static/1.0.3/manifest.json"])
+        #expect(landed.ok, "\(landed.err)")
+        let stray = Process()
+        stray.executableURL = URL(fileURLWithPath: toolPath("chroot") ?? "/usr/sbin/chroot")
+        stray.arguments = [releases + "/1.0.2", "/bin/sleep", "600"]
+        try stray.run()
+        defer { if stray.isRunning { kill(stray.processIdentifier, SIGKILL) }; stray.waitUntilExit() }
+        #expect(waitFor(seconds: 5) { !processesRootedAt(releases + "/1.0.2").isEmpty })
+        let prune = try node.node(["prune", "hello-static", "--keep", "1"])
+        #expect(prune.ok, "\(prune.err)")
+        #expect(prune.err.contains("hello-static@1.0.2 still runs (pid \(stray.processIdentifier))"), "\(prune.err)")
+        #expect(waitFor(seconds: 10) { !stray.isRunning }, "prune left the stray process running")
+        #expect(!FileManager.default.fileExists(atPath: releases + "/1.0.2"))
         let status = try node.node(["status", "hello-static", "--json"])
         #expect(status.out.contains("\"current\" : \"1.0.0\"") || status.out.contains("\"current\":\"1.0.0\""), "\(status.out)")
     }

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Removes old releases: keeps the newest `keep` by the journal's landing order (never by
 /// file times), and never the current or the previous version, whatever `keep` says.
 /// Oldest first, journaled after each removal.
@@ -23,8 +25,15 @@ public enum NodePrune {
             let newest = Set(ordered.suffix(keep))
             var removed: [String] = []
             for version in ordered where !newest.contains(version) && !protected.contains(version) {
+                // Nothing of a pruned version may keep running (its root would be gone under it).
+                let running = NodeService.processes(layout, version)
+                if !running.isEmpty {
+                    context.log("\(app)@\(version) still runs (pid\(running.count == 1 ? "" : "s") \(running.map(String.init).joined(separator: ", "))); stopping it before removing it")
+                    NodeService.stop(version, spec: NodeActivate.serviceSpec(layout, version), layout: layout, context: context)
+                }
                 context.log("removing \(app)@\(version)")
                 try context.backend.remove(version: version, layout: layout)
+                unlink(NodeService.instancePath(layout, version))
                 state.releases.removeAll { $0.version == version }
                 try state.save(layout)
                 NodeFiles.removeTree(layout.manifest(version))

@@ -35,24 +35,6 @@ enum NodeService {
         return scan { $0.st_dev == release.st_dev && $0.st_ino == release.st_ino }.sorted()
     }
 
-    /// The versions of `layout.app` among `versions` with processes running, from one scan of
-    /// /proc.
-    static func runningVersions(_ layout: NodeLayout, among versions: [String]) -> [String: [pid_t]] {
-        var identities: [String: String] = [:]
-        for version in versions {
-            var st = stat()
-            if stat(layout.release(version), &st) == 0 { identities["\(st.st_dev):\(st.st_ino)"] = version }
-        }
-        var found: [String: [pid_t]] = [:]
-        for name in NodeFiles.names("/proc") {
-            guard let pid = pid_t(name) else { continue }
-            var st = stat()
-            guard stat("/proc/\(name)/root", &st) == 0, let version = identities["\(st.st_dev):\(st.st_ino)"] else { continue }
-            found[version, default: []].append(pid)
-        }
-        return found
-    }
-
     /// The pids whose root directory matches `predicate`.
     private static func scan(_ predicate: (stat) -> Bool) -> [pid_t] {
         var found: [pid_t] = []
@@ -62,12 +44,6 @@ enum NodeService {
             if stat("/proc/\(name)/root", &st) == 0, predicate(st) { found.append(pid) }
         }
         return found
-    }
-
-    static func canonical(_ path: String) -> String {
-        guard let resolved = realpath(path, nil) else { return path }
-        defer { free(resolved) }
-        return String(cString: resolved)
     }
 
     /// The uid and gid of `user` in the release's /etc/passwd.
