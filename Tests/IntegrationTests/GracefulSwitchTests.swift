@@ -265,3 +265,59 @@ extension FleetFarmTests {
         }
     }
 }
+
+extension GracefulSwitchTests {
+    @Test("[schroot] enabled: each version's service runs in its own schroot session; deploy and rollback keep serving",
+          .enabled(if: serviceToolsPresent && toolPath("schroot") != nil && access("/etc/schroot/chroot.d", W_OK) == 0,
+                   "needs schroot and a writable /etc/schroot/chroot.d, besides the service tools"),
+          .enabled(if: builtSlipway != nil, slipwayNotBuilt))
+    func schrootSessions() throws {
+        let binary = try #require(builtSlipway)
+        let work = try TempDir("slipway-graceful-schroot")
+        defer { work.remove() }
+        let store = work.sub("store")
+        try buildHelloStatic(store: store, work: work)
+        let root = work.sub("node")
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let nginx = try TestNginx(root: work.sub("nginx"))
+        defer { nginx.stop() }
+        let app = "hello-static"
+        defer {
+            // Sessions, the chroot file and the profile this test made, whatever happened.
+            for session in ["1.0.0", "1.0.1"].map({ "slipway-\(app)-\($0)" }) { _ = try? run("schroot", ["-e", "-f", "-c", session]) }
+            unlink("/etc/schroot/chroot.d/slipway-\(app)")
+            try? FileManager.default.removeItem(atPath: "/etc/schroot/slipway-\(app)")
+        }
+        defer { stopServices(under: root + "/\(app)/releases") }
+        let port = Int.random(in: 30000...39999)
+        let config = work.sub("node.toml")
+        try Data(("root = \"\(root)\"\n[schroot]\nenabled = true\n" + nginx.nodeSettings(app: app, listen: "127.0.0.1:\(port)")).utf8)
+            .write(to: URL(fileURLWithPath: config))
+        let node = FrontedNode(binary: binary, store: store, config: config, root: root, port: port)
+
+        #expect(try node.install("\(app)@1.0.0").ok)
+        #expect(node.served == "1.0.0")
+        let load = try LoadClient(url: "http://127.0.0.1:\(port)/", extract: "hello-static version ([0-9.]+)", directory: work.path)
+        let second = try node.install("\(app)@1.0.1")
+        #expect(second.ok, "\(second.err)")
+        #expect(node.served == "1.0.1")
+        // The server's root is its session's mount; the old version's session has ended.
+        let sessions = try run("schroot", ["-l", "--all-sessions"]).out
+        #expect(sessions.contains("session:slipway-\(app)-1.0.1") && !sessions.contains("session:slipway-\(app)-1.0.0"), "\(sessions)")
+        let running = processesRootedAt("/run/schroot/mount/slipway-\(app)-1.0.1")
+        #expect(!running.isEmpty, "the service runs in the session")
+        let back = try node.slipway(["rollback", app, "--local"])
+        #expect(back.ok, "\(back.err)")
+        #expect(node.served == "1.0.0")
+        let report = try load.finish()
+        print("hello-static (schroot sessions): \(report)")
+        #expect(report.failed == 0, "\(report)")
+        #expect(Array(report.sequence.prefix(3)) == ["1.0.0", "1.0.1", "1.0.0"], "\(report)")
+        let after = try run("schroot", ["-l", "--all-sessions"]).out
+        #expect(after.contains("session:slipway-\(app)-1.0.0") && !after.contains("session:slipway-\(app)-1.0.1"), "\(after)")
+        // Gone (or a zombie that init has not reaped yet: no root any more).
+        #expect(running.allSatisfy { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\($0)/root")) == nil },
+                "1.0.1's processes are gone")
+        #expect(try String(contentsOfFile: "/etc/schroot/chroot.d/slipway-\(app)", encoding: .utf8).contains("releases/1.0.0"))
+    }
+}

@@ -14,6 +14,8 @@ enum NodeService {
         var pid: Int32
         var port: Int
         var startedAt: Double
+        /// The schroot session it runs in (`[schroot] enabled`), nil in a plain namespace.
+        var session: String?
     }
 
     static func runDirectory(_ layout: NodeLayout) -> String { layout.appDirectory + "/run" }
@@ -30,9 +32,15 @@ enum NodeService {
     /// node on the same machine (a test farm, containers) may have a release at the same path
     /// in its own mount namespace.
     static func processes(_ layout: NodeLayout, _ version: String) -> [pid_t] {
-        var release = stat()
-        guard stat(layout.release(version), &release) == 0 else { return [] }
-        return scan { $0.st_dev == release.st_dev && $0.st_ino == release.st_ino }.sorted()
+        var roots: [(dev_t, ino_t)] = []
+        var st = stat()
+        if stat(layout.release(version), &st) == 0 { roots.append((st.st_dev, st.st_ino)) }
+        // A schroot session's root is its own mount (an overlay, a snapshot).
+        if let session = instance(layout, version)?.session, stat(NodeSchroot.mountLocation(session), &st) == 0 {
+            roots.append((st.st_dev, st.st_ino))
+        }
+        guard !roots.isEmpty else { return [] }
+        return scan { candidate in roots.contains { $0.0 == candidate.st_dev && $0.1 == candidate.st_ino } }.sorted()
     }
 
     /// The pids whose root directory matches `predicate`.
@@ -128,6 +136,10 @@ enum NodeService {
         let ids = try account(spec.user, release: release)
         let binds = try binds(spec, version: version, layout: layout)
         try NodeFiles.makeDirectories(runDirectory(layout))
+        if context.settings.schrootEnabled {
+            return try NodeSchroot.start(version, spec: spec, command: shellCommand(command), ids: ids, binds: binds, port: port,
+                                         layout: layout, context: context)
+        }
         let log = logPath(layout, version)
         let stamp = ISO8601DateFormatter().string(from: Date())
         _ = try? NodeFiles.appendLine(log, "--- \(stamp) slipway starts \(layout.app)@\(version) on port \(port): \(command)")
@@ -135,19 +147,22 @@ enum NodeService {
         do { unshare = try CommandRunner.resolve("unshare") } catch {
             throw NodeError.toolMissing(tool: "unshare", package: "util-linux", purpose: "running a service in its own mount namespace")
         }
-        let environment = [
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/",
-            "PORT": String(port), "SLIPWAY_APP": layout.app, "SLIPWAY_VERSION": version,
-        ]
+        let environment = serviceEnvironment(layout: layout, version: version, port: port)
         let pid = try DetachedSpawn.spawn(
             program: unshare,
             arguments: [unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", launcher, "slipway-service",
                         release, "\(ids.uid):\(ids.gid)", shellCommand(command)] + binds,
             environment: environment, log: log)
-        let instance = Instance(version: version, pid: pid, port: port, startedAt: NodeFiles.now())
+        let instance = Instance(version: version, pid: pid, port: port, startedAt: NodeFiles.now(), session: nil)
         try NodeFiles.writeAtomically(instancePath(layout, version), try JSONEncoder().encode(instance))
         context.log("started \(layout.app)@\(version) (pid \(pid), port \(port))")
         return instance
+    }
+
+    /// The whole environment of a service.
+    static func serviceEnvironment(layout: NodeLayout, version: String, port: Int) -> [String: String] {
+        ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/",
+         "PORT": String(port), "SLIPWAY_APP": layout.app, "SLIPWAY_VERSION": version]
     }
 
     /// Stops whatever of `version` runs: the stop signal to its recorded pid (or to every
@@ -156,7 +171,10 @@ enum NodeService {
     @discardableResult
     static func stop(_ version: String, spec: ServiceSpec?, layout: NodeLayout, context: NodeContext) -> [pid_t] {
         let recorded = instance(layout, version)
-        defer { unlink(instancePath(layout, version)) }
+        defer {
+            if let session = recorded?.session { NodeSchroot.end(session, context: context) }
+            unlink(instancePath(layout, version))
+        }
         func reap() { if let pid = recorded?.pid { _ = waitpid(pid, nil, WNOHANG) } }
         reap()
         let running = processes(layout, version)

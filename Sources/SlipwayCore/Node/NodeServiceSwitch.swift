@@ -56,6 +56,7 @@ extension NodeActivate {
                     failure += "; its log: \(NodeService.logTail(layout, target))"
                 }
                 NodeService.stop(target, spec: spec, layout: layout, context: context)
+                if context.settings.schrootEnabled { try? point(layout, to: previous, context: context) }
                 if stoppedPrevious, let previous { restart(previous, layout: layout, context: context) }
                 return failure
             }
@@ -75,6 +76,7 @@ extension NodeActivate {
             return nil
         } catch {
             NodeService.stop(target, spec: spec, layout: layout, context: context)
+            if context.settings.schrootEnabled { try? point(layout, to: previous, context: context) }
             if stoppedPrevious, let previous { restart(previous, layout: layout, context: context) }
             return Output.message(for: error)
         }
