@@ -18,58 +18,14 @@ enum BuildFiles {
     /// `create` is set. A symlink or anything else that is not a directory on the way is
     /// refused, naming it (`BuildError.notARealDirectory`). The caller closes the result.
     static func openDirectoryBeneath(_ treePath: String, in tree: String, create: Bool = true) throws -> Int32 {
-        var fd = open(tree, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw BuildError.system(operation: "open", path: tree, errno: errno) }
-        var walked = ""
-        for component in treePath.split(separator: "/").map(String.init) where component != "." {
-            guard component != ".." else {
-                close(fd)
-                throw BuildError.pathOutsideTree(path: treePath)
-            }
-            walked += "/" + component
-            let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
-            var next = openat(fd, component, flags)
-            if next < 0, errno == ENOENT, create {
-                if mkdirat(fd, component, 0o755) != 0, errno != EEXIST {
-                    let code = errno
-                    close(fd)
-                    throw BuildError.system(operation: "create directory", path: tree + walked, errno: code)
-                }
-                next = openat(fd, component, flags)
-            }
-            if next < 0 {
-                let code = errno
-                defer { close(fd) }
-                var info = stat()
-                if fstatat(fd, component, &info, AT_SYMLINK_NOFOLLOW) == 0, (info.st_mode & S_IFMT) != S_IFDIR {
-                    throw BuildError.notARealDirectory(treePath: walked, found: describe(info, at: component, in: fd))
-                }
-                throw BuildError.system(operation: "open", path: tree + walked, errno: code)
-            }
-            close(fd)
-            fd = next
-        }
-        var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
-            close(fd)
-            throw BuildError.notARealDirectory(treePath: walked.isEmpty ? "/" : walked, found: "not a directory")
-        }
-        return fd
-    }
-
-    /// "a symlink to TARGET", "a regular file", … for what `fstatat` found.
-    private static func describe(_ info: stat, at name: String, in directory: Int32) -> String {
-        switch info.st_mode & S_IFMT {
-        case S_IFLNK:
-            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let count = readlinkat(directory, name, &buffer, buffer.count - 1)
-            return count >= 0 ? "a symlink to \(String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self))" : "a symlink"
-        case S_IFREG: return "a regular file"
-        case S_IFCHR: return "a character device"
-        case S_IFBLK: return "a block device"
-        case S_IFIFO: return "a FIFO"
-        case S_IFSOCK: return "a socket"
-        default: return "not a directory"
+        let components = treePath.split(separator: "/").map(String.init).filter { $0 != "." }
+        guard !components.contains("..") else { throw BuildError.pathOutsideTree(path: treePath) }
+        do {
+            return try DirectoryBeneath.open(root: tree, components: components, create: create).fd
+        } catch let .notADirectory(_, relative, found) {
+            throw BuildError.notARealDirectory(treePath: relative, found: found)
+        } catch let .system(operation, path, code) {
+            throw BuildError.system(operation: operation, path: path, errno: code)
         }
     }
 

@@ -3,15 +3,17 @@ import Glibc
 
 /// Opens directories below a root without following any symlink on the way: each component
 /// is opened with `openat(…, O_NOFOLLOW | O_DIRECTORY)` relative to the one before, so a
-/// symlink placed anywhere under the root (by a release, or by a process that can write
-/// there) can never send a path outside it. The resulting descriptor names the directory
-/// itself; `/proc/PID/fd/N` reaches it without resolving the path again, from this process
-/// and from the commands it runs.
+/// symlink placed anywhere under the root (by a release, a recipe, or a process that can
+/// write there) can never send a path outside it. The resulting descriptor names the
+/// directory itself; `/proc/PID/fd/N` reaches it without resolving the path again, from this
+/// process and from the commands it runs. The build's mount points and the node's shared
+/// directories are opened this way (docs/security.md).
 struct DirectoryBeneath {
     /// Why a path below the root cannot be used.
     enum Failure: Error {
-        /// `path` (a prefix of the requested path) is a symlink or another non-directory.
-        case notADirectory(path: String, symlinkTarget: String?)
+        /// `path` (root + the components walked) is not a real directory: `found` says what
+        /// it is ("a symlink to /x", "a regular file" …); `relative` is the path below the root.
+        case notADirectory(path: String, relative: String, found: String)
         case system(operation: String, path: String, errno: Int32)
     }
 
@@ -27,49 +29,59 @@ struct DirectoryBeneath {
     func close() { _ = Glibc.close(fd) }
 
     /// Opens `root/components…`, creating missing components as real directories with
-    /// `mode` when `create` is set. The root itself must be a real directory too.
+    /// `mode` when `create` is set.
     static func open(root: String, components: [String], create: Bool, mode: mode_t = 0o755) throws(Failure) -> DirectoryBeneath {
-        var fd = Glibc.open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw failure(root, errno: errno, operation: "open directory") }
-        var path = root
+        var fd = Glibc.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw .system(operation: "open directory", path: root, errno: errno) }
+        var relative = ""
         for component in components {
-            path += "/" + component
-            var next = openat(fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            relative += "/" + component
+            let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+            var next = openat(fd, component, flags)
             if next < 0, errno == ENOENT, create {
                 if mkdirat(fd, component, mode) != 0 && errno != EEXIST {
                     let code = errno
                     Glibc.close(fd)
-                    throw .system(operation: "create directory", path: path, errno: code)
+                    throw .system(operation: "create directory", path: root + relative, errno: code)
                 }
-                next = openat(fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                next = openat(fd, component, flags)
             }
-            let code = errno
             if next < 0 {
-                let error = failure(path, errno: code, operation: "open directory", parent: fd, name: component)
-                Glibc.close(fd)
-                throw error
+                let code = errno
+                defer { Glibc.close(fd) }
+                var info = stat()
+                if fstatat(fd, component, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT != S_IFDIR {
+                    throw .notADirectory(path: root + relative, relative: relative, found: describe(info, at: component, in: fd))
+                }
+                throw .system(operation: "open directory", path: root + relative, errno: code)
             }
             Glibc.close(fd)
             fd = next
         }
-        return DirectoryBeneath(fd: fd, path: path)
+        return DirectoryBeneath(fd: fd, path: root + relative)
     }
 
-    private static func failure(_ path: String, errno code: Int32, operation: String, parent: Int32 = AT_FDCWD,
-                                name: String? = nil) -> Failure {
-        guard code == ELOOP || code == ENOTDIR else { return .system(operation: operation, path: path, errno: code) }
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlinkat(parent, name ?? path, &buffer, buffer.count - 1)
-        let target = n >= 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
-        return .notADirectory(path: path, symlinkTarget: target)
+    /// "a symlink to TARGET", "a regular file", … for what `fstatat` found.
+    static func describe(_ info: stat, at name: String, in directory: Int32) -> String {
+        switch info.st_mode & S_IFMT {
+        case S_IFLNK:
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let count = readlinkat(directory, name, &buffer, buffer.count - 1)
+            return count >= 0 ? "a symlink to \(String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self))" : "a symlink"
+        case S_IFREG: return "a regular file"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFIFO: return "a FIFO"
+        case S_IFSOCK: return "a socket"
+        default: return "not a directory"
+        }
     }
 }
 
 extension DirectoryBeneath.Failure: CustomStringConvertible {
     var description: String {
         switch self {
-        case let .notADirectory(path, target?): "\(path) is a symlink to \(target), not a directory"
-        case let .notADirectory(path, nil): "\(path) is not a directory"
+        case let .notADirectory(path, _, found): "\(path) is \(found)"
         case let .system(operation, path, code): "\(operation) \(path): \(String(cString: strerror(code)))"
         }
     }
