@@ -141,7 +141,7 @@ public struct CommandRunner: Sendable {
 /// A child started with posix_spawn: signals reset to their defaults (slipway ignores
 /// SIGINT/SIGTERM while it cleans up; its children must not inherit that), pipes drained
 /// with poll so a chatty child never blocks.
-private struct SpawnedProcess {
+struct SpawnedProcess {
     let pid: pid_t
     var stdinFD: Int32 = -1
     var stdoutFD: Int32 = -1
@@ -234,7 +234,7 @@ private struct SpawnedProcess {
     /// mmdebstrap then redirects. glibc's closefrom action is not importable, so every
     /// descriptor above 2 is marked close-on-exec just before spawning (spawning holds the
     /// process-wide lock); the dup2'd pipe ends in the child are unaffected.
-    private static func markDescriptorsCloseOnExec() {
+    static func markDescriptorsCloseOnExec() {
         guard let dir = opendir("/proc/self/fd") else { return }
         defer { closedir(dir) }
         let own = dirfd(dir)

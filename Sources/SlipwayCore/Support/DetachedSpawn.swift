@@ -33,7 +33,8 @@ enum DetachedSpawn {
         sigemptyset(&empty)
         posix_spawnattr_setsigmask(&attributes, &empty)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK) | spawnSetSID)
-        markDescriptorsCloseOnExec()
+        // Nothing inherited (a test runner's, an SSH session's pipes) may reach the child.
+        SpawnedProcess.markDescriptorsCloseOnExec()
         let argv = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil] }
@@ -48,20 +49,4 @@ enum DetachedSpawn {
     /// glibc's POSIX_SPAWN_SETSID (<spawn.h>, behind _GNU_SOURCE, which Swift's Glibc module
     /// does not define).
     private static let spawnSetSID: Int16 = 0x80
-
-    /// Descriptors above 2 that are not close-on-exec (inherited from a test runner, an SSH
-    /// session) must not reach a detached child: it would hold the caller's pipes open.
-    private static func markDescriptorsCloseOnExec() {
-        guard let dir = opendir("/proc/self/fd") else { return }
-        defer { closedir(dir) }
-        let own = dirfd(dir)
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: &entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            guard let fd = Int32(name), fd > 2, fd != own else { continue }
-            let flags = fcntl(fd, F_GETFD)
-            if flags >= 0, flags & FD_CLOEXEC == 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
-        }
-    }
 }
