@@ -88,7 +88,8 @@ struct BuildTests {
                 "the bootstrap's dpkg settings (force-unsafe-io) are not in the image: \(dpkgConfig)")
         let conf = try String(contentsOfFile: tree + "/etc/python-web/gunicorn.conf.py", encoding: .utf8)
         #expect(conf.contains("bind = \"127.0.0.1:\" + os.environ.get(\"PORT\", \"8000\")"), "\(conf)")
-        #expect(mountsUnder(sharedCacheDirectory).isEmpty)
+        // Only the cache itself: other suites may be building in its work/ meanwhile.
+        #expect(mountsUnder(sharedCacheDirectory + "/bases").isEmpty)
     }
 
     @Test func failingRunStepNamesStageAndLeavesNothing() throws {

@@ -98,7 +98,7 @@ struct LVMBackendVMTests {
     /// Power cuts during `slipway node apply` (odd trials) and `activate` (even ones): the guest
     /// kernel reboots at once at a seeded moment of the command (sysrq b: no sync, no unmount).
     /// After each boot, before any slipway command, current is the old or the new version,
-    /// mounted and complete; after `recover`, DESIGN.md's invariant holds: no leftovers, every
+    /// mounted and complete; after `recover`, the invariant of docs/node.md holds: no leftovers, every
     /// landed version mounted with its unit, the journal listing exactly those.
     func crashTrials(vm: LVMVM, releases: LVMAppReleases, app: String) throws -> String? {
         let environment = ProcessInfo.processInfo.environment

@@ -133,7 +133,7 @@ struct LVMAppReleases {
     }
 }
 
-/// The VM's view of one app: what the invariant of DESIGN.md is checked against.
+/// The VM's view of one app: what the invariant of docs/node.md "Crash safety" is checked against.
 struct LVMNodeView {
     var current: String?
     var currentMountSource: String?

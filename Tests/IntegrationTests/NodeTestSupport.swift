@@ -128,7 +128,7 @@ struct NodeFixture {
                 sourceLocation: sourceLocation)
     }
 
-    /// The invariant of DESIGN.md: `current` is absent or resolves to a landed release whose
+    /// The invariant of docs/node.md "Crash safety": `current` is absent or resolves to a landed release whose
     /// tree matches its manifest; no leftovers.
     func checkInvariant(_ label: String, allowLeftovers: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) throws {
         if let current {

@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 
-/// Switches `current` to a landed version (DESIGN.md "Crash safety", activate):
+/// Switches `current` to a landed version (docs/node.md "Crash safety", activate):
 /// lock → recover → landed? → pre-activate hook → `current.new` → rename over `current` →
 /// fsync → schroot file the same way → reload hook (start on the first activation) →
 /// health check with retries. A failed reload or health check switches back, reloads the old

@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 
-/// Lands a release on the node (DESIGN.md "Crash safety", apply):
+/// Lands a release on the node (docs/node.md "Crash safety", apply):
 /// lock → recover → verify the archive's sha256 and the manifest's signature (when trust is
 /// configured) before touching anything → backend staging → extract the archive, or the
 /// backend's cheap copy of the base plus the delta → link shared directories → verify the

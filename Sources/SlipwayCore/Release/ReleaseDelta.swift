@@ -28,7 +28,7 @@ public struct DeltaMetadata: Codable, Sendable, Equatable {
     public var archiveSize: UInt64?
 }
 
-/// Deltas between two releases of the store (DESIGN.md "Store layout"):
+/// Deltas between two releases of the store (docs/archive-format.md "Store layout"):
 /// `store/<app>/<B>/deltas/<A>.tar.xz` holds the entries of B that are new or changed
 /// against A (with their parent directories and hardlink partners, so the archive is a
 /// tree of its own) plus `.slipway-delta.json`; `deltas/<A>.json` is the same metadata with

@@ -43,7 +43,7 @@ public struct StoredRelease: Sendable {
     public var signatureFile: Data?
 }
 
-/// The local release store (DESIGN.md, "Store layout"):
+/// The local release store (docs/archive-format.md, "Store layout"):
 ///
 ///     <root>/<app>/<version>/rootfs.tar.xz|rootfs.tar.zst  manifest.json  manifest.sig
 ///     <root>/<app>/index.json     versions, newest last

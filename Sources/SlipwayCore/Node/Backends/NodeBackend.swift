@@ -62,7 +62,7 @@ extension NodeBackend {
     public func explainFailure(_ error: any Error, version: String, layout: NodeLayout) -> (any Error)? { nil }
 }
 
-/// The node's directory layout for one app (see DESIGN.md "On the node").
+/// The node's directory layout for one app (docs/node.md "Layout").
 public struct NodeLayout: Sendable, Equatable {
     /// `/var/lib/slipway` by default; per node in a test farm.
     public var root: String
