@@ -78,7 +78,10 @@ def main():
                 if len(records) >= args.max_requests:
                     stop.set()
                 if ok and args.ready_file and not os.path.exists(args.ready_file):
-                    open(args.ready_file, "w").close()
+                    try:
+                        open(args.ready_file, "w").close()
+                    except OSError:
+                        stop.set()  # whoever asked for it is gone
 
     threads = [threading.Thread(target=client) for _ in range(args.clients)]
     for thread in threads:
