@@ -27,7 +27,8 @@ public enum NodeError: Error, CustomStringConvertible, Sendable {
     case noPreviousVersion(app: String)
     /// A hook command failed (pre-activate, start, reload).
     case hookFailed(hook: String, app: String, version: String, detail: String)
-    /// The health check failed after a switch, and the node switched back.
+    /// The new version's start, health check or front failed, and the node is back on (or
+    /// never left) the previous version.
     case rolledBack(app: String, failedVersion: String, restored: String?, detail: String)
     /// A bad argument (name, offset, file name).
     case invalidArgument(String)
@@ -85,9 +86,9 @@ public enum NodeError: Error, CustomStringConvertible, Sendable {
             return "the \(hook) hook of \(app)@\(version) failed: \(detail)"
         case let .rolledBack(app, failed, restored, detail):
             if let restored {
-                return "\(app)@\(failed) failed its health check (\(detail)); rolled back to \(restored)"
+                return "\(app)@\(failed) did not take over (\(detail)); rolled back to \(restored)"
             }
-            return "\(app)@\(failed) failed its health check (\(detail)); there was no previous version, so \(app) has no current version now"
+            return "\(app)@\(failed) did not take over (\(detail)); there was no previous version, so \(app) has no current version now"
         case let .invalidArgument(text):
             return text
         case let .badOffset(path, offset, have):
