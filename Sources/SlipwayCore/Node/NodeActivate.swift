@@ -58,6 +58,13 @@ public enum NodeActivate {
         if previous == version {
             context.log("\(layout.app)@\(version) is already current")
             result.outcome = "already-current"
+            // After a reboot (or a kill) nothing of it runs: activating it again starts it.
+            if serviceSpec(layout, version)?.command != nil, NodeService.processes(layout, version).isEmpty {
+                context.log("\(layout.app)@\(version) is current but its service does not run; starting it")
+                if let failure = switchServices(to: version, from: nil, layout: layout, context: context, ran: &result.ran) {
+                    throw NodeError.hookFailed(hook: "start", app: layout.app, version: version, detail: failure)
+                }
+            }
             // Asking again confirms nothing: a pending confirmation keeps its deadline.
             result.confirmDeadline = pendingBefore?.version == version ? pendingBefore?.deadline : nil
             result.seconds = NodeFiles.now() - started
