@@ -32,7 +32,7 @@ enum NodeSchroot {
     }
 
     static func start(_ version: String, spec: ServiceSpec, command: String, ids: (uid: UInt32, gid: UInt32), binds: [String], port: Int,
-                      layout: NodeLayout, context: NodeContext) throws -> NodeService.Instance {
+                      niceness: Int, layout: NodeLayout, context: NodeContext) throws -> NodeService.Instance {
         let app = layout.app
         let profile = (context.settings.schrootDirectory as NSString).deletingLastPathComponent + "/slipway-\(app)"
         try NodeFiles.makeDirectories(profile)
@@ -52,13 +52,15 @@ enum NodeSchroot {
         // through the host's chroot: `schroot -r -u USER` would need the release's user in the
         // host's passwd.
         let chroot = try CommandRunner.resolve("chroot")
+        let nice = try CommandRunner.resolve("nice")
         let log = NodeService.logPath(layout, version)
         _ = try? NodeFiles.appendLine(log, "--- \(ISO8601DateFormatter().string(from: Date())) slipway starts \(app)@\(version) in schroot session \(session) on port \(port): \(command)")
         let pid: pid_t
         do {
             pid = try DetachedSpawn.spawn(
-                program: chroot,
-                arguments: [chroot, "--userspec=\(ids.uid):\(ids.gid)", "--", mountLocation(session), "/bin/sh", "-c", command],
+                program: nice,
+                arguments: [nice, "-n", String(niceness), chroot, "--userspec=\(ids.uid):\(ids.gid)", "--", mountLocation(session),
+                            "/bin/sh", "-c", command],
                 environment: NodeService.serviceEnvironment(layout: layout, version: version, port: port), log: log)
         } catch {
             end(session, context: context)

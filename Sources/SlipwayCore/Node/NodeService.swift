@@ -104,7 +104,7 @@ enum NodeService {
     /// shared SRC bound over its DST; then it chroots and runs the command (exec all the
     /// way, so the recorded pid is the app server's).
     static let launcher = """
-        rel=$1; ids=$2; cmd=$3; shift 3
+        rel=$1; ids=$2; cmd=$3; niceness=$4; shift 4
         fail() { echo "slipway: cannot prepare the service's root: $*" >&2; exit 111; }
         if [ -d "$rel/proc" ]; then mount -t proc -o nosuid,nodev,noexec proc "$rel/proc" || fail "mount /proc"; fi
         if [ -d "$rel/dev" ]; then
@@ -116,7 +116,7 @@ enum NodeService {
         fi
         if [ -d "$rel/tmp" ]; then mount -t tmpfs -o mode=1777,nosuid,nodev slipway-tmp "$rel/tmp" || fail "mount /tmp"; fi
         while [ $# -ge 2 ]; do mount --bind -- "$1" "$2" || fail "bind $1 over $2"; shift 2; done
-        exec chroot --userspec="$ids" -- "$rel" /bin/sh -c "$cmd"
+        exec nice -n "$niceness" chroot --userspec="$ids" -- "$rel" /bin/sh -c "$cmd"
         """
 
     /// A simple command is exec'd, so that the recorded pid is the server's and the stop
@@ -130,7 +130,11 @@ enum NodeService {
 
     /// Starts `version`'s service on `port`; returns once it is spawned (the health check
     /// tells whether it serves).
-    static func start(_ version: String, spec: ServiceSpec, port: Int, layout: NodeLayout, context: NodeContext) throws -> Instance {
+    /// `beside` (another version serves meanwhile): the new server starts at a lower CPU
+    /// priority (nice 10), so that its boot does not slow the answers of the one serving;
+    /// `promote` puts it back once it has passed its health check.
+    static func start(_ version: String, spec: ServiceSpec, port: Int, beside: Bool = false, layout: NodeLayout,
+                      context: NodeContext) throws -> Instance {
         guard let command = spec.command else { throw NodeError.invalidArgument("\(layout.app)@\(version) has no [service] command") }
         let release = layout.release(version)
         let ids = try account(spec.user, release: release)
@@ -138,7 +142,7 @@ enum NodeService {
         try NodeFiles.makeDirectories(runDirectory(layout))
         if context.settings.schrootEnabled {
             return try NodeSchroot.start(version, spec: spec, command: shellCommand(command), ids: ids, binds: binds, port: port,
-                                         layout: layout, context: context)
+                                         niceness: beside ? 10 : 0, layout: layout, context: context)
         }
         let log = logPath(layout, version)
         let stamp = ISO8601DateFormatter().string(from: Date())
@@ -151,12 +155,17 @@ enum NodeService {
         let pid = try DetachedSpawn.spawn(
             program: unshare,
             arguments: [unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", launcher, "slipway-service",
-                        release, "\(ids.uid):\(ids.gid)", shellCommand(command)] + binds,
+                        release, "\(ids.uid):\(ids.gid)", shellCommand(command), beside ? "10" : "0"] + binds,
             environment: environment, log: log)
         let instance = Instance(version: version, pid: pid, port: port, startedAt: NodeFiles.now(), session: nil)
         try NodeFiles.writeAtomically(instancePath(layout, version), try JSONEncoder().encode(instance))
         context.log("started \(layout.app)@\(version) (pid \(pid), port \(port))")
         return instance
+    }
+
+    /// Every process of `version` back to the normal CPU priority (see `start`).
+    static func promote(_ version: String, layout: NodeLayout) {
+        for pid in processes(layout, version) { setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(pid), 0) }
     }
 
     /// The whole environment of a service.

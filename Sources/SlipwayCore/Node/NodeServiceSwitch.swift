@@ -41,7 +41,8 @@ extension NodeActivate {
                 }
             }
             ran.append("start")
-            _ = try NodeService.start(target, spec: spec, port: port, layout: layout, context: context)
+            let beside = previous.map { $0 != target && !NodeService.processes(layout, $0).isEmpty } ?? false
+            _ = try NodeService.start(target, spec: spec, port: port, beside: beside, layout: layout, context: context)
             var failure: String?
             if let health = spec.health {
                 ran.append("health")
@@ -60,6 +61,7 @@ extension NodeActivate {
                 if stoppedPrevious, let previous { restart(previous, layout: layout, context: context) }
                 return failure
             }
+            if beside { NodeService.promote(target, layout: layout) }
             try point(layout, to: target, context: context)
             if let front {
                 ran.append("front")
