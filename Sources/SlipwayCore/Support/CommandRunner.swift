@@ -154,13 +154,7 @@ struct SpawnedProcess {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        Self.resetSignals(&attributes)
 
         var parentEnds: [Int32] = []
         var childEnds: [Int32] = []
@@ -234,6 +228,19 @@ struct SpawnedProcess {
     /// mmdebstrap then redirects. glibc's closefrom action is not importable, so every
     /// descriptor above 2 is marked close-on-exec just before spawning (spawning holds the
     /// process-wide lock); the dup2'd pipe ends in the child are unaffected.
+    /// Every signal at its default action and none blocked in the child (slipway ignores
+    /// SIGINT/SIGTERM while it cleans up; children must not inherit that); `flags` adds
+    /// spawn flags such as POSIX_SPAWN_SETSID.
+    static func resetSignals(_ attributes: inout posix_spawnattr_t, flags: Int16 = 0) {
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK) | flags)
+    }
+
     static func markDescriptorsCloseOnExec() {
         guard let dir = opendir("/proc/self/fd") else { return }
         defer { closedir(dir) }

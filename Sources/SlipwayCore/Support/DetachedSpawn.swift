@@ -26,13 +26,7 @@ enum DetachedSpawn {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK) | spawnSetSID)
+        SpawnedProcess.resetSignals(&attributes, flags: spawnSetSID)
         // Nothing inherited (a test runner's, an SSH session's pipes) may reach the child.
         SpawnedProcess.markDescriptorsCloseOnExec()
         let argv = arguments.map { strdup($0) } + [nil]
