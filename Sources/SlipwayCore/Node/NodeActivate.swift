@@ -229,11 +229,8 @@ public enum NodeActivate {
         try NodeFiles.fsyncDirectory(layout.appDirectory)
         if context.settings.schrootEnabled {
             if let version {
-                var settings = try context.backend.schrootSettings(version: version, layout: layout)
-                // The sessions' fstab (shared directories), once a service has run in one.
-                let profile = (context.settings.schrootDirectory as NSString).deletingLastPathComponent + "/slipway-\(layout.app)"
-                if NodeFiles.exists(profile + "/fstab") { settings.append(("setup.fstab", "slipway-\(layout.app)/fstab")) }
-                try context.schroot.write(layout: layout, version: version, settings: settings)
+                try context.schroot.write(layout: layout, version: version,
+                                          settings: try NodeSchroot.chrootSettings(version, layout: layout, context: context))
             } else {
                 try context.schroot.remove(layout: layout)
             }

@@ -31,15 +31,28 @@ enum NodeSchroot {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// Where the app's sessions' fstab lives (`/etc/schroot/slipway-<app>`).
+    static func profileDirectory(_ layout: NodeLayout, context: NodeContext) -> String {
+        (context.settings.schrootDirectory as NSString).deletingLastPathComponent + "/slipway-\(layout.app)"
+    }
+
+    /// The chroot file's settings for `version`: the backend's, and the sessions' fstab once
+    /// it has been written.
+    static func chrootSettings(_ version: String, layout: NodeLayout, context: NodeContext) throws -> [(key: String, value: String)] {
+        var settings = try context.backend.schrootSettings(version: version, layout: layout)
+        if NodeFiles.exists(profileDirectory(layout, context: context) + "/fstab") {
+            settings.append(("setup.fstab", "slipway-\(layout.app)/fstab"))
+        }
+        return settings
+    }
+
     static func start(_ version: String, spec: ServiceSpec, command: String, ids: (uid: UInt32, gid: UInt32), binds: [String], port: Int,
                       niceness: Int, layout: NodeLayout, context: NodeContext) throws -> NodeService.Instance {
         let app = layout.app
-        let profile = (context.settings.schrootDirectory as NSString).deletingLastPathComponent + "/slipway-\(app)"
+        let profile = profileDirectory(layout, context: context)
         try NodeFiles.makeDirectories(profile)
         try NodeFiles.writeAtomically(profile + "/fstab", Data(fstab(binds: binds, release: layout.release(version)).utf8))
-        var settings = try context.backend.schrootSettings(version: version, layout: layout)
-        settings.append(("setup.fstab", "slipway-\(app)/fstab"))
-        try context.schroot.write(layout: layout, version: version, settings: settings)
+        try context.schroot.write(layout: layout, version: version, settings: try chrootSettings(version, layout: layout, context: context))
         let session = sessionName(app: app, version: version)
         end(session, context: context)
         do {

@@ -32,26 +32,31 @@ enum NodeService {
     /// node on the same machine (a test farm, containers) may have a release at the same path
     /// in its own mount namespace.
     static func processes(_ layout: NodeLayout, _ version: String) -> [pid_t] {
+        processes(rootedAt: roots(layout, version, session: instance(layout, version)?.session))
+    }
+
+    /// The identities (device, inode) a process of `version` has as its root: the release,
+    /// and a schroot session's own mount (an overlay, a snapshot).
+    static func roots(_ layout: NodeLayout, _ version: String, session: String?) -> [(dev_t, ino_t)] {
         var roots: [(dev_t, ino_t)] = []
         var st = stat()
         if stat(layout.release(version), &st) == 0 { roots.append((st.st_dev, st.st_ino)) }
-        // A schroot session's root is its own mount (an overlay, a snapshot).
-        if let session = instance(layout, version)?.session, stat(NodeSchroot.mountLocation(session), &st) == 0 {
-            roots.append((st.st_dev, st.st_ino))
-        }
-        guard !roots.isEmpty else { return [] }
-        return scan { candidate in roots.contains { $0.0 == candidate.st_dev && $0.1 == candidate.st_ino } }.sorted()
+        if let session, stat(NodeSchroot.mountLocation(session), &st) == 0 { roots.append((st.st_dev, st.st_ino)) }
+        return roots
     }
 
-    /// The pids whose root directory matches `predicate`.
-    private static func scan(_ predicate: (stat) -> Bool) -> [pid_t] {
+    /// The pids whose root directory is one of `roots`.
+    static func processes(rootedAt roots: [(dev_t, ino_t)]) -> [pid_t] {
+        guard !roots.isEmpty else { return [] }
         var found: [pid_t] = []
         for name in NodeFiles.names("/proc") {
             guard let pid = pid_t(name) else { continue }
             var st = stat()
-            if stat("/proc/\(name)/root", &st) == 0, predicate(st) { found.append(pid) }
+            if stat("/proc/\(name)/root", &st) == 0, roots.contains(where: { $0.0 == st.st_dev && $0.1 == st.st_ino }) {
+                found.append(pid)
+            }
         }
-        return found
+        return found.sorted()
     }
 
     /// The uid and gid of `user` in the release's /etc/passwd.
@@ -186,7 +191,10 @@ enum NodeService {
         }
         func reap() { if let pid = recorded?.pid { _ = waitpid(pid, nil, WNOHANG) } }
         reap()
-        let running = processes(layout, version)
+        // Looked up once: the poll below only scans /proc.
+        let roots = roots(layout, version, session: recorded?.session)
+        func processes() -> [pid_t] { NodeService.processes(rootedAt: roots) }
+        let running = processes()
         guard !running.isEmpty else { return [] }
         let signal = spec?.stopSignalNumber ?? SIGTERM
         if let pid = recorded?.pid, running.contains(pid) {
@@ -197,15 +205,15 @@ enum NodeService {
         let deadline = NodeFiles.now() + (spec?.stopTimeout ?? 30)
         while NodeFiles.now() < deadline {
             reap()
-            if processes(layout, version).isEmpty { break }
+            if processes().isEmpty { break }
             usleep(20_000)
         }
-        let left = processes(layout, version)
+        let left = processes()
         if !left.isEmpty {
             context.log("\(layout.app)@\(version): \(left.count) process\(left.count == 1 ? "" : "es") still running after \(NodeConfirm.seconds(spec?.stopTimeout ?? 30)) s; killing \(left.map(String.init).joined(separator: ", "))")
             let killDeadline = NodeFiles.now() + 5
             while NodeFiles.now() < killDeadline {
-                let still = processes(layout, version)
+                let still = processes()
                 if still.isEmpty { break }
                 for pid in still { kill(pid, SIGKILL) }
                 reap()
