@@ -1,11 +1,21 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// The layers of docs/architecture.md. A target imports only the ones below it, and the
+// compiler holds that line: A → B means A imports B.
+//
+//   slipway (one-file main) → SlipwayCommands → Build, Export, Node, Fleet
+//   SlipwayBuild → SlipwayRecipe → SlipwayRelease
+//   SlipwayExport → SlipwayRelease
+//   SlipwayNode → SlipwayNodeProtocol → SlipwayRelease
+//   SlipwayFleet → SlipwayNodeProtocol (never SlipwayNode: the controller needs only the wire types)
+//   SlipwayRelease → SlipwayArchive → SlipwaySystem
+let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
+
 let package = Package(
     name: "slipway",
     products: [
         .executable(name: "slipway", targets: ["slipway"]),
-        .library(name: "SlipwayCore", targets: ["SlipwayCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -16,22 +26,32 @@ let package = Package(
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CLzma", pkgConfig: "liblzma", providers: [.apt(["liblzma-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .target(name: "SlipwaySystem", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
+        .target(name: "SlipwayArchive", dependencies: ["SlipwaySystem", "CArchive", "CLzma", "CZstd", crypto]),
+        .target(name: "SlipwayRelease", dependencies: ["SlipwayArchive", crypto]),
+        .target(name: "SlipwayRecipe", dependencies: ["SlipwayRelease"]),
+        .target(name: "SlipwayBuild", dependencies: ["SlipwayRecipe"]),
+        .target(name: "SlipwayExport", dependencies: ["SlipwayRelease"]),
+        .target(name: "SlipwayNodeProtocol", dependencies: ["SlipwayRelease"]),
+        .target(name: "SlipwayNode", dependencies: ["SlipwayNodeProtocol"]),
+        .target(name: "SlipwayFleet", dependencies: ["SlipwayNodeProtocol"]),
         .target(
-            name: "SlipwayCore",
+            name: "SlipwayCommands",
             dependencies: [
-                "CArchive", "CLzma", "CZstd",
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
-            ]
-        ),
-        .executableTarget(
-            name: "slipway",
-            dependencies: [
-                "SlipwayCore",
+                "SlipwayBuild", "SlipwayExport", "SlipwayNode", "SlipwayFleet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "SlipwayCoreTests", dependencies: ["SlipwayCore"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["SlipwayCore"]),
+        .executableTarget(name: "slipway", dependencies: ["SlipwayCommands"]),
+        // Each library has its own unit tests; IntegrationTests drive the real tools.
+        .target(name: "SlipwayTestSupport", dependencies: ["SlipwayRelease"], path: "Tests/SlipwayTestSupport"),
+        .testTarget(name: "SlipwaySystemTests", dependencies: ["SlipwaySystem"]),
+        .testTarget(name: "SlipwayReleaseTests", dependencies: ["SlipwayRelease", "SlipwayTestSupport"]),
+        .testTarget(name: "SlipwayRecipeTests", dependencies: ["SlipwayBuild", "SlipwayNode", "SlipwayTestSupport"]),
+        .testTarget(name: "SlipwayBuildTests", dependencies: ["SlipwayBuild", "SlipwayTestSupport"]),
+        .testTarget(name: "SlipwayNodeTests", dependencies: ["SlipwayNode", "SlipwayTestSupport"]),
+        .testTarget(name: "SlipwayFleetTests", dependencies: ["SlipwayFleet", "SlipwayTestSupport"]),
+        .testTarget(name: "SlipwayCommandsTests", dependencies: ["SlipwayCommands", "SlipwayTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["SlipwayCommands"]),
     ]
 )

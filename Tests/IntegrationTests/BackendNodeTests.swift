@@ -1,10 +1,19 @@
 import Foundation
-import SlipwayCore
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+@testable import SlipwayCommands
+@testable import SlipwaySystem
+@testable import SlipwayArchive
+@testable import SlipwayRelease
+@testable import SlipwayRecipe
+@testable import SlipwayBuild
+@testable import SlipwayExport
+@testable import SlipwayNodeProtocol
+@testable import SlipwayNode
+@testable import SlipwayFleet
 
 /// The node operations end to end on the btrfs and ZFS backends (apply, delta, activate,
 /// rollback, prune, schroot), and kill -9 of `slipway node apply` at seeded moments.

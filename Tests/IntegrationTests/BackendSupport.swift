@@ -1,10 +1,19 @@
 import Foundation
-import SlipwayCore
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+@testable import SlipwayCommands
+@testable import SlipwaySystem
+@testable import SlipwayArchive
+@testable import SlipwayRelease
+@testable import SlipwayRecipe
+@testable import SlipwayBuild
+@testable import SlipwayExport
+@testable import SlipwayNodeProtocol
+@testable import SlipwayNode
+@testable import SlipwayFleet
 
 // Shared helpers of the btrfs / ZFS / schroot backend tests: a btrfs filesystem on a loop
 // file, a zfs-fuse daemon and a pool on a file, and a tiny release tree that schroot can

@@ -1,10 +1,19 @@
 import Foundation
-@testable import SlipwayCore
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+@testable import SlipwayCommands
+@testable import SlipwaySystem
+@testable import SlipwayArchive
+@testable import SlipwayRelease
+@testable import SlipwayRecipe
+@testable import SlipwayBuild
+@testable import SlipwayExport
+@testable import SlipwayNodeProtocol
+@testable import SlipwayNode
+@testable import SlipwayFleet
 
 // Issue 13: a build mounts only on real directories inside its tree, and a killed build
 // leaves nothing the next one cannot clean up.

@@ -1,10 +1,19 @@
 import Foundation
-import SlipwayCore
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+@testable import SlipwayCommands
+@testable import SlipwaySystem
+@testable import SlipwayArchive
+@testable import SlipwayRelease
+@testable import SlipwayRecipe
+@testable import SlipwayBuild
+@testable import SlipwayExport
+@testable import SlipwayNodeProtocol
+@testable import SlipwayNode
+@testable import SlipwayFleet
 
 /// `slipway export`: a release as an ext4 or squashfs image, loop-mounted and checked
 /// against its manifest, byte-identical when exported again, and refused cleanly when it

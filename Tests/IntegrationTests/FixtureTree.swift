@@ -1,9 +1,18 @@
 import Foundation
-import SlipwayCore
 
 #if canImport(Glibc)
 import Glibc
 #endif
+@testable import SlipwayCommands
+@testable import SlipwaySystem
+@testable import SlipwayArchive
+@testable import SlipwayRelease
+@testable import SlipwayRecipe
+@testable import SlipwayBuild
+@testable import SlipwayExport
+@testable import SlipwayNodeProtocol
+@testable import SlipwayNode
+@testable import SlipwayFleet
 
 /// A tree holding every kind of entry a rootfs has, built under a test's temporary root.
 struct FixtureTree {

@@ -1,6 +1,15 @@
 import Foundation
-import SlipwayCore
 import Testing
+@testable import SlipwayCommands
+@testable import SlipwaySystem
+@testable import SlipwayArchive
+@testable import SlipwayRelease
+@testable import SlipwayRecipe
+@testable import SlipwayBuild
+@testable import SlipwayExport
+@testable import SlipwayNodeProtocol
+@testable import SlipwayNode
+@testable import SlipwayFleet
 
 /// A farm of `local` nodes (directories on this machine) driven through the real binary:
 /// deploy, deltas, rolling batches with a failing health check, status drift, fleet

@@ -1,10 +1,19 @@
 import Foundation
-import SlipwayCore
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+@testable import SlipwayCommands
+@testable import SlipwaySystem
+@testable import SlipwayArchive
+@testable import SlipwayRelease
+@testable import SlipwayRecipe
+@testable import SlipwayBuild
+@testable import SlipwayExport
+@testable import SlipwayNodeProtocol
+@testable import SlipwayNode
+@testable import SlipwayFleet
 
 /// Builds hostile tar streams with Python's tarfile (which writes whatever it is given) so
 /// that the corpus lives in the tests and needs no binary fixtures.

@@ -1,6 +1,15 @@
 import Foundation
-@testable import SlipwayCore
 import Testing
+@testable import SlipwayCommands
+@testable import SlipwaySystem
+@testable import SlipwayArchive
+@testable import SlipwayRelease
+@testable import SlipwayRecipe
+@testable import SlipwayBuild
+@testable import SlipwayExport
+@testable import SlipwayNodeProtocol
+@testable import SlipwayNode
+@testable import SlipwayFleet
 
 /// The lvm backend's pure parts: names, sizes, settings, mount units (no LVM needed).
 @Suite("LVM backend: names and settings")

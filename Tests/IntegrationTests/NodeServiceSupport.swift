@@ -1,10 +1,19 @@
 import Foundation
-import SlipwayCore
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+@testable import SlipwayCommands
+@testable import SlipwaySystem
+@testable import SlipwayArchive
+@testable import SlipwayRelease
+@testable import SlipwayRecipe
+@testable import SlipwayBuild
+@testable import SlipwayExport
+@testable import SlipwayNodeProtocol
+@testable import SlipwayNode
+@testable import SlipwayFleet
 
 // Helpers of the pull-mode and confirmation tests: the slipway binary built beside these
 // tests, and a real nginx serving a directory on a free local port.
@@ -27,13 +36,13 @@ func builtSlipway(test: String = #function) -> String? {
     return nodeBinary(test: test)
 }
 
-/// Runs the built slipway with `arguments` through SlipwayCore's command runner, which reads
+/// Runs the built slipway with `arguments` through SlipwaySystem's command runner, which reads
 /// stdout and stderr through pipes until both reach end of file: a descendant that kept them
 /// open would hold this call up.
 func runSlipway(_ binary: String, _ arguments: [String], environment: [String: String?] = [:], timeout: Duration = .seconds(120)) throws
     -> (status: Int32, stdout: Data, stderr: String, seconds: Double) {
     let started = Date()
-    let result = try SlipwayCore.CommandRunner().runAllowingFailure(Command([binary] + arguments, environment: environment, timeout: timeout))
+    let result = try SlipwaySystem.CommandRunner().runAllowingFailure(Command([binary] + arguments, environment: environment, timeout: timeout))
     return (result.status, result.standardOutput, result.standardErrorTail, Date().timeIntervalSince(started))
 }
 

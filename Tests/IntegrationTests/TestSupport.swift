@@ -1,10 +1,19 @@
 import Foundation
-import SlipwayCore
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
+@testable import SlipwayCommands
+@testable import SlipwaySystem
+@testable import SlipwayArchive
+@testable import SlipwayRelease
+@testable import SlipwayRecipe
+@testable import SlipwayBuild
+@testable import SlipwayExport
+@testable import SlipwayNodeProtocol
+@testable import SlipwayNode
+@testable import SlipwayFleet
 
 // Shared helpers of the integration tests: temporary roots, external commands, gating on
 // tools and privileges, and byte-path file system calls (names that are not UTF-8 cannot go

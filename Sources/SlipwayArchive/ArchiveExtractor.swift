@@ -1,0 +1,97 @@
+import Foundation
+import Glibc
+import SlipwaySystem
+
+/// Extracts archives safely.
+public enum ArchiveExtractor {
+    /// Extracts `archive` (tar.xz, tar.zst or tar, detected by content) into `target`, which must
+    /// not exist or be an empty directory. On any error nothing is left in `target`.
+    public static func extract(archive: String, into target: String, options: ExtractOptions = .init()) throws -> ExtractResult {
+        try ArchiveLocale.withUTF8 { try extractArchive(archive, into: target, options: options) }
+    }
+
+    private static func extractArchive(_ archive: String, into target: String, options: ExtractOptions) throws -> ExtractResult {
+        let threads = options.threads > 0 ? options.threads : ProcessInfo.processInfo.activeProcessorCount
+        let reader = try TarStreamReader(path: archive, threads: threads, progress: options.progress)
+        let (rootFD, created) = try openTarget(target)
+        if created { InterruptedWork.register(target) }
+        defer { if created { InterruptedWork.unregister(target) } }
+        options.progress?.begin("unpack", total: reader.input.size)
+        defer { options.progress?.end() }
+        do {
+            let creator = TreeCreator(rootFD: rootFD, restoreOwners: options.restoreOwners)
+            var count = 0
+            while let header = try reader.nextHeader() {
+                try InterruptedWork.checkpoint()
+                try creator.create(header) { body in try reader.readContent(body) }
+                count += 1
+            }
+            try creator.finish()
+            close(rootFD)
+            return ExtractResult(entryCount: count, tarSize: reader.tarBytes)
+        } catch {
+            PosixPath.removeContents(directoryFD: rootFD)
+            close(rootFD)
+            if created { rmdir(target) }
+            throw error
+        }
+    }
+
+    /// Opens the target directory, creating it when absent; an existing one must be empty.
+    private static func openTarget(_ target: String) throws -> (fd: Int32, created: Bool) {
+        var created = false
+        if mkdir(target, 0o755) == 0 {
+            created = true
+        } else if errno != EEXIST {
+            throw ArchiveError.system(operation: "create the target directory", path: target, errno: errno)
+        }
+        let fd = open(target, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOTDIR || errno == ELOOP { throw ArchiveError.targetNotEmpty(path: target) }
+            throw ArchiveError.system(operation: "open the target directory", path: target, errno: errno)
+        }
+        if !created {
+            let copy = dup(fd)
+            let names = (try? PosixPath.directoryNames(fd: copy, path: Array(target.utf8))) ?? [[]]
+            if !names.isEmpty {
+                close(fd)
+                throw ArchiveError.targetNotEmpty(path: target)
+            }
+        }
+        return (fd, created)
+    }
+}
+
+/// Reads an archive's entries without extracting it.
+public enum ArchiveReader {
+    /// The entry records of `archive`, with the SHA-256 of each regular file's content.
+    public static func records(archive: String, threads: Int = 0) throws -> [EntryRecord] {
+        try ArchiveLocale.withUTF8 { try readRecords(archive, threads: threads) }
+    }
+
+    private static func readRecords(_ archive: String, threads: Int) throws -> [EntryRecord] {
+        let reader = try TarStreamReader(
+            path: archive, threads: threads > 0 ? threads : ProcessInfo.processInfo.activeProcessorCount, progress: nil)
+        var records: [EntryRecord] = []
+        while let header = try reader.nextHeader() {
+            if header.isRoot { continue }
+            var record = EntryRecord(
+                path: ArchivePath(bytes: header.path), kind: header.kind, mode: header.mode, uid: header.uid,
+                gid: header.gid, size: header.size, linkTarget: header.linkTarget.map { ArchivePath(bytes: $0) },
+                xattrs: header.xattrs.isEmpty ? nil : header.xattrs.map(\.name).sorted {
+                    Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8))
+                })
+            if header.kind == .characterDevice || header.kind == .blockDevice {
+                record.deviceMajor = header.deviceMajor
+                record.deviceMinor = header.deviceMinor
+            }
+            if header.kind == .file {
+                var hasher = SHA256Stream()
+                try reader.readContent { chunk, _ in hasher.update(chunk) }
+                record.sha256 = hasher.hex()
+            }
+            records.append(record)
+        }
+        return records
+    }
+}

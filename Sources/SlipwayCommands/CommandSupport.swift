@@ -1,0 +1,76 @@
+import ArgumentParser
+import SlipwaySystem
+import SlipwayArchive
+import SlipwayRelease
+import SlipwayRecipe
+import SlipwayBuild
+import SlipwayExport
+import SlipwayNodeProtocol
+import SlipwayNode
+import SlipwayFleet
+
+/// Flags every command takes.
+struct GlobalOptions: ParsableArguments {
+    @Flag(name: .shortAndLong, help: "Log more on stderr.")
+    var verbose = false
+
+    @Flag(name: .shortAndLong, help: "Log only errors on stderr; no progress.")
+    var quiet = false
+
+    func validate() throws {
+        if verbose && quiet { throw ValidationError("--verbose and --quiet exclude each other.") }
+    }
+
+    var verbosity: Output.Verbosity { quiet ? .quiet : verbose ? .verbose : .normal }
+}
+
+/// `--store DIR`, for commands that use the release store.
+struct StoreOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The release store (default: $SLIPWAY_STORE, else ./store).", valueName: "DIR"))
+    var store: String?
+
+    var releaseStore: ReleaseStore { ReleaseStore(root: store) }
+}
+
+/// What a command's work receives: everything it talks to, so tests can swap it.
+struct CommandContext: Sendable {
+    var output: Output
+}
+
+/// A slipway command: `run(_:)` does the work; failures are printed as one
+/// `slipway: error:` line and end the process with status 1.
+protocol SlipwayCommand: ParsableCommand {
+    var global: GlobalOptions { get }
+    /// Whether results are wanted as JSON.
+    var wantsJSON: Bool { get }
+    func run(_ context: CommandContext) throws
+}
+
+extension SlipwayCommand {
+    var wantsJSON: Bool { false }
+
+    func run() throws {
+        let context = CommandContext(output: Output(verbosity: global.verbosity, json: wantsJSON))
+        do {
+            try run(context)
+        } catch let error as ValidationError {
+            throw error
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            context.output.error(Output.message(for: error))
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// Parses `NAME@VERSION`; a malformed reference is a usage mistake.
+func parseReference(_ text: String) throws -> ReleaseReference {
+    do {
+        return try ReleaseReference(parsing: text)
+    } catch {
+        throw ValidationError(Output.message(for: error))
+    }
+}
+
+extension ArchiveCompression: ExpressibleByArgument {}

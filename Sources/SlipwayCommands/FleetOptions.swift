@@ -1,0 +1,74 @@
+import ArgumentParser
+import Foundation
+import SlipwaySystem
+import SlipwayArchive
+import SlipwayRelease
+import SlipwayRecipe
+import SlipwayBuild
+import SlipwayExport
+import SlipwayNodeProtocol
+import SlipwayNode
+import SlipwayFleet
+
+/// `--inventory`, `--on` and `--parallel`: which nodes a fleet command talks to.
+struct FleetOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The inventory (default: $SLIPWAY_INVENTORY, else ./inventory.toml; *.ini: Ansible INI).", valueName: "FILE"))
+    var inventory: String?
+
+    @Option(help: ArgumentHelp("The nodes: @group, names, globs, comma-separated.", valueName: "SELECTOR"))
+    var on: String?
+
+    @Option(help: ArgumentHelp("Nodes worked on at once.", valueName: "N"))
+    var parallel: Int = 8
+
+    func validate() throws {
+        guard parallel >= 1 else { throw ValidationError("--parallel must be at least 1.") }
+    }
+
+    /// The selected nodes of the inventory; what it ignores is logged as a warning.
+    func nodes(output: Output) throws -> [FleetNode] {
+        guard let on else { throw ValidationError("Name the nodes with --on SELECTOR (@group, names, globs).") }
+        return try Inventory.load(path: Inventory.path(inventory), warn: { output.log("warning: \($0)") }).select(on)
+    }
+}
+
+/// The rollout flags deploy and fleet rollback share.
+struct RolloutOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Nodes switched first, as a batch of their own.", valueName: "N"))
+    var canary: Int = 0
+
+    @Option(help: ArgumentHelp("Nodes per batch: a number or a share (25%). Default: all at once.", valueName: "N|P%"))
+    var batch: String = "100%"
+
+    @Option(help: ArgumentHelp("Failed nodes tolerated before the rollout stops.", valueName: "K"))
+    var maxFailures: Int = 0
+
+    @Flag(help: "When the rollout stops, also switch back the nodes already done.")
+    var rollbackAllOnFailure = false
+
+    func validate() throws {
+        guard canary >= 0 else { throw ValidationError("--canary must be 0 or more.") }
+        guard maxFailures >= 0 else { throw ValidationError("--max-failures must be 0 or more.") }
+        do { _ = try RolloutPolicy.BatchSize(parsing: batch) } catch { throw ValidationError(Output.message(for: error)) }
+    }
+
+    func policy(parallel: Int) throws -> RolloutPolicy {
+        var policy = RolloutPolicy()
+        policy.canary = canary
+        policy.batch = try RolloutPolicy.BatchSize(parsing: batch)
+        policy.maxFailures = maxFailures
+        policy.rollbackAllOnFailure = rollbackAllOnFailure
+        policy.parallel = parallel
+        return policy
+    }
+}
+
+/// Prints the end table (or JSON) and fails when any node failed or was rolled back.
+func finish(_ outcomes: [NodeOutcome], output: Output) throws {
+    try output.result(outcomes, text: TextTable.outcomes(outcomes))
+    let bad = outcomes.filter(\.isFailure)
+    if !bad.isEmpty {
+        output.error("\(bad.count) of \(outcomes.count) node\(outcomes.count == 1 ? "" : "s") failed or rolled back: \(bad.map(\.node).joined(separator: ", "))")
+        throw ExitCode.failure
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import SlipwaySystem
+import SlipwayArchive
+import SlipwayRelease
+import SlipwayRecipe
+import SlipwayBuild
+import SlipwayExport
+import SlipwayNodeProtocol
+import SlipwayNode
+import SlipwayFleet
+
+/// `slipway rollback NAME --on SEL [--to V]` (the fleet) or `--local` (this machine).
+struct Rollback: SlipwayCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Switch nodes back to their previous version, or --to V, with no transfer (--local: this machine).")
+
+    @Argument(help: ArgumentHelp("The app.", valueName: "NAME")) var app: String
+    @Option(help: ArgumentHelp("A landed version to switch to.", valueName: "V")) var to: String?
+    @Flag(help: "This machine, not the fleet.") var local = false
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var fleet: FleetOptions
+    @OptionGroup var rollout: RolloutOptions
+    @OptionGroup var node: NodeOptions
+    @OptionGroup var global: GlobalOptions
+    var wantsJSON: Bool { json }
+
+    func validate() throws {
+        guard local != (fleet.on != nil) else { throw ValidationError("Give --on SELECTOR for the fleet, or --local for this machine.") }
+    }
+
+    func run(_ context: CommandContext) throws {
+        if local {
+            let result = try NodeRollback.rollback(app: app, to: to, context: try node.context(context.output))
+            return try context.output.result(result, text: [switchText(result)])
+        }
+        let nodes = try fleet.nodes(output: context.output)
+        let pool = try TransportPool()
+        defer { pool.close(nodes) }
+        let rollback = FleetRollback(app: app, to: to, policy: try rollout.policy(parallel: fleet.parallel), pool: pool,
+                                     progress: FleetProgress(nodes: nodes.map(\.name), output: context.output),
+                                     log: { [output = context.output] in output.log($0) })
+        try finish(rollback.run(nodes), output: context.output)
+    }
+}

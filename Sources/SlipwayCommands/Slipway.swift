@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import SlipwaySystem
+import SlipwayArchive
+import SlipwayRelease
+import SlipwayRecipe
+import SlipwayBuild
+import SlipwayExport
+import SlipwayNodeProtocol
+import SlipwayNode
+import SlipwayFleet
+
+/// The `slipway` command line: parses arguments and hands the work to the libraries
+/// (docs/architecture.md). The executable's main.swift calls `Slipway.main()`.
+public struct Slipway: ParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
+        commandName: "slipway",
+        abstract: "Build versioned root filesystems, ship them to a farm, switch and roll back.",
+        discussion: """
+            Build:         build, pack, export
+            Releases:      inspect, verify, diff, unpack, keygen
+            The farm:      deploy, push, status, rollback (--on SELECTOR)
+            This machine:  install, status --local, rollback --local, node
+
+            The store defaults to $SLIPWAY_STORE, else ./store; the inventory to
+            $SLIPWAY_INVENTORY, else ./inventory.toml. Set SOURCE_DATE_EPOCH for
+            reproducible packs.
+            """,
+        version: SlipwayVersion.string,
+        subcommands: [Build.self, Pack.self, Export.self, Inspect.self, Verify.self, Diff.self, Unpack.self, Keygen.self, Deploy.self, Push.self, Status.self, Rollback.self, Install.self, Node.self]
+    )
+
+    public static func main() {
+        // libarchive converts entry names through the locale; a C locale would mangle them.
+        setlocale(LC_ALL, "C.UTF-8")
+        SignalHandling.install()
+        main(nil)
+    }
+}
+
+/// SIGINT and SIGTERM end the process with status 128+signal after removing the assembly
+/// directories of releases being added, so an interrupted pack leaves nothing behind.
+enum SignalHandling {
+    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
+
+    static func install() {
+        for signo in [SIGINT, SIGTERM] {
+            // A dispatch source only sees the signal once its default action is disabled.
+            signal(signo, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
+            source.setEventHandler {
+                // A progress bar may be on screen without its newline.
+                if isatty(2) == 1 { _ = write(2, "\n", 1) }
+                InterruptedWork.removeAll()
+                exit(128 + signo)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}

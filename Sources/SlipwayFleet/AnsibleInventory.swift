@@ -1,0 +1,189 @@
+import Foundation
+import SlipwayNodeProtocol
+import SlipwayRelease
+import SlipwayArchive
+import SlipwaySystem
+
+/// Reads an Ansible INI inventory (docs/fleet.md): `[group]` host lines with `key=value`
+/// variables, `[group:children]`, `[group:vars]`, `[all:vars]` as the defaults.
+enum AnsibleInventory {
+    /// Ansible variables slipway reads; other `ansible_*` ones are reported and ignored.
+    static let knownVariables: Set<String> = [
+        "ansible_host", "ansible_ssh_host", "ansible_port", "ansible_ssh_port", "ansible_user", "ansible_ssh_user",
+        "ansible_ssh_common_args", "ansible_ssh_extra_args", "ansible_connection",
+    ]
+    /// slipway's own variables; any other `slipway_*` one is an error (a misspelt
+    /// `slipway_root` must not leave the node at its default root).
+    static let slipwayVariables: Set<String> = ["slipway_root", "slipway_backend", "slipway_path", "slipway_node_config"]
+    /// Variables that become ssh's destination or user: they must not look like an option.
+    static let destinationVariables: Set<String> = ["ansible_host", "ansible_ssh_host", "ansible_user", "ansible_ssh_user"]
+
+    private enum Section {
+        case hosts(String)
+        case children(String)
+        case vars(String)
+    }
+
+    static func parse(text: String, file: String, directory: String, warn: (String) -> Void = { _ in }) throws -> Inventory {
+        var order: [String] = []
+        var hostVariables: [String: [String: String]] = [:]
+        var hostLine: [String: Int] = [:]
+        var direct: [String: [String]] = [:]
+        var children: [String: [String]] = [:]
+        var groupVariables: [String: [String: String]] = [:]
+        var groupLine: [String: Int] = [:]
+        var section = Section.hosts("ungrouped")
+
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let number = index + 1
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+            func fail(_ detail: String) -> FleetError { .inventory(file: file, line: number, detail: detail) }
+            if line.hasPrefix("[") {
+                guard line.hasSuffix("]") else { throw fail("a section header ends with ']'") }
+                let header = String(line.dropFirst().dropLast())
+                let parts = header.split(separator: ":", maxSplits: 1).map(String.init)
+                let name = parts.first ?? ""
+                guard Inventory.validName(name) else { throw fail("'\(name)' is not a valid group name") }
+                groupLine[name] = groupLine[name] ?? number
+                switch parts.count == 2 ? parts[1] : nil {
+                case nil: section = .hosts(name); direct[name, default: []] += []
+                case "children": section = .children(name); children[name, default: []] += []
+                case "vars": section = .vars(name)
+                case let other?: throw fail("unknown section kind ':\(other)' (expected :children or :vars)")
+                }
+                continue
+            }
+            let words = try split(line, fail: fail)
+            switch section {
+            case let .hosts(group):
+                guard let name = words.first, !name.contains("=") else { throw fail("expected a host line: NAME key=value …") }
+                guard Inventory.validName(name) else {
+                    throw fail("'\(name)' is not a host name slipway can select (host ranges like web[1:3] are not supported; list the hosts)")
+                }
+                var variables = hostVariables[name] ?? [:]
+                for word in words.dropFirst() {
+                    guard let equals = word.firstIndex(of: "=") else { throw fail("'\(word)' is not key=value") }
+                    let key = String(word[..<equals]), value = String(word[word.index(after: equals)...])
+                    try check(key, value, at: "\(file):\(number)", warn: warn, fail: fail)
+                    variables[key] = value
+                }
+                if hostVariables[name] == nil { order.append(name); hostLine[name] = number }
+                hostVariables[name] = variables
+                direct[group, default: []].append(name)
+            case let .children(group):
+                guard words.count == 1 else { throw fail("a :children section lists one group per line") }
+                children[group, default: []].append(words[0])
+            case let .vars(group):
+                let joined = words.joined(separator: " ")
+                guard let equals = joined.firstIndex(of: "=") else { throw fail("a :vars section holds key=value lines") }
+                let key = joined[..<equals].trimmingCharacters(in: .whitespaces)
+                let value = joined[joined.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+                try check(key, value, at: "\(file):\(number)", warn: warn, fail: fail)
+                groupVariables[group, default: [:]][key] = value
+            }
+        }
+        guard !order.isEmpty else { throw FleetError.inventory(file: file, line: nil, detail: "the inventory lists no hosts") }
+        // `all` is every host, whatever the file says.
+        direct["all"] = order
+        var nodes = order.map { FleetNode(name: $0) }
+        let groups = try Inventory.resolveGroups(nodes: &nodes, direct: direct, children: children, file: file, line: { groupLine[$0] })
+        for index in nodes.indices {
+            let name = nodes[index].name
+            // Precedence, lowest first: all:vars, the host's groups' vars (by name), the host line.
+            var variables = groupVariables["all"] ?? [:]
+            for group in nodes[index].groups where group != "all" {
+                variables.merge(groupVariables[group] ?? [:]) { _, new in new }
+            }
+            variables.merge(hostVariables[name] ?? [:]) { _, new in new }
+            try apply(variables, to: &nodes[index], file: file, line: hostLine[name], directory: directory, warn: warn)
+        }
+        return Inventory(file: file, nodes: nodes, groups: groups)
+    }
+
+    private static func apply(_ variables: [String: String], to node: inout FleetNode, file: String, line: Int?,
+                              directory: String, warn: (String) -> Void) throws {
+        func fail(_ detail: String) -> FleetError { .inventory(file: file, line: line, detail: "\(node.name): \(detail)") }
+        for (key, value) in variables.sorted(by: { $0.key < $1.key }) {
+            switch key {
+            case "ansible_host", "ansible_ssh_host": node.host = value
+            case "ansible_port", "ansible_ssh_port":
+                guard let port = Int(value), (1...65535).contains(port) else { throw fail("\(key)=\(value) is not a port") }
+                node.port = port
+            case "ansible_user", "ansible_ssh_user": node.user = value
+            case "ansible_ssh_common_args", "ansible_ssh_extra_args":
+                var options = try split(value, fail: { fail($0) })
+                // `-F FILE` becomes the ssh config, so relative names resolve like the TOML's.
+                if let at = options.firstIndex(of: "-F"), at + 1 < options.count {
+                    let config = options[at + 1]
+                    node.sshConfig = config.hasPrefix("/") ? config : URL(fileURLWithPath: directory).appendingPathComponent(config).standardizedFileURL.path
+                    options.removeSubrange(at...(at + 1))
+                }
+                node.sshOptions += options
+            case "ansible_connection":
+                switch value {
+                case "ssh", "smart", "paramiko": node.transport = .ssh
+                case "local": node.transport = .local
+                default: throw fail("ansible_connection=\(value) is not supported (ssh or local)")
+                }
+            case "slipway_root":
+                guard value.hasPrefix("/") else { throw fail("slipway_root must be an absolute path") }
+                node.root = value
+            case "slipway_backend":
+                guard BackendKind.names.contains(value) else { throw fail("slipway_backend=\(value): use one of \(BackendKind.names.joined(separator: ", "))") }
+                node.backend = value
+            case "slipway_path":
+                guard value.hasPrefix("/") else { throw fail("slipway_path must be an absolute path") }
+                node.slipwayPath = value
+            case "slipway_node_config": node.nodeConfig = value
+            default:
+                // Checked where it was written (`check`): another ansible_* variable was
+                // warned about, anything else is the inventory's own business.
+                break
+            }
+        }
+    }
+
+    /// Checks one `key=value` where the file sets it (`place` is file:line): an unknown
+    /// `slipway_*` variable is an error, an unknown `ansible_*` one a warning, and a host or
+    /// user that begins with '-' an error (ssh would take it for an option). Variables with
+    /// neither prefix belong to the playbooks and are left alone.
+    private static func check(_ key: String, _ value: String, at place: String, warn: (String) -> Void,
+                              fail: (String) -> FleetError) throws {
+        if key.hasPrefix("slipway_"), !slipwayVariables.contains(key) {
+            throw fail("unknown variable \(key); slipway's are \(slipwayVariables.sorted().joined(separator: ", "))")
+        }
+        if key.hasPrefix("ansible_"), !knownVariables.contains(key) {
+            warn("\(place): ignoring \(key) (slipway does not use it)")
+        }
+        if destinationVariables.contains(key), value.hasPrefix("-") {
+            throw fail("\(key)=\(value): an ssh host or user cannot begin with '-' (ssh would read it as an option)")
+        }
+    }
+
+    /// Splits a line into words, honouring single and double quotes as a shell would.
+    static func split(_ line: String, fail: (String) -> FleetError) throws -> [String] {
+        var words: [String] = []
+        var current = ""
+        var quote: Character? = nil
+        var inWord = false
+        for character in line {
+            if let open = quote {
+                if character == open { quote = nil } else { current.append(character) }
+            } else if character == "'" || character == "\"" {
+                quote = character
+                inWord = true
+            } else if character == " " || character == "\t" {
+                if inWord { words.append(current); current = ""; inWord = false }
+            } else if character == "#" && !inWord {
+                break
+            } else {
+                current.append(character)
+                inWord = true
+            }
+        }
+        if quote != nil { throw fail("unterminated quote") }
+        if inWord { words.append(current) }
+        return words
+    }
+}

@@ -1,0 +1,351 @@
+import Foundation
+import Synchronization
+import SlipwayNodeProtocol
+import SlipwayRelease
+import SlipwayArchive
+import SlipwaySystem
+
+/// One node's line in the end table of push, deploy and rollback.
+public struct NodeOutcome: Codable, Sendable {
+    public var node: String
+    public var from: String?
+    public var to: String?
+    /// `landed`, `already-landed`, `activated`, `already-current`, `switched`, `rolled-back`,
+    /// `failed`, `not-touched`.
+    public var result: String
+    public var detail: String?
+    /// How the release travelled: `full`, `delta from V`, `pull full`, `pull delta from V`.
+    public var method: String?
+    public var seconds: Double
+    /// Release bytes the controller sent (pull mode: the bytes the node fetched).
+    public var bytesSent: UInt64
+    /// Whether this slipway's binary was installed on the node first.
+    public var installedSlipway: Bool
+
+    public init(node: String, from: String? = nil, to: String? = nil, result: String, detail: String? = nil, method: String? = nil,
+                seconds: Double = 0, bytesSent: UInt64 = 0, installedSlipway: Bool = false) {
+        self.node = node
+        self.from = from
+        self.to = to
+        self.result = result
+        self.detail = detail
+        self.method = method
+        self.seconds = seconds
+        self.bytesSent = bytesSent
+        self.installedSlipway = installedSlipway
+    }
+
+    /// Results that make the command exit non-zero.
+    public var isFailure: Bool { result == "failed" || result == "rolled-back" }
+}
+
+/// What push and deploy share: the release, the store, how to reach and feed the nodes.
+public struct PushOptions: Sendable {
+    public var store: ReleaseStore
+    public var reference: ReleaseReference
+    public var parallel: Int = 8
+    /// Nodes fetch from this static HTTP store (the store directory served as is).
+    public var pullFrom: String?
+    /// Never send deltas.
+    public var fullOnly = false
+    /// The slipway binary installed on nodes that lack one (default: this process's own).
+    public var slipwayBinary: String?
+
+    public init(store: ReleaseStore, reference: ReleaseReference) {
+        self.store = store
+        self.reference = reference
+    }
+}
+
+/// Takes a release to nodes: makes sure each has slipway, asks what it has, sends a delta
+/// against a version it already has (when the store has that version too and the delta is
+/// smaller) or the full archive, resuming a partial upload from the node's offset, and
+/// has the node verify and land it. Idempotent: a node that has the version is skipped.
+public final class FleetPush: Sendable {
+    public let options: PushOptions
+    let release: StoredRelease
+    let pool: TransportPool
+    public let progress: FleetProgress
+    public let log: @Sendable (String) -> Void
+    /// Deltas are made once per base, whichever node asks first.
+    private let deltas = Mutex<[String: ReleaseDelta.Made]>([:])
+    private let deltaLock = Mutex(())
+
+    public init(options: PushOptions, pool: TransportPool, progress: FleetProgress, log: @escaping @Sendable (String) -> Void) throws {
+        self.options = options
+        self.release = try options.store.release(options.reference)
+        self.pool = pool
+        self.progress = progress
+        self.log = log
+    }
+
+    /// Pushes to every node, `parallel` at a time. Every node is asked what it has and what
+    /// it demands first; when any node's signature policy refuses the release, nothing is
+    /// sent to any node and those nodes are named.
+    public func push(_ nodes: [FleetNode]) -> [(outcome: NodeOutcome, status: NodeStatus?)] {
+        let surveyed = ParallelWork.map(nodes, width: options.parallel) { node in self.survey(node) }
+        let refusing = surveyed.filter { $0.refusal != nil }
+        if !refusing.isEmpty {
+            let names = refusing.map(\.outcome.node)
+            log("refusing to push \(options.reference.name)@\(options.reference.version): \(names.count) node\(names.count == 1 ? "" : "s") would not accept its signature (\(names.joined(separator: ", "))); nothing was sent")
+            return surveyed.map { entry in
+                var outcome = entry.outcome
+                if let refusal = entry.refusal {
+                    outcome.result = "failed"
+                    outcome.detail = refusal
+                } else if !outcome.isFailure {
+                    outcome.result = "not-touched"
+                    outcome.detail = "nothing sent: \(names.joined(separator: ", ")) refuse\(names.count == 1 ? "s" : "") the release's signature"
+                }
+                progress.state(outcome.node, outcome.result + (outcome.detail.map { ": \($0)" } ?? ""))
+                return (outcome, entry.status)
+            }
+        }
+        return ParallelWork.map(surveyed, width: options.parallel) { entry in
+            guard let status = entry.status, !entry.outcome.isFailure else { return (entry.outcome, entry.status) }
+            return self.land(entry.node, status: status, outcome: entry.outcome, started: entry.started)
+        }
+    }
+
+    /// Pushes to one node; never throws: a failure is the node's outcome.
+    public func push(_ node: FleetNode) -> (outcome: NodeOutcome, status: NodeStatus?) {
+        push([node])[0]
+    }
+
+    /// One node after the first round: its status, and why it would refuse the release.
+    struct Surveyed {
+        var node: FleetNode
+        var outcome: NodeOutcome
+        var status: NodeStatus?
+        var refusal: String?
+        var started: ContinuousClock.Instant
+    }
+
+    /// Makes sure the node has slipway, asks what it has and checks its signature policy
+    /// against the release. Sends no release bytes.
+    func survey(_ node: FleetNode) -> Surveyed {
+        let started = ContinuousClock.now
+        var entry = Surveyed(node: node, outcome: NodeOutcome(node: node.name, to: options.reference.version, result: "failed"),
+                             started: started)
+        do {
+            let client = NodeClient(transport: pool.transport(for: node))
+            entry.outcome.installedSlipway = try ensureSlipway(client)
+            progress.state(node.name, "asking what it has")
+            let current = try client.status(app: options.reference.name)
+            entry.status = current
+            entry.outcome.from = current.current
+            entry.outcome.result = "pending"
+            let landed = current.releases.contains { $0.version == options.reference.version && $0.landed }
+            if !landed, let policy = current.signaturePolicy,
+               let refusal = NodeSignature.refusal(of: policy, manifestBytes: release.manifestBytes, signature: signatureBytes) {
+                entry.refusal = "\(node.name) refuses \(options.reference.name)@\(options.reference.version): \(refusal); nothing was sent"
+            }
+        } catch {
+            entry.outcome.result = "failed"
+            entry.outcome.detail = Output.message(for: error)
+            progress.state(node.name, "failed: \(entry.outcome.detail ?? "")")
+        }
+        entry.outcome.seconds = (ContinuousClock.now - started).seconds
+        return entry
+    }
+
+    /// The release's raw signature, nil when it is unsigned or the file is unreadable.
+    var signatureBytes: Data? {
+        guard let file = release.signatureFile else { return nil }
+        return try? ReleaseSigning.parseSignatureFile(file, source: release.signaturePath)
+    }
+
+    /// Lands the release on a surveyed node; never throws.
+    func land(_ node: FleetNode, status: NodeStatus, outcome start: NodeOutcome, started: ContinuousClock.Instant)
+        -> (outcome: NodeOutcome, status: NodeStatus?) {
+        var outcome = start
+        do {
+            if status.releases.contains(where: { $0.version == options.reference.version && $0.landed }) {
+                outcome.result = "already-landed"
+            } else {
+                try land(NodeClient(transport: pool.transport(for: node)), status: status, outcome: &outcome)
+                outcome.result = "landed"
+            }
+            progress.state(node.name, outcome.result + (outcome.method.map { " (\($0))" } ?? ""))
+        } catch {
+            outcome.result = "failed"
+            outcome.detail = Output.message(for: error)
+            progress.state(node.name, "failed: \(outcome.detail ?? "")")
+        }
+        outcome.seconds = (ContinuousClock.now - started).seconds
+        return (outcome, status)
+    }
+
+    /// Installs this slipway on the node when it has none or an older one.
+    func ensureSlipway(_ client: NodeClient) throws -> Bool {
+        guard client.node.transport == .ssh else { return false }
+        progress.state(client.node.name, "checking slipway")
+        let version = try client.slipwayVersion()
+        if let version, !SemanticVersion.isOlder(version, than: SlipwayVersion.string) { return false }
+        let binary = options.slipwayBinary ?? pool.executable
+        progress.state(client.node.name, version == nil ? "installing slipway" : "upgrading slipway \(version ?? "") → \(SlipwayVersion.string)")
+        try client.installSlipway(binary: binary)
+        log("\(client.node.name): installed slipway \(SlipwayVersion.string) at \(client.node.slipwayPath)")
+        return true
+    }
+
+    /// A file to put in the node's incoming/.
+    struct Payload {
+        var file: String
+        var localPath: String
+        var urlPath: String
+        var size: UInt64
+        var sha256: String
+    }
+
+    /// Sends (or has the node fetch) the manifest, its signature and the archive or delta,
+    /// then applies.
+    func land(_ client: NodeClient, status: NodeStatus, outcome: inout NodeOutcome) throws {
+        let reference = options.reference
+        let version = reference.version
+        let directory = "\(reference.name)/\(version)"
+        var signature: Payload? = nil
+        if release.signatureFile != nil {
+            signature = try payload(file: "\(version).manifest.sig", path: release.signaturePath, urlPath: "\(directory)/\(ReleaseStore.signatureFileName)")
+        }
+        let archiveName = (release.archivePath as NSString).lastPathComponent
+        var body = Payload(file: "\(version).\(archiveName.hasSuffix(".zst") ? "tar.zst" : "tar.xz")", localPath: release.archivePath,
+                           urlPath: "\(directory)/\(archiveName)", size: release.manifest.archive.size, sha256: release.manifest.archive.sha256)
+        var deltaBase: String? = nil
+        if !options.fullOnly, let base = chooseBase(status) {
+            let made = try delta(from: base)
+            if let size = made.metadata.archiveSize, let sha = made.metadata.archiveSHA256, size < body.size {
+                body = Payload(file: "\(version).from-\(base).tar.xz", localPath: made.archivePath,
+                               urlPath: "\(directory)/deltas/\(base).tar.xz", size: size, sha256: sha)
+                deltaBase = base
+            }
+        }
+        let pull = options.pullFrom
+        outcome.method = (pull == nil ? "" : "pull ") + (deltaBase.map { "delta from \($0)" } ?? "full")
+        // Over ssh the manifest travels zstd-compressed (it lists every file: next to a small
+        // delta it would be most of the bytes), and with a delta as a patch against the
+        // base's manifest, when the node's base is the store's (same archive). The node
+        // reads every form. Pull mode fetches the store's own file.
+        var manifest: Payload
+        if pull != nil {
+            manifest = try payload(file: "\(version).manifest.json", path: release.manifestPath, urlPath: "\(directory)/\(ReleaseStore.manifestFileName)")
+        } else if let base = deltaBase, let patch = try manifestPatch(base: base, status: status) {
+            manifest = try payload(file: "\(version).manifest.from-\(base).zst", path: patch, urlPath: "")
+        } else {
+            manifest = try payload(file: "\(version).manifest.json.zst", path: try compressedManifest(), urlPath: "")
+        }
+
+        var remote: [String: String] = [:]
+        var items = [manifest] + (signature.map { [$0] } ?? []) + [body]
+        for index in items.indices {
+            let item = items[index]
+            let have = status.incoming.first { $0.name == item.file }?.bytes ?? 0
+            let offset = have <= item.size ? have : 0
+            let what = item.file == body.file ? (deltaBase.map { "delta from \($0)" } ?? "archive")
+                : item.file.hasSuffix(".sig") ? "signature" : "manifest"
+            let result: NodeReceive.Result
+            if let pull {
+                progress.state(client.node.name, "fetching \(what)" + (offset > 0 ? " from byte \(offset)" : ""))
+                result = try client.fetch(reference, file: item.file, url: Self.join(pull, item.urlPath), size: item.size, sha256: item.sha256)
+            } else {
+                progress.state(client.node.name, "sending \(what)" + (offset > 0 ? " from byte \(offset)" : ""), total: item.size)
+                let name = client.node.name
+                result = try client.receive(reference, file: item.file, path: item.localPath, offset: offset, size: item.size,
+                                            sha256: item.sha256, sent: { [progress] in progress.bytes(name, offset + $0) })
+            }
+            outcome.bytesSent += result.received
+            guard result.complete else {
+                throw FleetError.nodeCommand(node: client.node.name, verb: pull == nil ? "receive" : "fetch",
+                                             detail: "\(item.file) is incomplete (\(result.bytes) of \(item.size) bytes); run the push again to resume")
+            }
+            remote[item.file] = result.path
+            items[index] = item
+        }
+        manifest = items[0]
+        progress.state(client.node.name, "verifying and landing")
+        let applied = try client.apply(
+            archive: deltaBase == nil ? remote[body.file] : nil,
+            delta: deltaBase.map { (remote[body.file] ?? "", $0, body.sha256) },
+            manifest: remote[manifest.file] ?? "",
+            signature: signature.flatMap { remote[$0.file] })
+        if applied.outcome == "already-landed" { outcome.detail = "landed meanwhile" }
+    }
+
+    /// The release's manifest, zstd-compressed, made once per run beside the control sockets.
+    func compressedManifest() throws -> String {
+        try deltaLock.withLock { _ in
+            let path = "\(pool.controlDirectory)/\(options.reference.name)-\(options.reference.version).manifest.json.zst"
+            if access(path, F_OK) == 0 { return path }
+            let compressed = try ZstdData.compress(release.manifestBytes)
+            try writeFileAtomically(path, compressed)
+            return path
+        }
+    }
+
+    /// The release's manifest as a patch against `base`'s, made once per base per run; nil
+    /// when the node's `base` is not the store's (another archive) or the store lacks it.
+    func manifestPatch(base: String, status: NodeStatus) throws -> String? {
+        guard let baseRelease = try? options.store.release(name: options.reference.name, version: base),
+              status.releases.first(where: { $0.version == base })?.archiveSHA256 == baseRelease.manifest.archive.sha256 else { return nil }
+        return try deltaLock.withLock { _ in
+            let path = "\(pool.controlDirectory)/\(options.reference.name)-\(options.reference.version).manifest.from-\(base).zst"
+            if access(path, F_OK) == 0 { return path }
+            let patch = try ManifestPatch.make(manifest: release.manifestBytes, app: options.reference.name, base: base,
+                                               baseManifest: baseRelease.manifestBytes)
+            try writeFileAtomically(path, patch)
+            return path
+        }
+    }
+
+    func payload(file: String, path: String, urlPath: String) throws -> Payload {
+        let hash = try FileHasher.sha256(path: path)
+        return Payload(file: file, localPath: path, urlPath: urlPath, size: hash.size, sha256: hash.hex)
+    }
+
+    /// The base for a delta: the node's current version, else the newest it has landed, as
+    /// long as the store has it too.
+    func chooseBase(_ status: NodeStatus) -> String? {
+        let landed = status.releases.filter { $0.landed && $0.version != options.reference.version }.map(\.version)
+        let candidates = (status.current.map { [$0] } ?? []) + landed.reversed()
+        return candidates.first { landed.contains($0) && (try? options.store.release(name: options.reference.name, version: $0)) != nil }
+    }
+
+    func delta(from base: String) throws -> ReleaseDelta.Made {
+        if let made = deltas.withLock({ $0[base] }) { return made }
+        return try deltaLock.withLock { _ in
+            if let made = deltas.withLock({ $0[base] }) { return made }
+            let made = try ReleaseDelta.make(store: options.store, from: ReleaseReference(name: options.reference.name, version: base),
+                                             to: options.reference)
+            if !made.cached { log("made the delta \(base) → \(options.reference.version) (\(ByteCount.format(made.metadata.archiveSize ?? 0)))") }
+            deltas.withLock { $0[base] = made }
+            return made
+        }
+    }
+
+    static func join(_ base: String, _ path: String) -> String {
+        (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/" + path
+    }
+}
+
+/// Compares dotted version numbers (`0.1.0` < `0.2.0`); text that is not one never counts as older.
+enum SemanticVersion {
+    static func isOlder(_ a: String, than b: String) -> Bool {
+        func parts(_ text: String) -> [Int]? {
+            let core = text.split(separator: " ").last.map(String.init) ?? text
+            let numbers = core.split(separator: "-").first?.split(separator: ".").map { Int($0) } ?? []
+            return numbers.contains(nil) || numbers.isEmpty ? nil : numbers.compactMap { $0 }
+        }
+        guard let x = parts(a), let y = parts(b) else { return false }
+        for index in 0..<max(x.count, y.count) {
+            let l = index < x.count ? x[index] : 0
+            let r = index < y.count ? y[index] : 0
+            if l != r { return l < r }
+        }
+        return false
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a Double.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

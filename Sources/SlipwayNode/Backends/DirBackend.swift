@@ -1,0 +1,76 @@
+import Foundation
+import Glibc
+import SlipwayNodeProtocol
+import SlipwayRelease
+import SlipwayArchive
+import SlipwaySystem
+
+/// The plain-directory backend: each version is `releases/<version>`, staged as
+/// `releases/.partial-<version>` and committed by rename(2). A delta's base copy is
+/// `cp -a --reflink=auto` (a reflink clone on XFS/btrfs, a real copy elsewhere). A pruned
+/// version is first renamed to `releases/.removing-<version>`, so it disappears at once and a
+/// crash mid-removal leaves only a leftover that recovery deletes.
+public struct DirBackend: NodeBackend {
+    public var name: String { "dir" }
+    let runner: CommandRunner
+
+    public init(runner: CommandRunner = CommandRunner()) { self.runner = runner }
+
+    public func createStaging(version: String, layout: NodeLayout) throws -> String {
+        let staging = layout.partial(version)
+        NodeFiles.removeTree(staging)
+        try NodeFiles.makeDirectories(layout.releases)
+        guard mkdir(staging, 0o755) == 0 else { throw NodeError.system(operation: "create staging directory", path: staging, errno: errno) }
+        return staging
+    }
+
+    public func createStaging(version: String, from base: String, layout: NodeLayout) throws -> String {
+        let staging = layout.partial(version)
+        NodeFiles.removeTree(staging)
+        let source = layout.release(base)
+        guard NodeFiles.isDirectory(source) else {
+            throw NodeError.baseMissing(app: layout.app, base: base, landed: (try? landedVersions(layout: layout)) ?? [])
+        }
+        do {
+            try runner.run(Command(["cp", "-a", "--reflink=auto", "--no-target-directory", source, staging]))
+        } catch {
+            NodeFiles.removeTree(staging)
+            throw error
+        }
+        return staging
+    }
+
+    public func commit(version: String, layout: NodeLayout) throws {
+        let staging = layout.partial(version)
+        let target = layout.release(version)
+        try NodeFiles.syncFileSystem(of: staging)
+        guard rename(staging, target) == 0 else {
+            throw NodeError.system(operation: "rename \(staging) to", path: target, errno: errno)
+        }
+        try NodeFiles.fsyncDirectory(layout.releases)
+    }
+
+    public func remove(version: String, layout: NodeLayout) throws {
+        let target = layout.release(version)
+        guard NodeFiles.exists(target) else { return }
+        let doomed = "\(layout.releases)/.removing-\(version)"
+        NodeFiles.removeTree(doomed)
+        guard rename(target, doomed) == 0 else { throw NodeError.system(operation: "rename \(target) to", path: doomed, errno: errno) }
+        try NodeFiles.fsyncDirectory(layout.releases)
+        NodeFiles.removeTree(doomed)
+    }
+
+    public func recover(layout: NodeLayout) throws {
+        for name in NodeFiles.names(layout.releases) where name.hasPrefix(".partial-") || name.hasPrefix(".removing-") {
+            NodeFiles.removeTree("\(layout.releases)/\(name)")
+        }
+    }
+
+    public func landedVersions(layout: NodeLayout) throws -> [String] {
+        NodeFiles.names(layout.releases).filter { !$0.hasPrefix(".") && NodeFiles.isDirectory("\(layout.releases)/\($0)") }
+    }
+
+    public func schrootSettings(version: String, layout: NodeLayout) throws -> [(key: String, value: String)] {
+        [("type", "directory"), ("directory", layout.release(version))]
+    }
+}

@@ -1,0 +1,41 @@
+import Foundation
+import SlipwayRelease
+import SlipwayArchive
+import SlipwaySystem
+
+/// Lands a release on the node (docs/node.md "Crash safety", apply):
+/// lock → recover → verify the archive's sha256 and the manifest's signature (when trust is
+/// configured) before touching anything → backend staging → extract the archive, or the
+/// backend's cheap copy of the base plus the delta → link shared directories → verify the
+/// tree against the manifest → sync → commit → journal. Applying a landed version is a
+/// no-op that says so. On any failure the staging tree is removed and nothing changes.
+public enum NodeApply {
+    /// What apply did (the JSON reply of `slipway node apply`).
+    public struct Result: Codable, Sendable {
+        public var app: String
+        public var version: String
+        /// `landed`, or `already-landed` when the node had the version.
+        public var outcome: String
+        /// `full` or `delta`.
+        public var origin: String
+        public var base: String?
+        /// `verified`, `unchecked` (signed, no trusted key configured), `absent` (unsigned, no
+        /// trusted key) or `unsigned-allowed` (unsigned, `allow_unsigned`): see `NodeSignature`.
+        public var signature: String
+        public var entries: Int
+        public var seconds: Double
+        public var recovered: [String]
+
+        package init(app: String, version: String, outcome: String, origin: String, base: String? = nil, signature: String, entries: Int, seconds: Double, recovered: [String]) {
+            self.app = app
+            self.version = version
+            self.outcome = outcome
+            self.origin = origin
+            self.base = base
+            self.signature = signature
+            self.entries = entries
+            self.seconds = seconds
+            self.recovered = recovered
+        }
+    }
+}

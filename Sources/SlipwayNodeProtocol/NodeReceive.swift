@@ -1,0 +1,32 @@
+import Foundation
+import SlipwayRelease
+import SlipwayArchive
+import SlipwaySystem
+
+/// Receives release bytes (a full archive or a delta) into `incoming/<file>`, resumable:
+/// `--offset N` continues a partial upload after its first N bytes (anything beyond is
+/// dropped). With `--size`, a short upload stays as it is for the next resume; once complete,
+/// `--sha256` is checked and a mismatching file is removed; an upload that would grow past
+/// `--size` is refused and removed. Uploads of one file are serialized by an flock on the
+/// file itself, not the app's lock, so landing or switching is not held up by a slow link.
+public enum NodeReceive {
+    /// The reply of `slipway node receive`.
+    public struct Result: Codable, Sendable {
+        public var path: String
+        /// Bytes read from the input in this call.
+        public var received: UInt64
+        /// Bytes in the file now.
+        public var bytes: UInt64
+        /// Whether the file reached `size` (or no size was given).
+        public var complete: Bool
+        public var sha256: String?
+
+        package init(path: String, received: UInt64, bytes: UInt64, complete: Bool, sha256: String? = nil) {
+            self.path = path
+            self.received = received
+            self.bytes = bytes
+            self.complete = complete
+            self.sha256 = sha256
+        }
+    }
+}

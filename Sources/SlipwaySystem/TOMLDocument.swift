@@ -1,0 +1,271 @@
+import Foundation
+import TOMLKit
+
+/// A parsed TOML value, copied out of TOMLKit into a plain `Sendable` tree so validation
+/// can walk it freely.
+indirect enum TOMLNode: Sendable {
+    case table([(key: String, value: TOMLNode)])
+    case array([TOMLNode])
+    case string(String)
+    case int(Int)
+    case double(Double)
+    case bool(Bool)
+    case other(String)
+
+    init(_ value: any TOMLValueConvertible) {
+        switch value.type {
+        case .table:
+            let table = value.table ?? TOMLTable()
+            self = .table(table.keys.map { key in (key, table[key].map(TOMLNode.init) ?? .other("nothing")) })
+        case .array:
+            self = .array((value.array.map { Array($0) } ?? []).map(TOMLNode.init))
+        case .string: self = .string(value.string ?? "")
+        case .int: self = .int(value.int ?? 0)
+        case .double: self = .double(value.double ?? 0)
+        case .bool: self = .bool(value.bool ?? false)
+        case .date, .time, .dateTime: self = .other("a \(value.type)")
+        }
+    }
+
+    /// What the value is, for messages ("a string", "an integer").
+    var kind: String {
+        switch self {
+        case .table: return "a table"
+        case .array: return "an array"
+        case .string: return "a string"
+        case .int: return "an integer"
+        case .double: return "a floating-point number"
+        case .bool: return "a boolean"
+        case let .other(kind): return kind
+        }
+    }
+}
+
+/// Lines of keys and table headers in a TOML file's text (a recipe, an inventory): TOMLKit's values carry no position,
+/// so errors about a key find its line here. Keys are dotted paths with array elements
+/// numbered from 0 (`users[1].name`, `service.health.url`).
+package struct TOMLSourceMap: Sendable {
+    private(set) var lines: [String: Int] = [:]
+
+    init(text: String) {
+        var prefix = ""
+        var arrayCounts: [String: Int] = [:]
+        var multiline: String? = nil
+        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let lineNumber = index + 1
+            if let delimiter = multiline {
+                if rawLine.contains(delimiter) { multiline = nil }
+                continue
+            }
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            if line.hasPrefix("[[") {
+                let name = Self.headerName(line, open: "[[", close: "]]")
+                let count = arrayCounts[name, default: 0]
+                arrayCounts[name] = count + 1
+                prefix = "\(name)[\(count)]"
+                lines[prefix] = lineNumber
+                lines[name] = lines[name] ?? lineNumber
+            } else if line.hasPrefix("[") {
+                let name = Self.headerName(line, open: "[", close: "]")
+                // A sub-table of an array element ([users.extra] after [[users]]) belongs to
+                // the latest element.
+                var resolved = name
+                for (array, count) in arrayCounts where name.hasPrefix(array + ".") {
+                    resolved = "\(array)[\(count - 1)]" + name.dropFirst(array.count)
+                }
+                prefix = resolved
+                lines[prefix] = lineNumber
+            } else if let equals = line.firstIndex(of: "=") {
+                let key = line[..<equals].trimmingCharacters(in: .whitespaces)
+                    .split(separator: ".").map { $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"'")) }
+                    .joined(separator: ".")
+                let path = prefix.isEmpty ? key : prefix + "." + key
+                lines[path] = lines[path] ?? lineNumber
+                let value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+                for delimiter in ["\"\"\"", "'''"] where value.hasPrefix(delimiter) {
+                    if !value.dropFirst(3).contains(delimiter) { multiline = delimiter }
+                }
+                if value.hasPrefix("["), !value.contains("]") { multiline = "]" }
+            }
+        }
+    }
+
+    private static func headerName(_ line: String, open: String, close: String) -> String {
+        var body = line.dropFirst(open.count)
+        if let end = body.range(of: close) { body = body[..<end.lowerBound] }
+        return body.split(separator: ".").map { $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"'")) }
+            .joined(separator: ".")
+    }
+
+    /// The line of `path`, else of the nearest enclosing table that has one.
+    package func line(of path: String) -> Int? {
+        var candidate = path
+        while true {
+            if let line = lines[candidate] { return line }
+            guard let cut = candidate.lastIndex(where: { $0 == "." || $0 == "[" }) else { return nil }
+            candidate = String(candidate[..<cut])
+        }
+    }
+}
+
+/// One table of a TOML file being read: typed getters that record which keys were used, and a
+/// `finish()` that rejects the keys nobody asked for.
+package final class TOMLTableReader {
+    let file: String
+    let path: String
+    package let map: TOMLSourceMap
+    private let entries: [(key: String, value: TOMLNode)]
+    private var allowed: [String] = []
+
+    init(file: String, path: String, map: TOMLSourceMap, entries: [(key: String, value: TOMLNode)]) {
+        self.file = file
+        self.path = path
+        self.map = map
+        self.entries = entries
+    }
+
+    package func keyPath(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
+    package func line(_ key: String) -> Int? { map.line(of: keyPath(key)) }
+    package var line: Int? { map.line(of: path) }
+
+    private func value(_ key: String) -> TOMLNode? {
+        allowed.append(key)
+        return entries.first(where: { $0.key == key })?.value
+    }
+
+    package func has(_ key: String) -> Bool { entries.contains { $0.key == key } }
+
+    /// The keys present, in file order (for tables whose keys are names, like `[nodes]`).
+    package var keys: [String] { entries.map(\.key) }
+
+    /// Reads `text` as a TOML document; syntax errors name the file, line and column.
+    package static func document(text: String, file: String) throws -> TOMLTableReader {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw TOMLFileError.syntax(file: file, line: error.source.begin.line, column: error.source.begin.column, message: error.description)
+        }
+        guard case let .table(entries) = TOMLNode(table) else {
+            throw TOMLFileError.unreadable(file: file, detail: "the document is not a table")
+        }
+        return TOMLTableReader(file: file, path: "", map: TOMLSourceMap(text: text), entries: entries)
+    }
+
+    func wrongType(_ key: String, _ expected: String, _ found: TOMLNode) -> TOMLFileError {
+        .wrongType(file: file, line: line(key), key: keyPath(key), expected: expected, found: found.kind)
+    }
+
+    package func invalid(_ key: String, _ value: String, _ reason: String) -> TOMLFileError {
+        .invalidValue(file: file, line: line(key), key: keyPath(key), value: value, reason: reason)
+    }
+
+    package func missing(_ key: String, _ hint: String) -> TOMLFileError {
+        .missingKey(file: file, line: line, key: keyPath(key), hint: hint)
+    }
+
+    package func string(_ key: String) throws -> String? {
+        guard let node = value(key) else { return nil }
+        guard case let .string(text) = node else { throw wrongType(key, "a string", node) }
+        return text
+    }
+
+    package func requiredString(_ key: String, hint: String) throws -> String {
+        guard let text = try string(key) else { throw missing(key, hint) }
+        return text
+    }
+
+    package func int(_ key: String) throws -> Int? {
+        guard let node = value(key) else { return nil }
+        guard case let .int(number) = node else { throw wrongType(key, "an integer", node) }
+        return number
+    }
+
+    package func double(_ key: String) throws -> Double? {
+        guard let node = value(key) else { return nil }
+        switch node {
+        case let .int(number): return Double(number)
+        case let .double(number): return number
+        default: throw wrongType(key, "a number", node)
+        }
+    }
+
+    package func bool(_ key: String) throws -> Bool? {
+        guard let node = value(key) else { return nil }
+        guard case let .bool(flag) = node else { throw wrongType(key, "a boolean (true or false)", node) }
+        return flag
+    }
+
+    package func stringArray(_ key: String) throws -> [String]? {
+        guard let node = value(key) else { return nil }
+        guard case let .array(items) = node else { throw wrongType(key, "an array of strings", node) }
+        return try items.map { item in
+            guard case let .string(text) = item else { throw wrongType(key, "an array of strings", item) }
+            return text
+        }
+    }
+
+    /// A string, or an array of strings (`mirror = "…"` or `mirror = ["…", "…"]`).
+    package func stringOrArray(_ key: String) throws -> [String]? {
+        guard let node = value(key) else { return nil }
+        switch node {
+        case let .string(text): return [text]
+        case let .array(items):
+            return try items.map { item in
+                guard case let .string(text) = item else { throw wrongType(key, "a string or an array of strings", item) }
+                return text
+            }
+        default: throw wrongType(key, "a string or an array of strings", node)
+        }
+    }
+
+    /// A file mode: an integer (`0o644`) or an octal string (`"0644"`).
+    package func mode(_ key: String) throws -> UInt32? {
+        guard let node = value(key) else { return nil }
+        switch node {
+        case let .int(number) where (0...0o7777).contains(number): return UInt32(number)
+        case let .int(number): throw invalid(key, String(number), "a mode is 0o0 to 0o7777")
+        case let .string(text):
+            guard let number = UInt32(text.hasPrefix("0o") ? String(text.dropFirst(2)) : text, radix: 8), number <= 0o7777 else {
+                throw invalid(key, "\"\(text)\"", "write the mode in octal, like \"0644\" or 0o644")
+            }
+            return number
+        default: throw wrongType(key, "an octal mode (\"0644\" or 0o644)", node)
+        }
+    }
+
+    package func table(_ key: String) throws -> TOMLTableReader? {
+        guard let node = value(key) else { return nil }
+        guard case let .table(entries) = node else { throw wrongType(key, "a table", node) }
+        return TOMLTableReader(file: file, path: keyPath(key), map: map, entries: entries)
+    }
+
+    /// A table of string values (`[vars]`, `environment`).
+    package func stringTable(_ key: String) throws -> [String: String]? {
+        guard let table = try table(key) else { return nil }
+        var result: [String: String] = [:]
+        for (name, node) in table.entries {
+            guard case let .string(text) = node else { throw table.wrongType(name, "a string", node) }
+            result[name] = text
+        }
+        return result
+    }
+
+    /// An array of tables (`[[users]]`).
+    package func tables(_ key: String) throws -> [TOMLTableReader] {
+        guard let node = value(key) else { return [] }
+        guard case let .array(items) = node else { throw wrongType(key, "an array of tables ([[\(keyPath(key))]])", node) }
+        return try items.enumerated().map { index, item in
+            guard case let .table(entries) = item else { throw wrongType(key, "an array of tables ([[\(keyPath(key))]])", item) }
+            return TOMLTableReader(file: file, path: "\(keyPath(key))[\(index)]", map: map, entries: entries)
+        }
+    }
+
+    /// Throws for the first key that no getter asked for.
+    package func finish() throws {
+        for (key, _) in entries where !allowed.contains(key) {
+            throw TOMLFileError.unknownKey(file: file, line: line(key), key: keyPath(key), allowed: allowed)
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import SlipwayCommands
+
+Slipway.main()

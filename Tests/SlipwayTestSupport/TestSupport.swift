@@ -1,0 +1,61 @@
+import Foundation
+import SlipwayRelease
+import SlipwayArchive
+import SlipwaySystem
+
+/// A fresh directory under the system temporary directory, removed when `body` returns.
+public func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-test-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try body(path)
+}
+
+public func writeFile(_ path: String, _ text: String) throws {
+    try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+}
+
+public func readText(_ path: String) throws -> String {
+    String(decoding: try Data(contentsOf: URL(fileURLWithPath: path)), as: UTF8.self)
+}
+
+/// A small manifest with one entry of most kinds, including a path that is not UTF-8.
+public func sampleManifest(name: String = "web", version: String = "1.0") -> ReleaseManifest {
+    ReleaseManifest(
+        name: name, version: version, created: 1_700_000_000, compression: .xz,
+        archive: .init(sha256: String(repeating: "ab", count: 32), size: 1234), tarSize: 10240,
+        entries: [
+            EntryRecord(path: ArchivePath("etc"), kind: .directory, mode: 0o755, uid: 0, gid: 0),
+            EntryRecord(path: ArchivePath("etc/motd"), kind: .file, mode: 0o644, uid: 0, gid: 0, size: 3,
+                        sha256: String(repeating: "01", count: 32)),
+            EntryRecord(path: ArchivePath("bin/ping"), kind: .file, mode: 0o4755, uid: 0, gid: 0, size: 100,
+                        sha256: String(repeating: "02", count: 32), xattrs: ["security.capability"]),
+            EntryRecord(path: ArchivePath("bin/sh"), kind: .symlink, mode: 0o777, uid: 0, gid: 0, linkTarget: ArchivePath("dash")),
+            EntryRecord(path: ArchivePath("dev/null"), kind: .characterDevice, mode: 0o666, uid: 0, gid: 0,
+                        deviceMajor: 1, deviceMinor: 3),
+            EntryRecord(path: ArchivePath(bytes: Array("caf".utf8) + [0xE9, 0xFF]), kind: .file, mode: 0o600,
+                        uid: 1000, gid: 1000, size: 0, sha256: String(repeating: "e3", count: 32)),
+        ])
+}
+
+/// Puts a release into a store by hand, without the packer: `archiveBytes` stand in for the
+/// archive and the manifest records their real hash. Signed when `key` is given.
+@discardableResult
+public func storeRelease(in store: String, name: String = "web", version: String = "1.0",
+                  archiveBytes: Data = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31) }),
+                  key: ReleaseSigningKey? = nil) throws -> String {
+    let directory = "\(store)/\(name)/\(version)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let archivePath = directory + "/rootfs.tar.xz"
+    try archiveBytes.write(to: URL(fileURLWithPath: archivePath))
+    let (hex, size) = try FileHasher.sha256(path: archivePath)
+    var manifest = sampleManifest(name: name, version: version)
+    manifest.archive = .init(sha256: hex, size: size)
+    let bytes = try manifest.encoded()
+    try bytes.write(to: URL(fileURLWithPath: directory + "/manifest.json"))
+    if let key {
+        let signature = try ReleaseSigning.sign(bytes, with: key)
+        try ReleaseSigning.signatureFile(signature).write(to: URL(fileURLWithPath: directory + "/manifest.sig"))
+    }
+    return directory
+}
