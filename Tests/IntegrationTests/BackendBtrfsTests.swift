@@ -15,13 +15,21 @@ import Glibc
 @testable import SlipwayNode
 @testable import SlipwayFleet
 
+extension Requirement {
+    /// The temporary directory is not on btrfs (where "not on btrfs" cannot be shown); asked
+    /// of `stat -f`, as the test does, when the test is about to run.
+    fileprivate static let temporaryDirectoryNotOnBtrfs = Requirement.deferred("the temporary directory is itself on btrfs") {
+        let type = try? run("stat", ["-f", "-c", "%T", FileManager.default.temporaryDirectory.path])
+        return type?.out.trimmingCharacters(in: .whitespacesAndNewlines) != "btrfs"
+    }
+}
+
 /// The btrfs backend on a real btrfs filesystem (a loop file): staging, commit, snapshots
 /// for deltas, remove, recover, and schroot on top.
 @Suite("btrfs backend")
 struct BackendBtrfsTests {
-    @Test("a committed version is a read-only subvolume holding the release")
+    @Test("a committed version is a read-only subvolume holding the release", .needs(.btrfs))
     func landAndCommit() throws {
-        guard requireBtrfs() else { return }
         try withBtrfs { dir, loop in
             let layout = NodeLayout(root: loop.mount + "/root", app: "web")
             let backend = try BtrfsBackend(settings: ["mount": loop.mount])
@@ -45,9 +53,8 @@ struct BackendBtrfsTests {
         }
     }
 
-    @Test("a delta starts as a writable snapshot of its base and never touches the base")
+    @Test("a delta starts as a writable snapshot of its base and never touches the base", .needs(.btrfs))
     func snapshotFromBase() throws {
-        guard requireBtrfs() else { return }
         try withBtrfs { dir, loop in
             let layout = NodeLayout(root: loop.mount + "/root", app: "web")
             let backend = try BtrfsBackend(settings: [:])
@@ -76,9 +83,8 @@ struct BackendBtrfsTests {
         }
     }
 
-    @Test("recover removes staging subvolumes left by a killed apply, read-only or not")
+    @Test("recover removes staging subvolumes left by a killed apply, read-only or not", .needs(.btrfs))
     func recoverLeftovers() throws {
-        guard requireBtrfs() else { return }
         try withBtrfs { dir, loop in
             let layout = NodeLayout(root: loop.mount + "/root", app: "web")
             let backend = try BtrfsBackend(settings: [:])
@@ -105,16 +111,12 @@ struct BackendBtrfsTests {
         }
     }
 
-    @Test("releases/ not on btrfs is refused with a clear message")
+    @Test("releases/ not on btrfs is refused with a clear message", .needs(.tools(["btrfs", "stat"]), .temporaryDirectoryNotOnBtrfs))
     func notBtrfs() throws {
-        guard requireTool("btrfs", "stat") else { return }
         let dir = try TempDir("slipway-btrfs-no")
         defer { dir.remove() }
         let type = try runChecked("stat", ["-f", "-c", "%T", dir.path]).out.trimmingCharacters(in: .whitespacesAndNewlines)
-        if type == "btrfs" {
-            print("skipped \(#function): the temporary directory is itself on btrfs")
-            return
-        }
+        try #require(type != "btrfs", "the temporary directory is itself on btrfs")
         let backend = try BtrfsBackend(settings: [:])
         do {
             _ = try backend.createStaging(version: "1.0", layout: NodeLayout(root: dir.path, app: "web"))
@@ -125,9 +127,8 @@ struct BackendBtrfsTests {
         #expect(throws: BtrfsBackendError.self) { try BtrfsBackend(settings: ["mountpoint": "/x"]) }
     }
 
-    @Test("schroot enters the version, as a btrfs snapshot and as a directory")
+    @Test("schroot enters the version, as a btrfs snapshot and as a directory", .needs(.btrfs, .schroot))
     func schroot() throws {
-        guard requireBtrfs(), requireSchroot() else { return }
         try withBtrfs { dir, loop in
             let app = uniqueApp("bt")
             let layout = NodeLayout(root: loop.mount + "/root", app: app)

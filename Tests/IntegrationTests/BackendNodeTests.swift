@@ -21,9 +21,8 @@ import Glibc
 struct BackendNodeTests {
     // MARK: End to end
 
-    @Test("btrfs: apply, delta, activate, rollback, prune; current and schroot follow")
+    @Test("btrfs: apply, delta, activate, rollback, prune; current and schroot follow", .needs(.btrfs, .schroot))
     func btrfsEndToEnd() throws {
-        guard requireBtrfs(), requireSchroot() else { return }
         let fx = try NodeFixture("slipway-node-btrfs")
         defer { fx.remove() }
         let loop = try mountBtrfs(at: fx.root, fx: fx)
@@ -31,9 +30,8 @@ struct BackendNodeTests {
         try endToEnd(fx, backend: "btrfs") { _ in }
     }
 
-    @Test("zfs: apply, delta, activate, rollback, prune; current and schroot follow")
+    @Test("zfs: apply, delta, activate, rollback, prune; current and schroot follow", .needs(.zfs, .schroot))
     func zfsEndToEnd() throws {
-        guard requireZFS(), requireSchroot() else { return }
         let fx = try NodeFixture("slipway-node-zfs")
         defer { fx.remove() }
         try SharedZFSFuse.shared.acquire()
@@ -96,9 +94,8 @@ struct BackendNodeTests {
 
     // MARK: A full file system
 
-    @Test("btrfs: ENOSPC during apply is a clear error; 1 stays current, no staging subvolume is left")
+    @Test("btrfs: ENOSPC during apply is a clear error; 1 stays current, no staging subvolume is left", .needs(.btrfs))
     func btrfsFull() throws {
-        guard requireBtrfs() else { return }
         let fx = try NodeFixture("slipway-enospc-btrfs")
         defer { fx.remove() }
         // A 32 MiB btrfs in mixed mode (data and metadata share chunks, as mkfs.btrfs does for small disks).
@@ -110,9 +107,8 @@ struct BackendNodeTests {
         #expect(!subvolumes.contains(".partial") && !subvolumes.contains(".staging"), "staging subvolumes left: \(subvolumes)")
     }
 
-    @Test("zfs: a full dataset (quota) during apply is a clear error; 1 stays current, no staging dataset is left")
+    @Test("zfs: a full dataset (quota) during apply is a clear error; 1 stays current, no staging dataset is left", .needs(.zfs))
     func zfsFull() throws {
-        guard requireZFS() else { return }
         let fx = try NodeFixture("slipway-enospc-zfs")
         defer { fx.remove() }
         try SharedZFSFuse.shared.acquire()
@@ -131,9 +127,9 @@ struct BackendNodeTests {
 
     // MARK: Crash injection
 
-    @Test("btrfs: kill -9 of node apply at seeded moments leaves the old version or the new one")
+    @Test("btrfs: kill -9 of node apply at seeded moments leaves the old version or the new one", .needs(.btrfs, .nodeBinary))
     func btrfsCrash() throws {
-        guard requireBtrfs(), let binary = nodeBinary() else { return }
+        let binary = try #require(nodeBinary)
         let fx = try NodeFixture("slipway-crash-btrfs")
         defer { fx.remove() }
         let loop = try mountBtrfs(at: fx.root, fx: fx)
@@ -141,9 +137,9 @@ struct BackendNodeTests {
         try crashTrials(fx, binary: binary, config: "backend = \"btrfs\"\nroot = \"\(fx.root)\"\n")
     }
 
-    @Test("zfs: kill -9 of node apply at seeded moments leaves the old version or the new one")
+    @Test("zfs: kill -9 of node apply at seeded moments leaves the old version or the new one", .needs(.zfs, .nodeBinary))
     func zfsCrash() throws {
-        guard requireZFS(), let binary = nodeBinary() else { return }
+        let binary = try #require(nodeBinary)
         let fx = try NodeFixture("slipway-crash-zfs")
         defer { fx.remove() }
         try SharedZFSFuse.shared.acquire()

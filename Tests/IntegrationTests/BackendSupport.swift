@@ -19,24 +19,34 @@ import Glibc
 // file, a zfs-fuse daemon and a pool on a file, and a tiny release tree that schroot can
 // enter (cat, sh and the libraries they need).
 
-/// Whether the btrfs backend tests can run here; prints why not otherwise.
-func requireBtrfs(test: String = #function) -> Bool {
-    guard requireTool("btrfs", "mkfs.btrfs", "losetup", "mount", "umount", root: true, test: test) else { return false }
-    let filesystems = (try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8)) ?? ""
-    if !filesystems.contains("btrfs") {
-        // The module may load on first mount; try modprobe, quietly.
-        _ = try? run("modprobe", ["btrfs"])
-        let again = (try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8)) ?? ""
-        if !again.contains("btrfs") {
-            print("skipped \(test): the kernel has no btrfs support (not in /proc/filesystems)")
-            return false
-        }
-    }
-    guard access("/dev/loop-control", F_OK) == 0 else {
-        print("skipped \(test): no /dev/loop-control (loop devices unavailable in this container)")
-        return false
-    }
-    return true
+/// Whether the kernel has btrfs; the module may load on first mount, so it is asked for
+/// (quietly) when /proc/filesystems lacks it. Found once, when a btrfs test first runs.
+let btrfsInKernel: Bool = {
+    func listed() -> Bool { ((try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8)) ?? "").contains("btrfs") }
+    if listed() { return true }
+    _ = try? run("modprobe", ["btrfs"])
+    return listed()
+}()
+
+extension Requirement {
+    /// What the btrfs backend tests need: root, btrfs-progs, loop devices and a kernel with btrfs.
+    static let btrfs = Requirement(all: [
+        .tools(["btrfs", "mkfs.btrfs", "losetup", "mount", "umount"], root: true),
+        .that(access("/dev/loop-control", F_OK) == 0, "no /dev/loop-control (loop devices unavailable in this container)"),
+        .deferred("the kernel has no btrfs support (not in /proc/filesystems)") { btrfsInKernel },
+    ])
+
+    /// What the ZFS backend tests need: root, zfs-fuse and FUSE.
+    static let zfs = Requirement(all: [
+        .tools(["zfs-fuse", "zfs", "zpool"], root: true),
+        .that(access("/dev/fuse", F_OK) == 0, "no /dev/fuse (FUSE unavailable in this container)"),
+    ])
+
+    /// What the schroot tests need: root, schroot and a writable /etc/schroot/chroot.d.
+    static let schroot = Requirement(all: [
+        .tools(["schroot"], root: true),
+        .that(access("/etc/schroot/chroot.d", W_OK) == 0, "/etc/schroot/chroot.d is not writable"),
+    ])
 }
 
 /// A btrfs filesystem on a sparse 1 GiB loop file, mounted under a test's temporary dir.
@@ -61,16 +71,6 @@ struct BtrfsLoop {
             if let device = line.split(separator: ":").first { _ = try? run("losetup", ["-d", String(device)]) }
         }
     }
-}
-
-/// Whether the ZFS backend tests can run here; prints why not otherwise.
-func requireZFS(test: String = #function) -> Bool {
-    guard requireTool("zfs-fuse", "zfs", "zpool", root: true, test: test) else { return false }
-    guard access("/dev/fuse", F_OK) == 0 else {
-        print("skipped \(test): no /dev/fuse (FUSE unavailable in this container)")
-        return false
-    }
-    return true
 }
 
 /// A zfs-fuse daemon for one test: run in the foreground (`--no-daemon`) as our own child,
@@ -274,16 +274,6 @@ func isReadOnly(_ directory: String) -> Bool {
 
 /// A unique app name, so concurrent tests (and the real /etc/schroot/chroot.d) never clash.
 func uniqueApp(_ label: String) -> String { "\(label)\(UUID().uuidString.prefix(8).lowercased())" }
-
-/// Whether the schroot tests can run here.
-func requireSchroot(test: String = #function) -> Bool {
-    guard requireTool("schroot", root: true, test: test) else { return false }
-    guard access("/etc/schroot/chroot.d", W_OK) == 0 else {
-        print("skipped \(test): /etc/schroot/chroot.d is not writable")
-        return false
-    }
-    return true
-}
 
 /// Writes the real chroot.d file for `version`, runs `schroot -c slipway-<app> -- cat
 /// /etc/<app>-version` and returns what it printed; the file is removed afterwards.

@@ -19,9 +19,8 @@ import Glibc
 /// with its own pool on a file.
 @Suite("ZFS backend", .serialized)
 struct BackendZFSTests {
-    @Test("a committed version is a read-only dataset with its landed snapshot; deltas are clones; prune promotes")
+    @Test("a committed version is a read-only dataset with its landed snapshot; deltas are clones; prune promotes", .needs(.zfs))
     func lifecycle() throws {
-        guard requireZFS() else { return }
         try withZFSPool { dir, pool in
             let layout = NodeLayout(root: dir.sub("root"), app: "web")
             let backend = try ZFSBackend(settings: ["dataset": "\(pool.name)/slipway"])
@@ -74,9 +73,8 @@ struct BackendZFSTests {
         }
     }
 
-    @Test("recover destroys staging datasets and finishes a commit killed after its rename")
+    @Test("recover destroys staging datasets and finishes a commit killed after its rename", .needs(.zfs))
     func recover() throws {
-        guard requireZFS() else { return }
         try withZFSPool { dir, pool in
             let layout = NodeLayout(root: dir.sub("root"), app: "web")
             let backend = try ZFSBackend(settings: ["zfs_dataset": "\(pool.name)/slipway"])
@@ -110,11 +108,14 @@ struct BackendZFSTests {
         }
     }
 
-    @Test("bad settings and a delta against a missing base fail clearly")
-    func errors() throws {
+    @Test("bad settings fail clearly")
+    func badSettings() throws {
         #expect(throws: ZFSBackendError.self) { try ZFSBackend(settings: [:]) }
         #expect(throws: ZFSBackendError.self) { try ZFSBackend(settings: ["dataset": "tank/x", "pool": "tank"]) }
-        guard requireZFS() else { return }
+    }
+
+    @Test("a delta against a missing base, a missing pool and a version named like staging fail clearly", .needs(.zfs))
+    func errors() throws {
         try withZFSPool { dir, pool in
             let layout = NodeLayout(root: dir.sub("root"), app: "web")
             let backend = try ZFSBackend(settings: ["dataset": "\(pool.name)/slipway"])
@@ -135,9 +136,8 @@ struct BackendZFSTests {
         }
     }
 
-    @Test("schroot enters the version of a ZFS release (type=directory)")
+    @Test("schroot enters the version of a ZFS release (type=directory)", .needs(.zfs, .schroot))
     func schroot() throws {
-        guard requireZFS(), requireSchroot() else { return }
         try withZFSPool { dir, pool in
             let app = uniqueApp("zf")
             let layout = NodeLayout(root: dir.sub("root"), app: app)

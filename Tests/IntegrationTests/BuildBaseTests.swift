@@ -22,9 +22,8 @@ extension BuildTests {
     struct Bases {
         /// A small busybox rootfs packed by GNU tar as .tar, .tar.xz and .tar.zst, each the base
         /// of a recipe with a user, a file and a run step.
-        @Test(arguments: ["tar", "tar.xz", "tar.zst"])
+        @Test(.needs(.build("apt-get", "dpkg-deb", "tar", "xz", "zstd", "sha256sum")), arguments: ["tar", "tar.xz", "tar.zst"])
         func tarballBaseBuilds(format: String) throws {
-            guard canBuild("apt-get", "dpkg-deb", "tar", "xz", "zstd", "sha256sum") else { return }
             let temp = try TempDir("slipway-build-tarball")
             defer { temp.remove() }
             try makeBusyboxRoot(at: temp.sub("rootfs"))
@@ -77,8 +76,9 @@ extension BuildTests {
 
         /// With mmdebstrap hidden from PATH (a directory of links to everything in /usr/bin but
         /// mmdebstrap; nothing is uninstalled), the real binary bootstraps with debootstrap.
-        @Test func debootstrapWhenMmdebstrapIsAbsent() throws {
-            guard canBuild("debootstrap", "tar", "zstd"), let slipway = builtSlipway() else { return }
+        @Test(.needs(.build("debootstrap", "tar", "zstd"), .builtSlipway))
+        func debootstrapWhenMmdebstrapIsAbsent() throws {
+            let slipway = try #require(builtSlipway)
             let temp = try TempDir("slipway-build-debootstrap")
             defer { temp.remove() }
             let bin = temp.sub("bin")
@@ -129,8 +129,8 @@ extension BuildTests {
 
         /// A cached tree that changed after it was stored, and a partial bootstrap left by a
         /// killed build, are never used: the next build bootstraps afresh and removes both.
-        @Test func alteredCachedBaseIsNotUsed() throws {
-            guard canBuild("mmdebstrap") else { return }
+        @Test(.needs(.build("mmdebstrap")))
+        func alteredCachedBaseIsNotUsed() throws {
             let temp = try TempDir("slipway-build-altered")
             defer { temp.remove() }
             let recipe = try writeRecipe("""

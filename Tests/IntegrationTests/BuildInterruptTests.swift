@@ -25,8 +25,9 @@ extension BuildTests {
             ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix(prefix) }
         }
 
-        @Test func duringARunStep() throws {
-            guard canBuild("apt-get", "dpkg-deb"), let slipway = builtSlipway() else { return }
+        @Test(.needs(.build("apt-get", "dpkg-deb"), .builtSlipway))
+        func duringARunStep() throws {
+            let slipway = try #require(builtSlipway)
             let temp = try TempDir("slipway-build-sigint")
             defer { temp.remove() }
             // A run step that says it started, then sleeps well past the test.
@@ -65,8 +66,9 @@ extension BuildTests {
 
         /// SIGINT while mmdebstrap bootstraps into the cache: its partial tree goes too, and no
         /// cache entry exists afterwards.
-        @Test func duringTheBootstrap() throws {
-            guard canBuild("mmdebstrap"), let slipway = builtSlipway() else { return }
+        @Test(.needs(.build("mmdebstrap"), .builtSlipway))
+        func duringTheBootstrap() throws {
+            let slipway = try #require(builtSlipway)
             let temp = try TempDir("slipway-build-sigint-base")
             defer { temp.remove() }
             _ = try writeRecipe("""

@@ -22,7 +22,7 @@ import Glibc
 private let canMount = isRoot && ["chroot", "mount", "umount"].allSatisfy { toolPath($0) != nil }
 /// Also the host's apt, to put busybox-static into a scratch tree (a shell for run steps).
 private let canBuildBusybox = canMount && ["apt-get", "dpkg-deb"].allSatisfy { toolPath($0) != nil }
-private let slipwayBinary = builtSlipway()
+private let slipwayBinary = builtSlipway
 private let needsRoot: Comment = "needs root and chroot, mount, umount (CI runs the tests as root; scripts/setup installs them)"
 private let needsBusyboxBuild: Comment = "needs root, chroot, mount, umount, apt-get, dpkg-deb and a built slipway (swift build)"
 

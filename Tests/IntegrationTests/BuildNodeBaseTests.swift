@@ -18,22 +18,27 @@ import Glibc
 /// The repository root.
 private let repositoryDirectory = URL(fileURLWithPath: recipesDirectory).deletingLastPathComponent().path
 
+extension Requirement {
+    /// The statically linked slipway that recipes/node-base.toml puts into the image.
+    fileprivate static let staticSlipway = Requirement.that(
+        BuildTests.NodeBase.staticBinary != nil,
+        "no statically linked slipway at \(BuildTests.NodeBase.staticBinaryPath) — scripts/setup --static builds it (or set SLIPWAY_STATIC_BINARY)")
+}
+
 extension BuildTests {
     /// recipes/node-base.toml with the statically linked slipway given at build time, and
     /// `{{var}}` host paths in recipes.
     @Suite("slipway build: node-base")
     struct NodeBase {
-        /// `$SLIPWAY_STATIC_BINARY`, else what `scripts/setup --static` builds; nil (with a
-        /// printed reason) when neither exists.
-        static func staticBinary(test: String = #function) -> String? {
-            let candidate = ProcessInfo.processInfo.environment["SLIPWAY_STATIC_BINARY"] ?? repositoryDirectory + "/.build-static/release/slipway"
-            if access(candidate, X_OK) == 0 { return candidate }
-            print("skipped \(test): no statically linked slipway at \(candidate) — scripts/setup --static builds it (or set SLIPWAY_STATIC_BINARY)")
-            return nil
-        }
+        /// `$SLIPWAY_STATIC_BINARY`, else what `scripts/setup --static` builds.
+        static let staticBinaryPath = ProcessInfo.processInfo.environment["SLIPWAY_STATIC_BINARY"]
+            ?? repositoryDirectory + "/.build-static/release/slipway"
+        /// `staticBinaryPath` when it exists; nil otherwise.
+        static let staticBinary: String? = access(staticBinaryPath, X_OK) == 0 ? staticBinaryPath : nil
 
-        @Test func nodeBaseBuildsAndItsSlipwayRunsWithoutSwift() throws {
-            guard canBuild("mmdebstrap", "tar", "zstd", "unshare"), let binary = Self.staticBinary() else { return }
+        @Test(.needs(.build("mmdebstrap", "tar", "zstd", "unshare"), .staticSlipway))
+        func nodeBaseBuildsAndItsSlipwayRunsWithoutSwift() throws {
+            let binary = try #require(Self.staticBinary)
             let temp = try TempDir("slipway-build-node-base")
             defer { temp.remove() }
             let recipe = try Recipe.load(path: recipesDirectory + "/node-base.toml", variables: ["slipway_binary": binary])

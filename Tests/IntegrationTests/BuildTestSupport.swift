@@ -16,8 +16,8 @@ import Glibc
 @testable import SlipwayFleet
 
 // Helpers of the build tests: the repository's recipes, a base cache shared by the tests,
-// gating on root and tools, a tiny busybox root file system, mounts and processes left in a
-// directory.
+// what a build needs of the machine, a tiny busybox root file system, mounts and processes
+// left in a directory.
 
 /// The repository's recipes directory.
 let recipesDirectory = URL(fileURLWithPath: #filePath)
@@ -27,17 +27,12 @@ let recipesDirectory = URL(fileURLWithPath: #filePath)
 /// a path of their own so they never touch the user's cache.
 let sharedCacheDirectory = FileManager.default.temporaryDirectory.path + "/slipway-it-build-cache"
 
-/// Whether the build tests can run here; prints why not.
-func canBuild(_ tools: String..., test: String = #function) -> Bool {
-    guard isRoot else {
-        print("skipped \(test): slipway build needs root (chroot, mounts, device nodes) — CI runs the tests as root")
-        return false
+extension Requirement {
+    /// What `slipway build` needs: root, chroot, mount, umount, and `tools`.
+    static func build(_ tools: String...) -> Requirement {
+        Requirement(all: [.root("slipway build needs root (chroot, mounts, device nodes) — CI runs the tests as root"),
+                          .tools(["chroot", "mount", "umount"] + tools)])
     }
-    for tool in ["chroot", "mount", "umount"] + tools where toolPath(tool) == nil {
-        print("skipped \(test): \(tool) not installed — scripts/setup installs it")
-        return false
-    }
-    return true
 }
 
 func build(_ recipe: Recipe, store: String, cache: String = sharedCacheDirectory,

@@ -21,8 +21,8 @@ private func freePort() -> Int { Int.random(in: 20000...40000) }
 /// is left mounted below it), and two builds at once only share the same cores.
 @Suite("slipway build", .serialized)
 struct BuildTests {
-    @Test func helloStaticBuildsAndServes() throws {
-        guard canBuild("apt-get", "dpkg-deb") else { return }
+    @Test(.needs(.build("apt-get", "dpkg-deb")))
+    func helloStaticBuildsAndServes() throws {
         let temp = try TempDir("slipway-build-hello")
         defer { temp.remove() }
         let recipe = try Recipe.load(path: recipesDirectory + "/hello-static.toml")
@@ -59,8 +59,8 @@ struct BuildTests {
         #expect(mountsUnder(temp.path).isEmpty)
     }
 
-    @Test func pythonWebBuildsReproduciblyFromTheCachedBase() throws {
-        guard canBuild("mmdebstrap") else { return }
+    @Test(.needs(.build("mmdebstrap")))
+    func pythonWebBuildsReproduciblyFromTheCachedBase() throws {
         let temp = try TempDir("slipway-build-python")
         defer { temp.remove() }
         let recipe = try Recipe.load(path: recipesDirectory + "/python-web.toml")
@@ -101,8 +101,8 @@ struct BuildTests {
         #expect(mountsUnder(sharedCacheDirectory + "/bases").isEmpty)
     }
 
-    @Test func failingRunStepNamesStageAndLeavesNothing() throws {
-        guard canBuild("apt-get", "dpkg-deb") else { return }
+    @Test(.needs(.build("apt-get", "dpkg-deb")))
+    func failingRunStepNamesStageAndLeavesNothing() throws {
         let temp = try TempDir("slipway-build-fail")
         defer { temp.remove() }
         let recipePath = temp.sub("broken.toml")
@@ -139,8 +139,8 @@ struct BuildTests {
         #expect(leftovers.filter { $0.hasPrefix(".tmp") }.isEmpty)
     }
 
-    @Test func missingBootstrapToolIsAClearError() throws {
-        guard canBuild() else { return }
+    @Test(.needs(.build()))
+    func missingBootstrapToolIsAClearError() throws {
         let temp = try TempDir("slipway-build-notool")
         defer { temp.remove() }
         let recipe = try Recipe.parse(text: """

@@ -20,21 +20,20 @@ extension BuildTests {
     /// wheels only (the offline build), and fails on a package the directory lacks.
     @Suite("slipway build: offline venv")
     struct Venv {
-        /// The python3 with a pip module that downloads the wheel on the host, or nil.
-        static func hostPip() -> String? {
+        /// The python3 with a pip module that downloads the wheel on the host, or nil; found
+        /// once, when the test is about to run (it starts python).
+        static let hostPip: String? = {
             for python in ["/usr/bin/python3", "python3"] {
                 guard let path = toolPath(python), (try? run(path, ["-m", "pip", "--version"]))?.ok == true else { continue }
                 return path
             }
             return nil
-        }
+        }()
 
-        @Test func wheelDirInstallsWithoutAnIndex() throws {
-            guard canBuild("mmdebstrap", "tar", "zstd") else { return }
-            guard let python = Self.hostPip() else {
-                print("skipped \(#function): pip is not installed for python3 — scripts/setup installs python3-pip")
-                return
-            }
+        @Test(.needs(.build("mmdebstrap", "tar", "zstd"),
+                     .deferred("pip is not installed for python3 — scripts/setup installs python3-pip") { Venv.hostPip != nil }))
+        func wheelDirInstallsWithoutAnIndex() throws {
+            let python = try #require(Self.hostPip)
             let temp = try TempDir("slipway-build-wheels")
             defer { temp.remove() }
             let wheels = temp.sub("wheels")

@@ -15,6 +15,20 @@ import Glibc
 @testable import SlipwayNode
 @testable import SlipwayFleet
 
+extension Requirement {
+    /// What exporting and loop-mounting images of `formats` needs: their tools, root and loop devices.
+    fileprivate static func export(_ formats: [ImageFormat]) -> Requirement {
+        let packages = formats.map { format in
+            format == .ext4 ? Requirement.tools(["mke2fs", "debugfs", "dumpe2fs", "e2fsck"], package: "e2fsprogs")
+                            : Requirement.tools(["mksquashfs"], package: "squashfs-tools")
+        }
+        return Requirement(all: packages + [
+            .tools(["mount", "umount", "losetup", "setfattr", "mkfifo"], root: true),
+            .that(access("/dev/loop-control", F_OK) == 0, "no /dev/loop-control (loop devices unavailable here)"),
+        ])
+    }
+}
+
 /// `slipway export`: a release as an ext4 or squashfs image, loop-mounted and checked
 /// against its manifest, byte-identical when exported again, and refused cleanly when it
 /// cannot be made. Serialized: each test formats and mounts images, and the machine is shared.
@@ -22,22 +36,6 @@ import Glibc
 struct ExportTests {
     /// The release's creation time; distinct from the fixture's mtimes so a mix-up shows.
     static let created: Int64 = 1_700_000_000
-
-    /// Whether the image tests can run; prints why not otherwise.
-    private func requireExport(_ format: ImageFormat, test: String = #function) -> Bool {
-        let tools = format == .ext4 ? ["mke2fs", "debugfs", "dumpe2fs", "e2fsck"] : ["mksquashfs"]
-        for tool in tools + ["mount", "umount", "losetup", "setfattr", "mkfifo"] where toolPath(tool) == nil {
-            let package = format == .ext4 ? "e2fsprogs" : "squashfs-tools"
-            print("skipped \(test): \(tool) not installed — scripts/setup installs it (\(package))")
-            return false
-        }
-        guard requireTool("mount", root: true, test: test) else { return false }
-        guard access("/dev/loop-control", F_OK) == 0 else {
-            print("skipped \(test): no /dev/loop-control (loop devices unavailable here)")
-            return false
-        }
-        return true
-    }
 
     /// Packs the fixture tree (every entry kind) into a new store as `fixture@1`; `extra`
     /// bytes of compressible data are added as `files/extra.bin` when given.
@@ -113,9 +111,8 @@ struct ExportTests {
         }
     }
 
-    @Test("an image of each format holds the release exactly", arguments: ImageFormat.allCases)
+    @Test("an image of each format holds the release exactly", .needs(.export(ImageFormat.allCases)), arguments: ImageFormat.allCases)
     func imageMatchesManifest(format: ImageFormat) throws {
-        guard requireExport(format) else { return }
         let tmp = try TempDir()
         defer { tmp.remove() }
         let (release, fixture) = try packFixture(in: tmp)
@@ -138,9 +135,9 @@ struct ExportTests {
         }
     }
 
-    @Test("exporting the same release twice gives byte-identical images", arguments: ImageFormat.allCases)
+    @Test("exporting the same release twice gives byte-identical images",
+          .needs(.export(ImageFormat.allCases)), arguments: ImageFormat.allCases)
     func reproducible(format: ImageFormat) throws {
-        guard requireExport(format) else { return }
         let tmp = try TempDir()
         defer { tmp.remove() }
         let (release, _) = try packFixture(in: tmp)
@@ -155,9 +152,8 @@ struct ExportTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: tmp.sub("first"))) == Data(contentsOf: URL(fileURLWithPath: tmp.sub("second"))))
     }
 
-    @Test("the default ext4 size leaves at least 30 % of the tree free")
+    @Test("the default ext4 size leaves at least 30 % of the tree free", .needs(.export([.ext4])))
     func defaultSizeHeadroom() throws {
-        guard requireExport(.ext4) else { return }
         let tmp = try TempDir()
         defer { tmp.remove() }
         // About 100 MB with 6000 small files: past the 64 MiB floor, so the formula decides;
@@ -186,9 +182,8 @@ struct ExportTests {
         }
     }
 
-    @Test("a --size too small for the tree is refused with a clear error and leaves nothing")
+    @Test("a --size too small for the tree is refused with a clear error and leaves nothing", .needs(.export([.ext4])))
     func sizeTooSmall() throws {
-        guard requireExport(.ext4) else { return }
         let tmp = try TempDir()
         defer { tmp.remove() }
         // About 20 MiB of tree. 16 MiB cannot hold it: refused before anything is unpacked.
@@ -225,9 +220,8 @@ struct ExportTests {
         }
     }
 
-    @Test("an existing --out is refused without --force and replaced with it")
+    @Test("an existing --out is refused without --force and replaced with it", .needs(.export([.squashfs])))
     func existingOutput() throws {
-        guard requireExport(.squashfs) else { return }
         let tmp = try TempDir()
         defer { tmp.remove() }
         let (release, _) = try packFixture(in: tmp)

@@ -92,16 +92,17 @@ final class SSHFarm {
     }
 }
 
-/// Whether the farm can run here: root, sshd, ip, btrfs.
-private func farmAvailable(test: String = #function) -> Bool {
-    requireTool("sshd", "ssh", "ip", "mkfs.btrfs", "tc", root: true, test: test)
+extension Requirement {
+    /// What the farm needs: root, sshd, ip, btrfs, tc.
+    static let farm = Requirement.tools(["sshd", "ssh", "ip", "mkfs.btrfs", "tc"], root: true)
 }
 
 @Suite("Fleet, ssh farm", .serialized)
 struct FleetFarmTests {
-    @Test("six ssh nodes: install, deploy, deltas, a failing group, drift, rollback, cut and resume")
+    @Test("six ssh nodes: install, deploy, deltas, a failing group, drift, rollback, cut and resume",
+          .needs(.farm, .nodeBinary))
     func sixNodes() throws {
-        guard farmAvailable(), let binary = nodeBinary() else { return }
+        let binary = try #require(nodeBinary)
         let farm = try SSHFarm(nodes: 6, binary: binary)
         defer { farm.down() }
         let app = "web"
@@ -189,9 +190,10 @@ struct FleetFarmTests {
         for node in farm.nodes where node != "node2" { #expect(again[node]?.result == "already-landed", "\(node): \(String(describing: again[node]))") }
     }
 
-    @Test("pull mode: nodes fetch from nginx serving the store; the controller sends no release bytes")
+    @Test("pull mode: nodes fetch from nginx serving the store; the controller sends no release bytes",
+          .needs(.farm, .tools(["nginx", "curl"]), .nodeBinary))
     func pullMode() throws {
-        guard farmAvailable(), requireTool("nginx", "curl"), let binary = nodeBinary() else { return }
+        let binary = try #require(nodeBinary)
         let farm = try SSHFarm(nodes: 3, binary: binary)
         defer { farm.down() }
         let app = "pulled"

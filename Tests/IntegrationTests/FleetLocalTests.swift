@@ -67,9 +67,9 @@ struct LocalFarm {
 
 @Suite("Fleet, local nodes", .serialized)
 struct FleetLocalTests {
-    @Test("deploy full then delta, a failing batch stops the rollout, drift, fleet rollback")
+    @Test("deploy full then delta, a failing batch stops the rollout, drift, fleet rollback", .needs(.nodeBinary))
     func rollout() throws {
-        guard let binary = nodeBinary() else { return }
+        let binary = try #require(nodeBinary)
         let farm = try LocalFarm(nodes: 4, binary: binary)
         defer { farm.fixture.remove() }
         let health = ServiceSpec(health: HealthCheck(command: "[ ! -e \"$SLIPWAY_ROOT/unhealthy-$SLIPWAY_VERSION\" ]", timeoutSeconds: 5, retries: 1))
@@ -136,9 +136,9 @@ struct FleetLocalTests {
         }
     }
 
-    @Test("an interrupted upload resumes from the node's offset")
+    @Test("an interrupted upload resumes from the node's offset", .needs(.nodeBinary))
     func resume() throws {
-        guard let binary = nodeBinary() else { return }
+        let binary = try #require(nodeBinary)
         let farm = try LocalFarm(nodes: 1, binary: binary)
         defer { farm.fixture.remove() }
         let release = try farm.fixture.release("1", big: 4 << 20)
@@ -161,9 +161,9 @@ struct FleetLocalTests {
         #expect(farm.current("n1") == nil)
     }
 
-    @Test("bad selections and inventories fail with one clear line")
+    @Test("bad selections and inventories fail with one clear line", .needs(.nodeBinary))
     func mistakes() throws {
-        guard let binary = nodeBinary() else { return }
+        let binary = try #require(nodeBinary)
         let farm = try LocalFarm(nodes: 2, binary: binary)
         defer { farm.fixture.remove() }
         try farm.fixture.release("1")

@@ -59,16 +59,16 @@ struct FrontedNode {
 @Suite("Graceful switch: the node runs the service, nginx in front, no request fails")
 struct GracefulSwitchTests {
     @Test("hello-static behind nginx on dir: deploy, rollback, a version failing health, an unconfirmed one: 0 failed requests",
-          .enabled(if: serviceToolsPresent, serviceToolsMissing), .enabled(if: builtSlipway != nil, slipwayNotBuilt))
+          .enabled(if: serviceToolsPresent, serviceToolsMissing), .needs(.nodeBinary))
     func helloStaticDir() throws { try helloStatic(backend: "dir") }
 
     @Test("hello-static behind nginx on btrfs: deploy, rollback, a version failing health, an unconfirmed one: 0 failed requests",
-          .enabled(if: serviceToolsPresent, serviceToolsMissing), .enabled(if: builtSlipway != nil, slipwayNotBuilt),
+          .enabled(if: serviceToolsPresent, serviceToolsMissing), .needs(.nodeBinary),
           .enabled(if: btrfsLoopAvailable, "needs btrfs-progs, a kernel with btrfs and loop devices"))
     func helloStaticBtrfs() throws { try helloStatic(backend: "btrfs") }
 
     func helloStatic(backend: String) throws {
-        let binary = try #require(builtSlipway)
+        let binary = try #require(nodeBinary)
         let work = try TempDir("slipway-graceful")
         defer { work.remove() }
         let store = work.sub("store")
@@ -154,9 +154,9 @@ struct GracefulSwitchTests {
 extension BuildTests {
     @Test("python-web (gunicorn in a venv) behind nginx: deploy and rollback under load, 0 failed, logs in shared/, no worker left",
           .enabled(if: serviceToolsPresent && toolPath("mmdebstrap") != nil, serviceToolsMissing),
-          .enabled(if: builtSlipway != nil, slipwayNotBuilt))
+          .needs(.nodeBinary))
     func pythonWeb() throws {
-        let binary = try #require(builtSlipway)
+        let binary = try #require(nodeBinary)
         let work = try TempDir("slipway-graceful-python")
         defer { work.remove() }
         let store = work.sub("store")
@@ -210,9 +210,9 @@ extension FleetFarmTests {
     @Test("deploy hello-static and python-web to ssh nodes behind their own nginx (btrfs): deploy, rollback, 0 failed requests under load",
           .enabled(if: farmTools && serviceToolsPresent && toolPath("mmdebstrap") != nil,
                    "needs root, sshd, ip, mkfs.btrfs, tc, nginx, python3, mmdebstrap (scripts/setup installs them)"),
-          .enabled(if: builtSlipway != nil, slipwayNotBuilt))
+          .needs(.nodeBinary))
     func gracefulDeploy() throws {
-        let binary = try #require(builtSlipway)
+        let binary = try #require(nodeBinary)
         let work = try TempDir("slipway-farm-graceful")
         defer { work.remove() }
         let store = work.sub("store")
@@ -302,9 +302,9 @@ extension GracefulSwitchTests {
     @Test("[schroot] enabled: each version's service runs in its own schroot session; deploy and rollback keep serving",
           .enabled(if: serviceToolsPresent && toolPath("schroot") != nil && access("/etc/schroot/chroot.d", W_OK) == 0,
                    "needs schroot and a writable /etc/schroot/chroot.d, besides the service tools"),
-          .enabled(if: builtSlipway != nil, slipwayNotBuilt))
+          .needs(.nodeBinary))
     func schrootSessions() throws {
-        let binary = try #require(builtSlipway)
+        let binary = try #require(nodeBinary)
         let work = try TempDir("slipway-graceful-schroot")
         defer { work.remove() }
         let store = work.sub("store")

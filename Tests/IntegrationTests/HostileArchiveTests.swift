@@ -190,9 +190,9 @@ private struct Sandbox {
 @Suite("Hostile archives")
 struct HostileArchiveTests {
     /// Entry-level attacks, in every container format; the refusal names the entry.
-    @Test("hostile entries are refused, nothing written", arguments: HostileCase.all, [ArchiveCompression.xz, .zstd, .none])
+    @Test("hostile entries are refused, nothing written",
+          .needs("python3", "xz", "zstd"), arguments: HostileCase.all, [ArchiveCompression.xz, .zstd, .none])
     func hostileEntry(_ hostile: HostileCase, compression: ArchiveCompression) throws {
-        guard requireTool("python3", compression == .zstd ? "zstd" : "xz") else { return }
         try checkHostileEntry(hostile, compression: compression)
     }
 
@@ -242,9 +242,9 @@ struct HostileArchiveTests {
 
     /// The harmless part of the corpus extracts, so the refusals above are about the
     /// hostile entries and single-block xz from plain `xz` is read.
-    @Test("control: the corpus's harmless archive extracts", arguments: [ArchiveCompression.xz, .zstd, .none])
+    @Test("control: the corpus's harmless archive extracts",
+          .needs("python3", "xz", "zstd"), arguments: [ArchiveCompression.xz, .zstd, .none])
     func control(compression: ArchiveCompression) throws {
-        guard requireTool("python3", "xz", "zstd") else { return }
         let sandbox = try Sandbox()
         defer { sandbox.tmp.remove() }
         let tar = try sandbox.build("valid")
@@ -263,9 +263,8 @@ struct HostileArchiveTests {
         return sha256(scratch + "/" + member)
     }
 
-    @Test("a non-empty target is refused with targetNotEmpty and left as it was")
+    @Test("a non-empty target is refused with targetNotEmpty and left as it was", .needs("python3", "xz"))
     func nonEmptyTarget() throws {
-        guard requireTool("python3", "xz") else { return }
         let sandbox = try Sandbox()
         defer { sandbox.tmp.remove() }
         let archive = try sandbox.compress(try sandbox.build("symlink-relative-escape"), .xz)
@@ -346,9 +345,8 @@ struct HostileArchiveTests {
         }
     }
 
-    @Test("a stream cut in half is refused", arguments: ArchiveCompression.allCases)
+    @Test("a stream cut in half is refused", .needs("python3", "xz", "zstd"), arguments: ArchiveCompression.allCases)
     func truncated(compression: ArchiveCompression) throws {
-        guard requireTool("python3", "xz", "zstd") else { return }
         let sandbox = try Sandbox()
         defer { sandbox.tmp.remove() }
         let valid = try validArchive(sandbox, compression)
@@ -359,9 +357,8 @@ struct HostileArchiveTests {
     /// Only the tar's own end: a stream cut exactly after a complete compressed stream is
     /// covered above; here the tar ends without its two zero blocks but the compression is
     /// intact, which is also a truncated archive.
-    @Test("a tar without its end-of-archive blocks is refused", arguments: ArchiveCompression.allCases)
+    @Test("a tar without its end-of-archive blocks is refused", .needs("python3", "xz", "zstd"), arguments: ArchiveCompression.allCases)
     func missingEndOfArchive(compression: ArchiveCompression) throws {
-        guard requireTool("python3", "xz", "zstd") else { return }
         let sandbox = try Sandbox()
         defer { sandbox.tmp.remove() }
         let tar = Array(try Data(contentsOf: URL(fileURLWithPath: try sandbox.build("valid"))))
@@ -373,9 +370,8 @@ struct HostileArchiveTests {
         try expectStreamRefused(archive, sandbox, .truncated, compression, "tar cut at \(cut), \(compression)")
     }
 
-    @Test("corrupt compressed data is refused", arguments: [ArchiveCompression.xz, .zstd])
+    @Test("corrupt compressed data is refused", .needs("python3", "xz", "zstd"), arguments: [ArchiveCompression.xz, .zstd])
     func corrupt(compression: ArchiveCompression) throws {
-        guard requireTool("python3", "xz", "zstd") else { return }
         let sandbox = try Sandbox()
         defer { sandbox.tmp.remove() }
         var bytes = try validArchive(sandbox, compression)
@@ -385,9 +381,8 @@ struct HostileArchiveTests {
         try expectStreamRefused(archive, sandbox, .corrupt, compression, "corrupt \(compression)")
     }
 
-    @Test("garbage after the compressed stream is refused", arguments: ArchiveCompression.allCases)
+    @Test("garbage after the compressed stream is refused", .needs("python3", "xz", "zstd"), arguments: ArchiveCompression.allCases)
     func garbageAfterStream(compression: ArchiveCompression) throws {
-        guard requireTool("python3", "xz", "zstd") else { return }
         let sandbox = try Sandbox()
         defer { sandbox.tmp.remove() }
         let bytes = try validArchive(sandbox, compression) + Array("GARBAGE!this is not part of any archive\n".utf8)
@@ -397,9 +392,8 @@ struct HostileArchiveTests {
 
     /// The compressed stream is intact, but the tar inside has non-zero bytes after its
     /// end-of-archive blocks and record padding.
-    @Test("garbage inside the tar after its end is refused", arguments: ArchiveCompression.allCases)
+    @Test("garbage inside the tar after its end is refused", .needs("python3", "xz", "zstd"), arguments: ArchiveCompression.allCases)
     func garbageAfterTarEnd(compression: ArchiveCompression) throws {
-        guard requireTool("python3", "xz", "zstd") else { return }
         let sandbox = try Sandbox()
         defer { sandbox.tmp.remove() }
         var tar = Array(try Data(contentsOf: URL(fileURLWithPath: try sandbox.build("valid"))))
@@ -412,9 +406,8 @@ struct HostileArchiveTests {
     /// A second, valid xz stream after the first is not garbage to xz(1) but a release has
     /// one stream; the extractor must not silently ignore the rest either way: it either
     /// refuses or extracts every entry. Concatenated streams must not be half-read.
-    @Test("a second xz stream after the first is never silently dropped")
+    @Test("a second xz stream after the first is never silently dropped", .needs("python3", "xz"))
     func concatenatedStreams() throws {
-        guard requireTool("python3", "xz") else { return }
         let sandbox = try Sandbox()
         defer { sandbox.tmp.remove() }
         let first = try validArchive(sandbox, .xz)

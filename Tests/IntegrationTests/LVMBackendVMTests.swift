@@ -21,9 +21,9 @@ import Glibc
 /// cases. Crash trials: `SLIPWAY_LVM_CRASH_TRIALS` (default 10), `SLIPWAY_CRASH_SEED`.
 @Suite("LVM backend in a VM", .serialized)
 struct LVMBackendVMTests {
-    @Test("deploy, delta as thin snapshot, rollback, prune, schroot, reboot, crashes, full pool")
+    @Test("deploy, delta as thin snapshot, rollback, prune, schroot, reboot, crashes, full pool", .needs(.lvmVM))
     func lvmInVM() throws {
-        guard requireLVMVM(), let controller = lvmControllerBinary() else { return }
+        let controller = try #require(lvmControllerBinary)
         let temp = try TempDir("slipway-lvm-test")
         defer { temp.remove() }
         let releases = LVMAppReleases(temp: temp)

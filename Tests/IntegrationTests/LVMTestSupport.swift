@@ -19,26 +19,25 @@ import Glibc
 private let lvmRepositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().path
 
-/// Whether the VM can run here: root, qemu, Debian's kernel in /boot. Prints why not.
-func requireLVMVM(test: String = #function) -> Bool {
-    guard requireTool("qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "mke2fs", root: true, test: test) else { return false }
-    let kernels = (try? FileManager.default.contentsOfDirectory(atPath: "/boot"))?.filter { $0.hasPrefix("vmlinuz-") && $0.hasSuffix("-amd64") } ?? []
-    guard !kernels.isEmpty else {
-        print("skipped \(test): no /boot/vmlinuz-*-amd64 — scripts/setup installs linux-image-amd64")
-        return false
-    }
-    return true
-}
-
 /// The controller's slipway: the one built next to this test bundle, else .build's.
-func lvmControllerBinary(test: String = #function) -> String? {
+let lvmControllerBinary: String? = {
     let bundle = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
     for directory in [bundle, bundle.deletingLastPathComponent(), bundle.deletingLastPathComponent().deletingLastPathComponent()] {
         let candidate = directory.appendingPathComponent("slipway").path
         var st = stat()
         if stat(candidate, &st) == 0, st.st_mode & S_IFMT == S_IFREG, access(candidate, X_OK) == 0 { return candidate }
     }
-    return nodeBinary(test: test)
+    return nodeBinary
+}()
+
+extension Requirement {
+    /// What the VM needs: root, qemu, Debian's kernel in /boot, and a controller slipway.
+    static let lvmVM = Requirement(all: [
+        .tools(["qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "mke2fs"], root: true),
+        .that(((try? FileManager.default.contentsOfDirectory(atPath: "/boot")) ?? []).contains { $0.hasPrefix("vmlinuz-") && $0.hasSuffix("-amd64") },
+              "no /boot/vmlinuz-*-amd64 — scripts/setup installs linux-image-amd64"),
+        .that(lvmControllerBinary != nil, slipwayNotBuilt),
+    ])
 }
 
 /// A VM from `scripts/lvm-vm up` in a directory of its own (the image is shared with the

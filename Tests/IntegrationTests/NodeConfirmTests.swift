@@ -100,9 +100,9 @@ struct NodeConfirmTests {
         return fields.count > 3 ? pid_t(fields[3]) : nil
     }
 
-    @Test("not confirmed: the watcher switches back to 1 soon after the deadline, reloads 1, journals why")
+    @Test("not confirmed: the watcher switches back to 1 soon after the deadline, reloads 1, journals why", .needs(.builtSlipway))
     func unconfirmedSwitchesBack() throws {
-        guard let binary = builtSlipway() else { return }
+        let binary = try #require(builtSlipway)
         let node = try ConfirmNode(binary: binary)
         defer { node.fx.remove() }
 
@@ -147,9 +147,9 @@ struct NodeConfirmTests {
         #expect(node.fx.current == "1")
     }
 
-    @Test("confirmed in time: the node stays on 2 past the deadline; confirming again says already-confirmed")
+    @Test("confirmed in time: the node stays on 2 past the deadline; confirming again says already-confirmed", .needs(.builtSlipway))
     func confirmedStays() throws {
-        guard let binary = builtSlipway() else { return }
+        let binary = try #require(builtSlipway)
         let node = try ConfirmNode(binary: binary)
         defer { node.fx.remove() }
 
@@ -179,9 +179,10 @@ struct NodeConfirmTests {
         #expect(other.status != 0 && other.stderr.contains("no pending confirmation"), "\(other.stderr)")
     }
 
-    @Test("a failed activation keeps the pending confirmation, a rollback clears it, recovery switches back after a reboot")
+    @Test("a failed activation keeps the pending confirmation, a rollback clears it, recovery switches back after a reboot",
+          .needs(.builtSlipway))
     func replacedAndRecovered() throws {
-        guard let binary = builtSlipway() else { return }
+        let binary = try #require(builtSlipway)
         let node = try ConfirmNode(binary: binary)
         defer { node.fx.remove() }
 

@@ -20,9 +20,9 @@ struct NodeCrashTests {
     /// kill -9 of `slipway node apply|activate|rollback` at seeded random moments; after each,
     /// one more command runs and the invariant must hold. SLIPWAY_CRASH_SEED and
     /// SLIPWAY_CRASH_TRIALS reproduce or widen a run.
-    @Test("kill -9 at random moments of apply, activate and rollback leaves the old or the new version")
+    @Test("kill -9 at random moments of apply, activate and rollback leaves the old or the new version", .needs(.nodeBinary))
     func crashInjection() throws {
-        guard let binary = nodeBinary() else { return }
+        let binary = try #require(nodeBinary)
         let environment = ProcessInfo.processInfo.environment
         let seed = environment["SLIPWAY_CRASH_SEED"].flatMap(UInt64.init) ?? 20_240_601
         let trials = environment["SLIPWAY_CRASH_TRIALS"].flatMap(Int.init) ?? 36
@@ -109,9 +109,8 @@ struct NodeCrashTests {
         #expect(killedMidway >= trials / 3, "too few kills landed inside a command; the fixture is too fast")
     }
 
-    @Test("ENOSPC during apply: a clear error, the old version current, no leftovers")
+    @Test("ENOSPC during apply: a clear error, the old version current, no leftovers", .needs("mount", "umount", root: true))
     func fullDisk() throws {
-        guard requireTool("mount", "umount", root: true) else { return }
         let fx = try NodeFixture()
         defer { fx.remove() }
         try FileManager.default.createDirectory(atPath: fx.root, withIntermediateDirectories: true)

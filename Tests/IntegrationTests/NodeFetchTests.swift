@@ -15,19 +15,18 @@ import Glibc
 @testable import SlipwayNode
 @testable import SlipwayFleet
 
+extension Requirement {
+    /// nginx where `NginxServer` runs it from, and curl.
+    fileprivate static let nginxAndCurl = Requirement(all: [
+        .that(access(NginxServer.binary, X_OK) == 0, "nginx is not installed at \(NginxServer.binary) — scripts/setup installs it"),
+        .tools(["curl"]),
+    ])
+}
+
 /// Pull mode against a real nginx serving the store: full fetch, Range resume, a server that
 /// ignores Range, wrong hash, 404, a stalled server, and the CLI's reply.
 @Suite("Node: fetch from a static HTTP store (pull mode)")
 struct NodeFetchTests {
-    /// nginx and curl are there, else a printed reason.
-    static func available(test: String = #function) -> Bool {
-        guard access(NginxServer.binary, X_OK) == 0 else {
-            print("skipped \(test): nginx is not installed at \(NginxServer.binary) — scripts/setup installs it")
-            return false
-        }
-        return requireTool("curl", test: test)
-    }
-
     /// A store with release 1 (a ~2 MB archive, so a resume moves a visible part of it) served
     /// by nginx.
     struct Served {
@@ -70,9 +69,8 @@ struct NodeFetchTests {
         }
     }
 
-    @Test("full fetch, resume of a truncated file with Range, an already complete file, a server that ignores Range")
+    @Test("full fetch, resume of a truncated file with Range, an already complete file, a server that ignores Range", .needs(.nginxAndCurl))
     func fetchAndResume() throws {
-        guard Self.available() else { return }
         let served = try Served()
         defer { served.stop() }
         let context = try served.fx.context()
@@ -117,9 +115,9 @@ struct NodeFetchTests {
         #expect(try served.fetchedMatches())
     }
 
-    @Test("wrong sha256 removes the file; 404 names the URL and status; a busy file is waited for; a stalled server times out")
+    @Test("wrong sha256 removes the file; 404 names the URL and status; a busy file is waited for; a stalled server times out",
+          .needs(.nginxAndCurl))
     func failures() throws {
-        guard Self.available() else { return }
         let served = try Served()
         defer { served.stop() }
         let context = try served.fx.context()
@@ -191,9 +189,10 @@ struct NodeFetchTests {
         #expect(Date().timeIntervalSince(started) < 60, "a stalled server must not hang the fetch")
     }
 
-    @Test("through the binary: --json reply, then apply the fetched archive; a missing curl says what to install")
+    @Test("through the binary: --json reply, then apply the fetched archive; a missing curl says what to install",
+          .needs(.nginxAndCurl, .builtSlipway))
     func binary() throws {
-        guard Self.available(), let binary = builtSlipway() else { return }
+        let binary = try #require(builtSlipway)
         let served = try Served()
         defer { served.stop() }
         let fx = served.fx

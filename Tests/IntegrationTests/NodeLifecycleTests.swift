@@ -60,7 +60,7 @@ struct NodeLifecycleTests {
         #expect(status.activations.map(\.result).allSatisfy { $0 == "activated" })
     }
 
-    @Test("a failed health check switches back, reloads the old version and says so")
+    @Test("a failed health check switches back, reloads the old version and says so", .needs(.nodeBinary))
     func healthFailureRollsBack() throws {
         let fx = try NodeFixture()
         defer { fx.remove() }
@@ -85,7 +85,7 @@ struct NodeLifecycleTests {
         #expect(last.result == "rolled-back" && last.from == "1" && last.to == "2")
 
         // Through the binary: non-zero exit, the message on stderr.
-        guard let binary = nodeBinary() else { return }
+        let binary = try #require(nodeBinary)
         let child = try NodeChild(binary, ["node", "activate", "web@2", "--root", fx.root])
         let (status, stderr) = child.wait()
         #expect(status != 0)
@@ -130,9 +130,9 @@ struct NodeLifecycleTests {
         #expect(try DirBackend().landedVersions(layout: other.layout) == ["1"])
     }
 
-    @Test("an http health check: nginx serves through current; a 200 keeps the switch, a 404 switches back")
+    @Test("an http health check: nginx serves through current; a 200 keeps the switch, a 404 switches back",
+          .needs("nginx", "curl", root: true))
     func httpHealthCheck() throws {
-        guard requireTool("nginx", "curl", root: true) else { return }
         let fx = try NodeFixture()
         defer { fx.remove() }
         // The app server of this node: nginx serving whatever `current` points at.
@@ -253,9 +253,9 @@ struct NodeLifecycleTests {
         #expect(!exists(second.path), "the landed upload is removed from incoming/")
     }
 
-    @Test("two concurrent activations: the second waits, then fails naming the holder")
+    @Test("two concurrent activations: the second waits, then fails naming the holder", .needs(.nodeBinary))
     func lockContention() throws {
-        guard let binary = nodeBinary() else { return }
+        let binary = try #require(nodeBinary)
         let fx = try NodeFixture()
         defer { fx.remove() }
         try fx.release("1")

@@ -15,14 +15,6 @@ import Glibc
 @testable import SlipwayNode
 @testable import SlipwayFleet
 
-/// The built binary, found without printing (for condition traits).
-let builtSlipway: String? = {
-    let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-    return [repo + "/.build/debug/slipway", repo + "/.build/release/slipway"].first { access($0, X_OK) == 0 }
-}()
-
-let slipwayNotBuilt: Comment = ".build/debug/slipway is not built (swift build)"
-
 /// Findings of the attack review (docs/security.md): the signature policy, shared
 /// directories that would lead out of the node root, and a switch whose journal cannot be
 /// written.
@@ -41,9 +33,9 @@ struct NodeSecurityTests {
     }
 
     @Test("trusted keys alone require a signature: a stripped, rewritten release does not land and its hook never runs (install)",
-          .enabled(if: builtSlipway != nil, slipwayNotBuilt))
+          .needs(.nodeBinary))
     func strippedSignatureInstall() throws {
-        let binary = try #require(builtSlipway)
+        let binary = try #require(nodeBinary)
         let fx = try NodeFixture()
         defer { fx.remove() }
         let keyPath = fx.dir.sub("k")
@@ -72,9 +64,9 @@ struct NodeSecurityTests {
     }
 
     @Test("--require-signature without a trusted key is an error, as in node.toml; with both opt-in and opt-out too",
-          .enabled(if: builtSlipway != nil, slipwayNotBuilt))
+          .needs(.nodeBinary))
     func requireSignatureNeedsKey() throws {
-        let binary = try #require(builtSlipway)
+        let binary = try #require(nodeBinary)
         let fx = try NodeFixture()
         defer { fx.remove() }
         let status = try run(binary, ["node", "status", fx.app, "--root", fx.root, "--require-signature"])
@@ -237,9 +229,9 @@ let farmTools: Bool = isRoot && ["sshd", "ssh", "ip", "mkfs.btrfs", "tc"].allSat
 extension FleetFarmTests {
     @Test("deploy refuses, before sending a byte, an unsigned or stripped release to a node that trusts a key, and names it",
           .enabled(if: farmTools, "needs root, sshd, ip, mkfs.btrfs and tc (scripts/setup installs them)"),
-          .enabled(if: builtSlipway != nil, slipwayNotBuilt))
+          .needs(.nodeBinary))
     func signaturePolicyBeforeSending() throws {
-        let binary = try #require(builtSlipway)
+        let binary = try #require(nodeBinary)
         let farm = try SSHFarm(nodes: 2, binary: binary)
         defer { farm.down() }
         let app = "web"

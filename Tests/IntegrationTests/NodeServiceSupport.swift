@@ -19,9 +19,9 @@ import Glibc
 // tests, and a real nginx serving a directory on a free local port.
 
 /// The `slipway` binary built with the same scratch path as this test bundle (so that
-/// `swift test --scratch-path X` tests X's binary), else the one `nodeBinary` finds; nil
-/// (with a printed reason) when none is built.
-func builtSlipway(test: String = #function) -> String? {
+/// `swift test --scratch-path X` tests X's binary), else `nodeBinary`; nil when none is built.
+/// Tests that run it carry `.needs(.builtSlipway)`.
+let builtSlipway: String? = {
     if let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
         var directory = (executable as NSString).deletingLastPathComponent
         // The bundle may sit inside `<scratch>/debug/…xctest/…`: walk up to the slipway beside it.
@@ -33,7 +33,12 @@ func builtSlipway(test: String = #function) -> String? {
             if directory.hasSuffix(".build") || directory.hasSuffix(".build-node") { break }
         }
     }
-    return nodeBinary(test: test)
+    return nodeBinary
+}()
+
+extension Requirement {
+    /// `builtSlipway` is built.
+    static let builtSlipway = Requirement.that(IntegrationTests.builtSlipway != nil, slipwayNotBuilt)
 }
 
 /// Runs the built slipway with `arguments` through SlipwaySystem's command runner, which reads

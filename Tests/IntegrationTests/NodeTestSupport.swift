@@ -162,15 +162,18 @@ struct NodeFixture {
     }
 }
 
-/// The built `slipway` binary, found from this file's path; nil (with a printed reason) when
-/// it has not been built.
-func nodeBinary(test: String = #function, file: String = #filePath) -> String? {
-    let repo = URL(fileURLWithPath: file).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-    for path in [repo + "/.build/debug/slipway", repo + "/.build/release/slipway"] where access(path, X_OK) == 0 {
-        return path
-    }
-    print("skipped \(test): .build/debug/slipway is not built (swift build)")
-    return nil
+/// The built `slipway` binary, found from this file's path (the checkout's .build); nil when it
+/// has not been built. Tests that run it carry `.needs(.nodeBinary)`.
+let nodeBinary: String? = {
+    let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    return [repo + "/.build/debug/slipway", repo + "/.build/release/slipway"].first { access($0, X_OK) == 0 }
+}()
+
+let slipwayNotBuilt = ".build/debug/slipway is not built (swift build)"
+
+extension Requirement {
+    /// `nodeBinary` is built.
+    static let nodeBinary = Requirement.that(IntegrationTests.nodeBinary != nil, slipwayNotBuilt)
 }
 
 /// A child `slipway` process with its stderr in a file: `kill9()` and `signal(_:)` send

@@ -29,7 +29,6 @@ struct RoundTripTests {
 
     /// Packs the fixture with `compression`, extracts it and compares trees, records and times.
     private func roundTrip(_ compression: ArchiveCompression, sourceDateEpoch: Int64? = nil) throws {
-        guard requireTool("setfattr", "mkfifo", "chmod") else { return }
         let tmp = try TempDir()
         defer { tmp.remove() }
         let fixture = try FixtureTree.build(at: tmp.sub("src"))
@@ -78,22 +77,21 @@ struct RoundTripTests {
         #expect(wrong.isEmpty, "mtimes not restored:\n  \(wrong.prefix(20).joined(separator: "\n  "))")
     }
 
-    @Test("xz: pack, extract, same tree")
+    @Test("xz: pack, extract, same tree", .needs("setfattr", "mkfifo", "chmod"))
     func xzRoundTrip() throws { try roundTrip(.xz) }
 
-    @Test("xz with SOURCE_DATE_EPOCH: later mtimes clamped, earlier kept")
+    @Test("xz with SOURCE_DATE_EPOCH: later mtimes clamped, earlier kept", .needs("setfattr", "mkfifo", "chmod"))
     func xzRoundTripClamped() throws { try roundTrip(.xz, sourceDateEpoch: 1_500_000_000) }
 
-    @Test("zstd: pack, extract, same tree")
+    @Test("zstd: pack, extract, same tree", .needs("setfattr", "mkfifo", "chmod"))
     func zstdRoundTrip() throws { try roundTrip(.zstd) }
 
-    @Test("uncompressed tar: pack, extract, same tree")
+    @Test("uncompressed tar: pack, extract, same tree", .needs("setfattr", "mkfifo", "chmod"))
     func plainRoundTrip() throws { try roundTrip(.none) }
 
-    @Test("GNU tar and bsdtar list slipway's archive", arguments: ArchiveCompression.allCases)
+    @Test("GNU tar and bsdtar list slipway's archive",
+          .needs("tar", "bsdtar", "setfattr", "mkfifo", "zstd"), arguments: ArchiveCompression.allCases)
     func foreignToolsList(compression: ArchiveCompression) throws {
-        guard requireTool("tar", "bsdtar", "setfattr", "mkfifo") else { return }
-        if compression == .zstd, !requireTool("zstd") { return }
         let tmp = try TempDir()
         defer { tmp.remove() }
         let fixture = try FixtureTree.build(at: tmp.sub("src"))
@@ -125,9 +123,8 @@ struct RoundTripTests {
         }
     }
 
-    @Test("GNU tar extracts slipway's archive to the same tree")
+    @Test("GNU tar extracts slipway's archive to the same tree", .needs("tar", "xz", "setfattr", "mkfifo", "getcap"))
     func gnuTarExtracts() throws {
-        guard requireTool("tar", "xz", "setfattr", "mkfifo", "getcap") else { return }
         let tmp = try TempDir()
         defer { tmp.remove() }
         let fixture = try FixtureTree.build(at: tmp.sub("src"))
@@ -150,9 +147,8 @@ struct RoundTripTests {
         }
     }
 
-    @Test("bsdtar extracts slipway's archive to the same tree")
+    @Test("bsdtar extracts slipway's archive to the same tree", .needs("bsdtar", "setfattr", "mkfifo"))
     func bsdtarExtracts() throws {
-        guard requireTool("bsdtar", "setfattr", "mkfifo") else { return }
         let tmp = try TempDir()
         defer { tmp.remove() }
         let fixture = try FixtureTree.build(at: tmp.sub("src"))
@@ -177,9 +173,9 @@ struct RoundTripTests {
     /// GNU tar's archive has a `./` root entry and `./`-prefixed names, directories with a
     /// trailing `/`, readdir order rather than sorted, pax atime/ctime records: slipway takes
     /// all of it.
-    @Test("slipway extracts GNU tar's archive of the tree", arguments: ["-J", "--zstd", ""])
+    @Test("slipway extracts GNU tar's archive of the tree",
+          .needs("tar", "xz", "zstd", "setfattr", "mkfifo"), arguments: ["-J", "--zstd", ""])
     func extractsGNUTarArchive(compressionFlag: String) throws {
-        guard requireTool("tar", "xz", "zstd", "setfattr", "mkfifo") else { return }
         let tmp = try TempDir()
         defer { tmp.remove() }
         let fixture = try FixtureTree.build(at: tmp.sub("src"))
@@ -199,9 +195,8 @@ struct RoundTripTests {
         }
     }
 
-    @Test("slipway extracts bsdtar's archive of the tree")
+    @Test("slipway extracts bsdtar's archive of the tree", .needs("bsdtar", "setfattr", "mkfifo"))
     func extractsBsdtarArchive() throws {
-        guard requireTool("bsdtar", "setfattr", "mkfifo") else { return }
         let tmp = try TempDir()
         defer { tmp.remove() }
         let fixture = try FixtureTree.build(at: tmp.sub("src"))
@@ -235,9 +230,8 @@ struct RoundTripTests {
     }
 
     /// 64 MB of compressible data: several 16 MiB xz blocks, decoded in parallel.
-    @Test("a 64 MB archive with several xz blocks round-trips")
+    @Test("a 64 MB archive with several xz blocks round-trips", .needs("xz"))
     func bigArchive() throws {
-        guard requireTool("xz") else { return }
         let tmp = try TempDir()
         defer { tmp.remove() }
         let src = tmp.sub("src")

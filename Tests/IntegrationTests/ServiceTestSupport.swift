@@ -29,12 +29,8 @@ let serviceToolsPresent: Bool = isRoot && ["nginx", "python3", "curl", "unshare"
 let serviceToolsMissing: Comment = "needs root, nginx, python3, curl, unshare, chroot, apt-get and dpkg-deb (scripts/setup installs them)"
 
 /// Whether btrfs on a loop file can be made here (what `BtrfsLoop` needs), for a condition trait.
-let btrfsLoopAvailable: Bool = {
-    guard isRoot, ["btrfs", "mkfs.btrfs", "losetup"].allSatisfy({ toolPath($0) != nil }), access("/dev/loop-control", F_OK) == 0 else { return false }
-    // The module may load on first use: ask for it, as requireBtrfs does.
-    if !((try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8))?.contains("btrfs") ?? false) { _ = try? run("modprobe", ["btrfs"]) }
-    return (try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8))?.contains("btrfs") ?? false
-}()
+let btrfsLoopAvailable: Bool = isRoot && ["btrfs", "mkfs.btrfs", "losetup"].allSatisfy { toolPath($0) != nil }
+    && access("/dev/loop-control", F_OK) == 0 && btrfsInKernel
 
 /// nginx as a node's front: `daemon off`, so the process is this test's child; its
 /// `http {}` includes the directory slipway writes into. Stopped by `stop()`, by its pid.

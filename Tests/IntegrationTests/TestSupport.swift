@@ -15,9 +15,9 @@ import Glibc
 @testable import SlipwayNode
 @testable import SlipwayFleet
 
-// Shared helpers of the integration tests: temporary roots, external commands, gating on
-// tools and privileges, and byte-path file system calls (names that are not UTF-8 cannot go
-// through Foundation's String paths).
+// Shared helpers of the integration tests: temporary roots, external commands, and byte-path
+// file system calls (names that are not UTF-8 cannot go through Foundation's String paths).
+// What a test needs of the machine (tools, root) is a condition trait: Requirements.swift.
 
 /// A temporary directory unique to one test; `remove()` it in a `defer`.
 struct TempDir {
@@ -124,21 +124,6 @@ func runChecked(_ tool: String, _ arguments: [String], cwd: String? = nil,
 }
 
 var isRoot: Bool { geteuid() == 0 }
-
-/// Whether the test can run: every tool is installed and, when `root` is set, we are root.
-/// Otherwise prints why the test is skipped and returns false (Swift Testing has no runtime
-/// skip; the caller returns early). CI installs every tool and runs as root.
-func requireTool(_ tools: String..., root: Bool = false, test: String = #function) -> Bool {
-    for tool in tools where toolPath(tool) == nil {
-        print("skipped \(test): \(tool) not installed — scripts/setup installs it")
-        return false
-    }
-    if root && !isRoot {
-        print("skipped \(test): needs root (device nodes, foreign owners, capabilities) — CI runs the tests as root")
-        return false
-    }
-    return true
-}
 
 // MARK: - Byte paths
 
