@@ -58,7 +58,11 @@ extension SlipwayCommand {
         } catch let error as ExitCode {
             throw error
         } catch {
-            context.output.error(Output.message(for: error))
+            let message = Output.message(for: error)
+            // Under --json the failure is a document too, with a code the controller acts on
+            // (docs/architecture.md "The node protocol"); the human line stays on stderr.
+            if wantsJSON { try? context.output.resultJSON(NodeErrorReply(code: .of(error), message: message)) }
+            context.output.error(message)
             throw ExitCode.failure
         }
     }

@@ -15,8 +15,9 @@ public enum FleetError: Error, CustomStringConvertible, Sendable, Equatable {
     case transport(node: String, detail: String)
     /// slipway is missing or unusable on a node and could not be installed.
     case nodeSlipway(node: String, detail: String)
-    /// A node verb failed; `detail` is the node's own error line.
-    case nodeCommand(node: String, verb: String, detail: String)
+    /// A node verb failed; `detail` is the node's own message, `code` its error code
+    /// (`.other` when the node gave none).
+    case nodeCommand(node: String, verb: String, detail: String, code: NodeErrorCode = .other)
     /// A bad option value (batch size, URL).
     case invalidArgument(String)
 
@@ -33,7 +34,7 @@ public enum FleetError: Error, CustomStringConvertible, Sendable, Equatable {
             return "\(node): cannot reach the node: \(detail)"
         case let .nodeSlipway(node, detail):
             return "\(node): \(detail)"
-        case let .nodeCommand(node, verb, detail):
+        case let .nodeCommand(node, verb, detail, _):
             return "\(node): node \(verb) failed: \(detail)"
         case let .invalidArgument(detail):
             return detail

@@ -45,8 +45,13 @@ public struct NodeClient: Sendable {
         if transport.isUnreachable(result) {
             return .transport(node: node.name, detail: lines.last ?? "ssh exited with status 255")
         }
+        if let reply = try? JSONDecoder().decode(NodeErrorReply.self, from: result.standardOutput) {
+            return .nodeCommand(node: node.name, verb: verb, detail: reply.error.message, code: reply.error.code)
+        }
         if let line = lines.last(where: { $0.hasPrefix("slipway: error: ") }) {
-            return .nodeCommand(node: node.name, verb: verb, detail: String(line.dropFirst("slipway: error: ".count)))
+            // A version-1 node: its message, no code (the controller does not read words).
+            return .nodeCommand(node: node.name, verb: verb, detail: String(line.dropFirst("slipway: error: ".count)) +
+                                " (\(NodeWire.olderNode(nil)))")
         }
         // A usage error: the node's slipway does not know an option this one sends.
         if let line = lines.first(where: { $0.hasPrefix("Error: ") }) {
@@ -61,7 +66,11 @@ public struct NodeClient: Sendable {
     // MARK: Verbs
 
     public func status(app: String) throws -> NodeStatus {
-        try call("status", [app], as: NodeStatus.self, timeout: .seconds(120))
+        let status = try call("status", [app], as: NodeStatus.self, timeout: .seconds(120))
+        guard let version = status.protocolVersion, version >= NodeWire.version else {
+            throw FleetError.nodeSlipway(node: node.name, detail: NodeWire.olderNode(status.protocolVersion))
+        }
+        return status
     }
 
     /// Every app on the node.

@@ -140,7 +140,7 @@ public struct RollingDeploy: Sendable {
                 progress.state(node.name, "already current")
                 return
             }
-        } catch let FleetError.nodeCommand(_, _, detail) where detail.contains("rolled back to") || detail.contains("switched back") {
+        } catch let FleetError.nodeCommand(_, _, detail, code) where code.nodeSwitchedBack {
             // The node's own health check failed and it switched itself back.
             outcome.result = "rolled-back"
             outcome.detail = detail

@@ -138,3 +138,45 @@ extension NodeError {
         }
     }
 }
+
+extension NodeErrorCode {
+    /// The code a failed node verb replies with (docs/architecture.md "The node protocol").
+    public static func of(_ error: any Error) -> NodeErrorCode {
+        if NodeError.fullDisk(error) != nil { return .noSpace }
+        switch error {
+        case let error as NodeError: return error.code
+        case is ArchiveError, is ReleaseError: return .release
+        case is SystemError: return .system
+        default: return .other
+        }
+    }
+}
+
+extension NodeError {
+    public var code: NodeErrorCode {
+        switch self {
+        case let .system(_, _, code): code == ENOSPC || code == EDQUOT ? .noSpace : .system
+        case .locked: .locked
+        case .settings: .settings
+        case .backendUnavailable: .backendUnavailable
+        case .archiveMismatch: .archiveMismatch
+        case .signature: .signature
+        case .versionNotLanded: .versionNotLanded
+        case .baseMissing: .baseMissing
+        case .deltaInvalid: .deltaInvalid
+        case .treeMismatch: .treeMismatch
+        case .noPreviousVersion: .noPreviousVersion
+        case .hookFailed: .hookFailed
+        case .rolledBack: .rolledBack
+        case .invalidArgument, .invalidKeep: .invalidArgument
+        case .badOffset: .badOffset
+        case .toolMissing: .toolMissing
+        case .fetchFailed: .fetchFailed
+        case .fetchMismatch: .fetchMismatch
+        case .confirmationExpired: .confirmationExpired
+        case .frontUnavailable: .frontUnavailable
+        case .journalUnwritable: .journalUnwritable
+        case .nothingToConfirm: .nothingToConfirm
+        }
+    }
+}

@@ -30,6 +30,9 @@ public enum NodeActivate {
         /// the node switches back (for `already-current`, the deadline still pending, if any).
         public var confirmDeadline: Double?
 
+        /// The node protocol of the slipway that replied (`NodeWire.version`; nil: version 1).
+        public var protocolVersion: Int? = NodeWire.version
+
         package init(app: String, kind: String, version: String, previous: String? = nil, outcome: String, ran: [String], seconds: Double, recovered: [String], confirmDeadline: Double? = nil) {
             self.app = app
             self.kind = kind

@@ -26,6 +26,9 @@ public enum NodeApply {
         public var seconds: Double
         public var recovered: [String]
 
+        /// The node protocol of the slipway that replied (`NodeWire.version`; nil: version 1).
+        public var protocolVersion: Int? = NodeWire.version
+
         package init(app: String, version: String, outcome: String, origin: String, base: String? = nil, signature: String, entries: Int, seconds: Double, recovered: [String]) {
             self.app = app
             self.version = version

@@ -21,6 +21,9 @@ public enum NodeReceive {
         public var complete: Bool
         public var sha256: String?
 
+        /// The node protocol of the slipway that replied (`NodeWire.version`; nil: version 1).
+        public var protocolVersion: Int? = NodeWire.version
+
         package init(path: String, received: UInt64, bytes: UInt64, complete: Bool, sha256: String? = nil) {
             self.path = path
             self.received = received

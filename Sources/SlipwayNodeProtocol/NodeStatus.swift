@@ -16,7 +16,7 @@ public struct NodeStatus: Codable, Sendable {
         public var archiveSHA256: String?
         public var origin: NodeState.Origin?
 
-        package init(version: String, landed: Bool, current: Bool, previous: Bool, receivedAt: Double? = nil, archiveSHA256: String? = nil, origin: NodeState.Origin? = nil) {
+    package init(version: String, landed: Bool, current: Bool, previous: Bool, receivedAt: Double? = nil, archiveSHA256: String? = nil, origin: NodeState.Origin? = nil) {
             self.version = version
             self.landed = landed
             self.current = current
@@ -81,6 +81,9 @@ public struct NodeStatus: Codable, Sendable {
     /// What this node demands of a release's signature (nil from nodes older than this
     /// field: they check at apply only).
     public var signaturePolicy: NodeSignature.Policy?
+
+    /// The node protocol of the slipway that replied (`NodeWire.version`; nil: version 1).
+    public var protocolVersion: Int? = NodeWire.version
 
     package init(app: String, root: String, backend: String, current: String? = nil, previous: String? = nil, releases: [Release], activations: [NodeState.Activation], leftovers: [String], lockHolder: String? = nil, schroot: String? = nil, incoming: [IncomingFile], confirmation: PendingConfirmation? = nil, signaturePolicy: NodeSignature.Policy? = nil) {
         self.app = app

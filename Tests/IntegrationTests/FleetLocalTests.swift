@@ -161,6 +161,38 @@ struct FleetLocalTests {
         #expect(farm.current("n1") == nil)
     }
 
+    /// Issue 14: the controller decides by the node's error code, never by its words. A first
+    /// activation whose health fails leaves the node with no current version and says so in
+    /// words that contain neither "rolled back to" nor "switched back"; it is still filed as
+    /// rolled back (the node undid it itself), and a node verb's failure under --json is an
+    /// error document with its code and the protocol version.
+    @Test("node failures are typed: an error document with a code; a first activation that fails is rolled back", .needs(.nodeBinary))
+    func typedFailures() throws {
+        let binary = try #require(nodeBinary)
+        let farm = try LocalFarm(nodes: 1, binary: binary)
+        defer { farm.fixture.remove() }
+        let health = ServiceSpec(health: HealthCheck(command: "[ ! -e \"$SLIPWAY_ROOT/unhealthy-$SLIPWAY_VERSION\" ]", timeoutSeconds: 5, retries: 1))
+        try farm.release("1", service: health)
+        let app = farm.fixture.app
+        try FileManager.default.createDirectory(atPath: farm.root("n1"), withIntermediateDirectories: true)
+        try #require(FileManager.default.createFile(atPath: farm.root("n1") + "/unhealthy-1", contents: Data()))
+        let first = try farm.slipway(["deploy", "\(app)@1", "--on", "n1", "--json"])
+        #expect(first.status != 0)
+        let outcome = try #require(try farm.outcomes(first)["n1"])
+        #expect(outcome.result == "rolled-back", "\(outcome)")
+        #expect(outcome.detail?.contains("no previous version") == true, "\(outcome)")
+        #expect(farm.current("n1") == nil)
+
+        // The node verb itself: the error document on stdout, the human line on stderr.
+        let rollback = try run(binary, ["node", "rollback", app, "--root", farm.root("n1"), "--json"])
+        #expect(rollback.status != 0)
+        let reply = try JSONDecoder().decode(NodeErrorReply.self, from: rollback.stdout)
+        #expect(reply.error.code == .noPreviousVersion && reply.protocolVersion == NodeWire.version, "\(reply)")
+        #expect(rollback.err.hasPrefix("slipway: error: ") && rollback.err.contains(reply.error.message))
+        let status = try run(binary, ["node", "status", app, "--root", farm.root("n1"), "--json"])
+        #expect(try JSONDecoder().decode(NodeStatus.self, from: status.stdout).protocolVersion == NodeWire.version)
+    }
+
     @Test("bad selections and inventories fail with one clear line", .needs(.nodeBinary))
     func mistakes() throws {
         let binary = try #require(nodeBinary)

@@ -73,3 +73,20 @@ struct NodeSettingsTests {
         #expect(removals.map(\.description) == ["gone"])
     }
 }
+
+@Suite("Node protocol: error codes")
+struct NodeErrorCodeTests {
+    @Test("node errors map to their codes; a full disk is no-space; unknown codes decode as other")
+    func codes() throws {
+        #expect(NodeErrorCode.of(NodeError.noPreviousVersion(app: "web")) == .noPreviousVersion)
+        #expect(NodeErrorCode.of(NodeError.rolledBack(app: "web", failedVersion: "2", restored: nil, detail: "x")) == .rolledBack)
+        #expect(NodeErrorCode.of(ArchiveError.system(operation: "write", path: "/x", errno: ENOSPC)) == .noSpace)
+        #expect(NodeErrorCode.of(ArchiveError.truncated(archive: "a")) == .release)
+        #expect(NodeErrorCode.rolledBack.nodeSwitchedBack && NodeErrorCode.confirmationExpired.nodeSwitchedBack)
+        #expect(!NodeErrorCode.noPreviousVersion.nodeSwitchedBack && !NodeErrorCode.other.nodeSwitchedBack)
+        let reply = try JSONDecoder().decode(NodeErrorReply.self, from: Data(#"{"error":{"code":"from-the-future","message":"m"}}"#.utf8))
+        #expect(reply.error.code == .other && reply.protocolVersion == nil)
+        let encoded = try JSONEncoder().encode(NodeErrorReply(code: .locked, message: "held"))
+        #expect(try JSONDecoder().decode(NodeErrorReply.self, from: encoded) == NodeErrorReply(code: .locked, message: "held"))
+    }
+}
