@@ -257,10 +257,7 @@ public struct ReleaseExporter: Sendable {
     }
 
     static func syncDirectory(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw ExportError.system(operation: "open directory", path: path, errno: errno) }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw ExportError.system(operation: "fsync", path: path, errno: errno) }
+        try SystemError.rethrow({ () throws(SystemError) in try Durable.syncDirectory(path) }, as: ExportError.system)
     }
 
     /// Seconds to the millisecond.

@@ -91,7 +91,7 @@ extension NodeApply {
             case let .full(archive):
                 try checkHash(archive, sha256: manifest.archive.sha256, size: manifest.archive.size)
                 context.log("landing \(app)@\(version) from \(archive)")
-                staging = try context.backend.createStaging(version: version, layout: layout, releaseBytes: manifest.tarSize)
+                staging = try context.backend.createStaging(.empty(version, releaseBytes: manifest.tarSize), layout: layout)
             case let .delta(archive, base):
                 guard landed.contains(base) else { throw NodeError.baseMissing(app: app, base: base, landed: landed) }
                 guard access(archive, R_OK) == 0 else { throw NodeError.system(operation: "read the delta", path: archive, errno: errno) }
@@ -102,7 +102,7 @@ extension NodeApply {
                     }
                 }
                 context.log("landing \(app)@\(version) from \(archive) over \(base)")
-                staging = try context.backend.createStaging(version: version, from: base, layout: layout, releaseBytes: manifest.tarSize)
+                staging = try context.backend.createStaging(.copy(version, of: base, releaseBytes: manifest.tarSize), layout: layout)
             }
 
             var manifestWritten = false

@@ -19,7 +19,7 @@ public struct NodeContext: Sendable {
                 commandLine: String = CommandLine.arguments.joined(separator: " "),
                 log: @escaping @Sendable (String) -> Void = { _ in }) throws {
         self.settings = settings
-        self.backend = try backend ?? makeBackend(settings)
+        self.backend = try backend ?? makeBackend(settings, runner: runner)
         self.runner = runner
         self.commandLine = commandLine
         self.log = log

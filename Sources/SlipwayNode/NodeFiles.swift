@@ -52,41 +52,20 @@ enum NodeFiles {
     }
 
     static func fsyncDirectory(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw NodeError.system(operation: "open directory", path: path, errno: errno) }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw NodeError.system(operation: "fsync", path: path, errno: errno) }
+        try SystemError.rethrow({ () throws(SystemError) in try Durable.syncDirectory(path) }, as: NodeError.system)
     }
 
     /// Flushes the whole file system holding `path` (one call instead of an fsync per file
     /// of a freshly extracted tree).
     static func syncFileSystem(of path: String) throws {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw NodeError.system(operation: "open directory", path: path, errno: errno) }
-        defer { close(fd) }
-        guard slipway_syncfs(fd) == 0 else { throw NodeError.system(operation: "sync the file system of", path: path, errno: errno) }
+        try SystemError.rethrow({ () throws(SystemError) in try Durable.syncFileSystem(of: path) }, as: NodeError.system)
     }
 
     /// Writes `data` to `path` through a temporary file in the same directory: write, fsync,
     /// rename, fsync the directory. A crash leaves the old file or the new one (and maybe a
     /// `.tmp-*` file, which recovery removes).
     static func writeAtomically(_ path: String, _ data: Data, mode: mode_t = 0o644) throws {
-        let temp = path + ".tmp-" + String(format: "%08x", UInt32.random(in: .min ... .max))
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw NodeError.system(operation: "create", path: temp, errno: errno) }
-        do {
-            let failure = data.withUnsafeBytes { writeFully(fd, $0) }
-            if failure != 0 { throw NodeError.system(operation: "write", path: temp, errno: failure) }
-            guard fchmod(fd, mode) == 0 else { throw NodeError.system(operation: "chmod", path: temp, errno: errno) }
-            guard fsync(fd) == 0 else { throw NodeError.system(operation: "fsync", path: temp, errno: errno) }
-            close(fd)
-            guard rename(temp, path) == 0 else { throw NodeError.system(operation: "rename \(temp) to", path: path, errno: errno) }
-        } catch {
-            close(fd)
-            unlink(temp)
-            throw error
-        }
-        try fsyncDirectory((path as NSString).deletingLastPathComponent)
+        try SystemError.rethrow({ () throws(SystemError) in try Durable.replace(path, with: data, mode: mode) }, as: NodeError.system)
     }
 
     /// The `f_type` magic number of the file system holding `path` (statfs(2)), or nil with
@@ -136,6 +115,3 @@ extension NodeLayout {
 @_silgen_name("statfs")
 private func slipway_statfs(_ path: UnsafePointer<CChar>, _ buffer: UnsafeMutableRawPointer) -> Int32
 
-/// syncfs(2): Glibc's module map hides it behind _GNU_SOURCE; the symbol is plain C.
-@_silgen_name("syncfs")
-private func slipway_syncfs(_ fd: Int32) -> Int32

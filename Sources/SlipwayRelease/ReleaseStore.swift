@@ -405,27 +405,13 @@ private func writeNewFile(_ path: String, _ data: Data) throws {
 
 /// Replaces `path` with `data` by writing a temporary file, fsyncing and renaming it.
 package func writeFileAtomically(_ path: String, _ data: Data) throws {
-    let temp = path + ".tmp-" + String(format: "%08x", UInt32.random(in: .min ... .max))
-    do {
-        try writeNewFile(temp, data)
-        guard rename(temp, path) == 0 else { throw ReleaseError.system(operation: "rename \(temp) to", path: path, errno: errno) }
-    } catch {
-        unlink(temp)
-        throw error
-    }
-    try syncDirectory((path as NSString).deletingLastPathComponent)
+    try SystemError.rethrow({ () throws(SystemError) in try Durable.replace(path, with: data) }, as: ReleaseError.system)
 }
 
 private func syncFile(_ path: String) throws {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw ReleaseError.system(operation: "open", path: path, errno: errno) }
-    defer { close(fd) }
-    guard fsync(fd) == 0 else { throw ReleaseError.system(operation: "fsync", path: path, errno: errno) }
+    try SystemError.rethrow({ () throws(SystemError) in try Durable.syncFile(path) }, as: ReleaseError.system)
 }
 
 private func syncDirectory(_ path: String) throws {
-    let fd = open(path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { throw ReleaseError.system(operation: "open directory", path: path, errno: errno) }
-    defer { close(fd) }
-    guard fsync(fd) == 0 else { throw ReleaseError.system(operation: "fsync", path: path, errno: errno) }
+    try SystemError.rethrow({ () throws(SystemError) in try Durable.syncDirectory(path) }, as: ReleaseError.system)
 }

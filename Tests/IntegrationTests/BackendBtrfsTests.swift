@@ -35,7 +35,7 @@ struct BackendBtrfsTests {
             let backend = try BtrfsBackend(settings: ["mount": loop.mount])
             let archive = try packRelease(in: dir, app: "web", version: "1.0")
 
-            let staging = try backend.createStaging(version: "1.0", layout: layout)
+            let staging = try backend.createStaging(.empty("1.0"), layout: layout)
             #expect(staging == layout.partial("1.0"))
             _ = try ArchiveExtractor.extract(archive: archive, into: staging)
             try backend.commit(version: "1.0", layout: layout)
@@ -49,7 +49,7 @@ struct BackendBtrfsTests {
             try expectTreeMatchesArchive(layout.release("1.0"), archive, "landed 1.0")
 
             // Landing it twice is refused, naming the path.
-            #expect(throws: BtrfsBackendError.self) { try backend.createStaging(version: "1.0", layout: layout) }
+            #expect(throws: BtrfsBackendError.self) { try backend.createStaging(.empty("1.0"), layout: layout) }
         }
     }
 
@@ -59,10 +59,10 @@ struct BackendBtrfsTests {
             let layout = NodeLayout(root: loop.mount + "/root", app: "web")
             let backend = try BtrfsBackend(settings: [:])
             let archive = try packRelease(in: dir, app: "web", version: "1.0")
-            _ = try ArchiveExtractor.extract(archive: archive, into: try backend.createStaging(version: "1.0", layout: layout))
+            _ = try ArchiveExtractor.extract(archive: archive, into: try backend.createStaging(.empty("1.0"), layout: layout))
             try backend.commit(version: "1.0", layout: layout)
 
-            let staging = try backend.createStaging(version: "2.0", from: "1.0", layout: layout)
+            let staging = try backend.createStaging(.copy("2.0", of: "1.0"), layout: layout)
             let baseUUID = try subvolumeField("UUID", layout.release("1.0"))
             #expect(try subvolumeField("Parent UUID", staging) == baseUUID)
             #expect(!isReadOnly(staging))
@@ -89,14 +89,14 @@ struct BackendBtrfsTests {
             let layout = NodeLayout(root: loop.mount + "/root", app: "web")
             let backend = try BtrfsBackend(settings: [:])
             let archive = try packRelease(in: dir, app: "web", version: "1.0")
-            _ = try ArchiveExtractor.extract(archive: archive, into: try backend.createStaging(version: "1.0", layout: layout))
+            _ = try ArchiveExtractor.extract(archive: archive, into: try backend.createStaging(.empty("1.0"), layout: layout))
             try backend.commit(version: "1.0", layout: layout)
 
             // Killed mid-extract: a writable staging subvolume.
-            let partial = try backend.createStaging(version: "2.0", from: "1.0", layout: layout)
+            let partial = try backend.createStaging(.copy("2.0", of: "1.0"), layout: layout)
             try "half\n".write(toFile: partial + "/half", atomically: false, encoding: .utf8)
             // Killed between "ro true" and the rename: a read-only one.
-            let readOnly = try backend.createStaging(version: "3.0", layout: layout)
+            let readOnly = try backend.createStaging(.empty("3.0"), layout: layout)
             try runChecked("btrfs", ["property", "set", "-ts", readOnly, "ro", "true"])
             // A stray plain directory with the staging name.
             try FileManager.default.createDirectory(atPath: layout.partial("4.0") + "/x", withIntermediateDirectories: true)
@@ -119,7 +119,7 @@ struct BackendBtrfsTests {
         try #require(type != "btrfs", "the temporary directory is itself on btrfs")
         let backend = try BtrfsBackend(settings: [:])
         do {
-            _ = try backend.createStaging(version: "1.0", layout: NodeLayout(root: dir.path, app: "web"))
+            _ = try backend.createStaging(.empty("1.0"), layout: NodeLayout(root: dir.path, app: "web"))
             Issue.record("createStaging on \(type) should fail")
         } catch let error as BtrfsBackendError {
             #expect("\(error)".contains("is not on a btrfs filesystem"))
@@ -135,7 +135,7 @@ struct BackendBtrfsTests {
             let backend = try BtrfsBackend(settings: [:])
             for version in ["1.0", "2.0"] {
                 let archive = try packRelease(in: dir, app: app, version: version)
-                _ = try ArchiveExtractor.extract(archive: archive, into: try backend.createStaging(version: version, layout: layout))
+                _ = try ArchiveExtractor.extract(archive: archive, into: try backend.createStaging(.empty(version), layout: layout))
                 try backend.commit(version: version, layout: layout)
             }
             #expect(try schrootPrintsVersion(layout: layout, backend: backend, version: "2.0") == "2.0")

@@ -26,7 +26,7 @@ struct BackendZFSTests {
             let backend = try ZFSBackend(settings: ["dataset": "\(pool.name)/slipway"])
             let v1 = try packRelease(in: dir, app: "web", version: "1.0")
 
-            let staging = try backend.createStaging(version: "1.0", layout: layout)
+            let staging = try backend.createStaging(.empty("1.0"), layout: layout)
             #expect(staging == layout.partial("1.0"))
             #expect(try pool.property("mountpoint", "\(pool.name)/slipway/web/partial-1.0") == staging)
             _ = try ArchiveExtractor.extract(archive: v1, into: staging)
@@ -41,10 +41,10 @@ struct BackendZFSTests {
             #expect(try runChecked("zfs", ["list", "-H", "-o", "name", "\(ds1)@landed-1.0"]).ok)
             #expect(isReadOnly(layout.release("1.0")))
             try expectTreeMatchesArchive(layout.release("1.0"), v1, "landed 1.0")
-            #expect(throws: ZFSBackendError.self) { try backend.createStaging(version: "1.0", layout: layout) }
+            #expect(throws: ZFSBackendError.self) { try backend.createStaging(.empty("1.0"), layout: layout) }
 
             // A delta: a clone of the base's landed snapshot, writable, isolated from the base.
-            let staging2 = try backend.createStaging(version: "2.0", from: "1.0", layout: layout)
+            let staging2 = try backend.createStaging(.copy("2.0", of: "1.0"), layout: layout)
             #expect(try pool.property("origin", "\(pool.name)/slipway/web/partial-2.0") == "\(ds1)@landed-1.0")
             try "2.0\n".write(toFile: staging2 + "/etc/web-version", atomically: false, encoding: .utf8)
             try FileManager.default.removeItem(atPath: staging2 + "/srv/only-in-1.0")
@@ -55,7 +55,7 @@ struct BackendZFSTests {
             #expect(try String(contentsOfFile: layout.release("2.0") + "/etc/web-version", encoding: .utf8) == "2.0\n")
 
             // A third version cloned from the same base, then prune the base: promotes.
-            _ = try backend.createStaging(version: "3.0", from: "1.0", layout: layout)
+            _ = try backend.createStaging(.copy("3.0", of: "1.0"), layout: layout)
             try backend.commit(version: "3.0", layout: layout)
             #expect(try backend.landedVersions(layout: layout) == ["1.0", "2.0", "3.0"])
             try backend.remove(version: "1.0", layout: layout)
@@ -79,13 +79,13 @@ struct BackendZFSTests {
             let layout = NodeLayout(root: dir.sub("root"), app: "web")
             let backend = try ZFSBackend(settings: ["zfs_dataset": "\(pool.name)/slipway"])
             let v1 = try packRelease(in: dir, app: "web", version: "1.0")
-            _ = try ArchiveExtractor.extract(archive: v1, into: try backend.createStaging(version: "1.0", layout: layout))
+            _ = try ArchiveExtractor.extract(archive: v1, into: try backend.createStaging(.empty("1.0"), layout: layout))
             try backend.commit(version: "1.0", layout: layout)
 
             // Killed mid-extract: a staging clone and a staging dataset.
-            let clone = try backend.createStaging(version: "2.0", from: "1.0", layout: layout)
+            let clone = try backend.createStaging(.copy("2.0", of: "1.0"), layout: layout)
             try "half\n".write(toFile: clone + "/half", atomically: false, encoding: .utf8)
-            _ = try backend.createStaging(version: "3.0", layout: layout)
+            _ = try backend.createStaging(.empty("3.0"), layout: layout)
             // Killed after the rename, before readonly / mountpoint / snapshot.
             let app = "\(pool.name)/slipway/web"
             try runChecked("zfs", ["create", "-o", "mountpoint=\(dir.sub("elsewhere"))", "\(app)/4.0"])
@@ -120,19 +120,19 @@ struct BackendZFSTests {
             let layout = NodeLayout(root: dir.sub("root"), app: "web")
             let backend = try ZFSBackend(settings: ["dataset": "\(pool.name)/slipway"])
             do {
-                _ = try backend.createStaging(version: "2.0", from: "1.0", layout: layout)
+                _ = try backend.createStaging(.copy("2.0", of: "1.0"), layout: layout)
                 Issue.record("a delta against a missing base should fail")
             } catch let error as ZFSBackendError {
                 #expect("\(error)".contains("apply the full release"))
             }
             let missing = try ZFSBackend(settings: ["dataset": "nosuchpool\(UUID().uuidString.prefix(4))/slipway"])
             do {
-                _ = try missing.createStaging(version: "1.0", layout: layout)
+                _ = try missing.createStaging(.empty("1.0"), layout: layout)
                 Issue.record("a missing pool should fail")
             } catch let error as ZFSBackendError {
                 #expect("\(error)".contains("does not exist"))
             }
-            #expect(throws: ZFSBackendError.self) { try backend.createStaging(version: "partial-1", layout: layout) }
+            #expect(throws: ZFSBackendError.self) { try backend.createStaging(.empty("partial-1"), layout: layout) }
         }
     }
 
@@ -143,9 +143,9 @@ struct BackendZFSTests {
             let layout = NodeLayout(root: dir.sub("root"), app: app)
             let backend = try ZFSBackend(settings: ["dataset": "\(pool.name)/slipway"])
             let v1 = try packRelease(in: dir, app: app, version: "1.0")
-            _ = try ArchiveExtractor.extract(archive: v1, into: try backend.createStaging(version: "1.0", layout: layout))
+            _ = try ArchiveExtractor.extract(archive: v1, into: try backend.createStaging(.empty("1.0"), layout: layout))
             try backend.commit(version: "1.0", layout: layout)
-            let staging = try backend.createStaging(version: "2.0", from: "1.0", layout: layout)
+            let staging = try backend.createStaging(.copy("2.0", of: "1.0"), layout: layout)
             try "2.0\n".write(toFile: staging + "/etc/\(app)-version", atomically: false, encoding: .utf8)
             try backend.commit(version: "2.0", layout: layout)
             #expect(try schrootPrintsVersion(layout: layout, backend: backend, version: "2.0") == "2.0")

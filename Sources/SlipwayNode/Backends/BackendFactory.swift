@@ -2,20 +2,17 @@ import SlipwayNodeProtocol
 import SlipwayRelease
 import SlipwayArchive
 import SlipwaySystem
-/// The backend the settings name, with its parameters (the `[btrfs]`, `[zfs]` … table).
-public func makeBackend(_ settings: NodeSettings) throws -> any NodeBackend {
-    switch settings.backend {
-    case "dir":
-        return DirBackend()
-    case "btrfs", "zfs": return settings.backend == "btrfs" ? try BtrfsBackend(settings: settings.backendParameters) as any NodeBackend : try ZFSBackend(settings: settings.backendParameters)
-    // backends engineer: register here.
-    case "btrfs":
-        return try BtrfsBackend(settings: settings.backendParameters)
-    case "zfs":
-        return try ZFSBackend(settings: settings.backendParameters)
-    case "lvm":
-        return try LVMBackend(settings: settings.backendParameters)
-    default:
+
+/// The backend the settings name, with its parameters (the `[btrfs]`, `[zfs]` … table),
+/// running its commands through `runner` (the node context's).
+public func makeBackend(_ settings: NodeSettings, runner: CommandRunner = CommandRunner()) throws -> any NodeBackend {
+    guard let kind = BackendKind(rawValue: settings.backend) else {
         throw NodeError.backendUnavailable(name: settings.backend, detail: "unknown backend; use one of \(BackendKind.names.joined(separator: ", "))")
+    }
+    switch kind {
+    case .dir: return DirBackend(runner: runner)
+    case .btrfs: return try BtrfsBackend(settings: settings.backendParameters, runner: runner)
+    case .zfs: return try ZFSBackend(settings: settings.backendParameters, runner: runner)
+    case .lvm: return try LVMBackend(settings: settings.backendParameters, runner: runner)
     }
 }

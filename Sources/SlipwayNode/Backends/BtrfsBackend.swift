@@ -23,12 +23,14 @@ public struct BtrfsBackend: NodeBackend {
     public var stagedCopyIsImmutableBase: Bool { true }
     public var mount: String?
     public var schrootType: String
-    var runner = CommandRunner()
+    /// The node context's runner (makeBackend passes it).
+    let runner: CommandRunner
     /// btrfs commands are metadata operations; a minute means the filesystem is stuck.
     static let timeout: Duration = .seconds(120)
 
     /// The `[btrfs]` table of node.toml; unknown keys are errors.
-    public init(settings: [String: String]) throws {
+    public init(settings: [String: String], runner: CommandRunner = CommandRunner()) throws {
+        self.runner = runner
         for key in settings.keys where !["mount", "btrfs_mount", "schroot_type"].contains(key) {
             throw BtrfsBackendError.badSetting(key: key, value: settings[key] ?? "",
                                                expected: "one of mount (or btrfs_mount) and schroot_type")
@@ -40,13 +42,18 @@ public struct BtrfsBackend: NodeBackend {
         }
     }
 
-    public func createStaging(version: String, layout: NodeLayout) throws -> String {
+    public func createStaging(_ request: StagingRequest, layout: NodeLayout) throws -> String {
+        guard let base = request.base else { return try createEmptyStaging(version: request.version, layout: layout) }
+        return try createStagingCopy(version: request.version, from: base, layout: layout)
+    }
+
+    func createEmptyStaging(version: String, layout: NodeLayout) throws -> String {
         let staging = try prepareStaging(version: version, layout: layout)
         try btrfs(["subvolume", "create", staging])
         return staging
     }
 
-    public func createStaging(version: String, from base: String, layout: NodeLayout) throws -> String {
+    func createStagingCopy(version: String, from base: String, layout: NodeLayout) throws -> String {
         let source = layout.release(base)
         guard BtrfsBackend.isSubvolume(source) else {
             throw BtrfsBackendError.notLanded(version: base, path: source)
@@ -69,7 +76,7 @@ public struct BtrfsBackend: NodeBackend {
         guard rename(staging, target) == 0 else {
             throw BtrfsBackendError.system(operation: "rename \(staging) to \(target)", errno: errno)
         }
-        try BtrfsBackend.fsyncDirectory(layout.releases)
+        try NodeFiles.fsyncDirectory(layout.releases)
     }
 
     public func remove(version: String, layout: NodeLayout) throws {
@@ -79,7 +86,7 @@ public struct BtrfsBackend: NodeBackend {
             throw BtrfsBackendError.notASubvolume(path: path)
         }
         try deleteSubvolume(path)
-        try BtrfsBackend.fsyncDirectory(layout.releases)
+        try NodeFiles.fsyncDirectory(layout.releases)
     }
 
     public func recover(layout: NodeLayout) throws {
@@ -96,7 +103,7 @@ public struct BtrfsBackend: NodeBackend {
                 try runner.run(Command(["rm", "-rf", "--one-file-system", path], timeout: Self.timeout))
             }
         }
-        try BtrfsBackend.fsyncDirectory(layout.releases)
+        try NodeFiles.fsyncDirectory(layout.releases)
     }
 
     public func landedVersions(layout: NodeLayout) throws -> [String] {
@@ -220,12 +227,6 @@ public struct BtrfsBackend: NodeBackend {
         return try FileManager.default.contentsOfDirectory(atPath: directory)
     }
 
-    static func fsyncDirectory(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw BtrfsBackendError.system(operation: "open \(path)", errno: errno) }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw BtrfsBackendError.system(operation: "fsync \(path)", errno: errno) }
-    }
 }
 
 /// What went wrong in the btrfs backend, with the path and what to do about it.

@@ -16,7 +16,12 @@ public struct DirBackend: NodeBackend {
 
     public init(runner: CommandRunner = CommandRunner()) { self.runner = runner }
 
-    public func createStaging(version: String, layout: NodeLayout) throws -> String {
+    public func createStaging(_ request: StagingRequest, layout: NodeLayout) throws -> String {
+        guard let base = request.base else { return try createEmptyStaging(version: request.version, layout: layout) }
+        return try createStagingCopy(version: request.version, from: base, layout: layout)
+    }
+
+    func createEmptyStaging(version: String, layout: NodeLayout) throws -> String {
         let staging = layout.partial(version)
         NodeFiles.removeTree(staging)
         try NodeFiles.makeDirectories(layout.releases)
@@ -24,7 +29,7 @@ public struct DirBackend: NodeBackend {
         return staging
     }
 
-    public func createStaging(version: String, from base: String, layout: NodeLayout) throws -> String {
+    func createStagingCopy(version: String, from base: String, layout: NodeLayout) throws -> String {
         let staging = layout.partial(version)
         NodeFiles.removeTree(staging)
         let source = layout.release(base)

@@ -41,7 +41,8 @@ public struct LVMBackend: NodeBackend {
     public var unitDirectory: String
     /// `lvm-snapshot-options` of the schroot chroot.d file.
     public var schrootSnapshotOptions: String
-    var runner = CommandRunner()
+    /// The node context's runner (makeBackend passes it).
+    let runner: CommandRunner
     static let timeout: Duration = .seconds(300)
     static let partialSuffix = "-partial"
     static let mebibyte: UInt64 = 1 << 20
@@ -50,7 +51,8 @@ public struct LVMBackend: NodeBackend {
                        "unit_directory", "schroot_snapshot_options"]
 
     /// The `[lvm]` table of node.toml; unknown keys are errors.
-    public init(settings: [String: String]) throws {
+    public init(settings: [String: String], runner: CommandRunner = CommandRunner()) throws {
+        self.runner = runner
         for key in settings.keys where !Self.keys.contains(key) {
             throw LVMBackendError.badSetting(key: key, value: settings[key] ?? "", expected: "one of \(Self.keys.joined(separator: ", "))")
         }
@@ -128,15 +130,14 @@ public struct LVMBackend: NodeBackend {
 
     // MARK: - NodeBackend
 
-    public func createStaging(version: String, layout: NodeLayout) throws -> String {
-        try createStaging(version: version, layout: layout, releaseBytes: 0)
+    public func createStaging(_ request: StagingRequest, layout: NodeLayout) throws -> String {
+        guard let base = request.base else {
+            return try createEmptyStaging(version: request.version, layout: layout, releaseBytes: request.releaseBytes)
+        }
+        return try createStagingCopy(version: request.version, from: base, layout: layout, releaseBytes: request.releaseBytes)
     }
 
-    public func createStaging(version: String, from base: String, layout: NodeLayout) throws -> String {
-        try createStaging(version: version, from: base, layout: layout, releaseBytes: 0)
-    }
-
-    public func createStaging(version: String, layout: NodeLayout, releaseBytes: UInt64) throws -> String {
+    func createEmptyStaging(version: String, layout: NodeLayout, releaseBytes: UInt64) throws -> String {
         let prepared = try prepareStaging(version: version, layout: layout)
         let size = volumeSize(releaseBytes: releaseBytes)
         let staging = stagingName(version, layout)
@@ -163,7 +164,7 @@ public struct LVMBackend: NodeBackend {
         }
     }
 
-    public func createStaging(version: String, from base: String, layout: NodeLayout, releaseBytes: UInt64) throws -> String {
+    func createStagingCopy(version: String, from base: String, layout: NodeLayout, releaseBytes: UInt64) throws -> String {
         let prepared = try prepareStaging(version: version, layout: layout)
         let baseLV = lvName(base, layout)
         guard let baseVolume = prepared.volumes.first(where: { $0.name == baseLV }) else {
@@ -176,7 +177,7 @@ public struct LVMBackend: NodeBackend {
             // overlay that dies with its origin, so the new version gets its own LV and a
             // full copy of the base's tree.
             FileHandle.standardError.write(Data("slipway: lvm: \(volumeGroup)/\(baseLV) is not a thin LV (no thin_pool): copying the base in full for the delta\n".utf8))
-            let stagingPath = try createStaging(version: version, layout: layout, releaseBytes: max(releaseBytes, baseVolume.size / 2))
+            let stagingPath = try createEmptyStaging(version: version, layout: layout, releaseBytes: max(releaseBytes, baseVolume.size / 2))
             do {
                 try run(["cp", "-a", "--reflink=never", layout.release(base) + "/.", stagingPath + "/"])
             } catch {
@@ -218,7 +219,7 @@ public struct LVMBackend: NodeBackend {
         _ = rmdir(mountpoint)
         try lvm(["lvrename", volumeGroup, staging, lvName(version, layout)])
         try finishCommit(version: version, layout: layout, active: true)
-        try? BtrfsBackend.fsyncDirectory(layout.releases)
+        try? NodeFiles.fsyncDirectory(layout.releases)
     }
 
     /// The steps after the rename; `recover` repeats them for an LV renamed by an apply that
@@ -247,7 +248,7 @@ public struct LVMBackend: NodeBackend {
             throw LVMBackendError.command(.failed(command: "lvremove --yes \(volumeGroup)/\(lv)", status: result.status,
                                                   signal: result.signal, standardErrorTail: result.standardErrorTail))
         }
-        try? BtrfsBackend.fsyncDirectory(layout.releases)
+        try? NodeFiles.fsyncDirectory(layout.releases)
     }
 
     public func recover(layout: NodeLayout) throws {

@@ -14,12 +14,11 @@ public protocol NodeBackend: Sendable {
     /// `dir`, `btrfs`, `zfs` or `lvm`.
     var name: String { get }
 
-    /// Creates an empty staging tree for `version` and returns the path to extract into.
-    func createStaging(version: String, layout: NodeLayout) throws -> String
-
-    /// Creates a staging tree for `version` as the backend's cheap copy of the landed
-    /// version `base` (reflink copy, snapshot, clone) and returns its path.
-    func createStaging(version: String, from base: String, layout: NodeLayout) throws -> String
+    /// Creates the staging tree of `request.version` and returns the path to extract into:
+    /// empty, or (with `request.base`) the backend's cheap copy of that landed version
+    /// (reflink copy, snapshot, clone). `request.releaseBytes` (the release's tar size) is
+    /// for backends that make a volume of a size per version (lvm).
+    func createStaging(_ request: StagingRequest, layout: NodeLayout) throws -> String
 
     /// Makes the staged tree the landed `releases/<version>` (rename, read-only snapshot,
     /// `@landed` snapshot …), durably.
@@ -39,16 +38,11 @@ public protocol NodeBackend: Sendable {
     /// node enables schroot.
     func schrootSettings(version: String, layout: NodeLayout) throws -> [(key: String, value: String)]
 
-    /// Whether `createStaging(version:from:)` yields a copy of contents that cannot have
+    /// Whether `createStaging` of a base yields a copy of contents that cannot have
     /// changed since the base was verified (a snapshot of a read-only subvolume, a clone of
     /// an immutable snapshot). Then a delta apply hashes only what the delta wrote; a plain
     /// directory copy of a writable base is hashed whole.
     var stagedCopyIsImmutableBase: Bool { get }
-
-    /// `createStaging` told the release's size (its tar size), for backends that make a
-    /// volume of a size per version (lvm).
-    func createStaging(version: String, layout: NodeLayout, releaseBytes: UInt64) throws -> String
-    func createStaging(version: String, from base: String, layout: NodeLayout, releaseBytes: UInt64) throws -> String
 
     /// A clearer error for an apply that failed because of the backend's storage (a full
     /// thin pool), or nil to keep the error as it is.
@@ -57,13 +51,23 @@ public protocol NodeBackend: Sendable {
 
 extension NodeBackend {
     public var stagedCopyIsImmutableBase: Bool { false }
-    public func createStaging(version: String, layout: NodeLayout, releaseBytes: UInt64) throws -> String {
-        try createStaging(version: version, layout: layout)
-    }
-    public func createStaging(version: String, from base: String, layout: NodeLayout, releaseBytes: UInt64) throws -> String {
-        try createStaging(version: version, from: base, layout: layout)
-    }
     public func explainFailure(_ error: any Error, version: String, layout: NodeLayout) -> (any Error)? { nil }
+}
+
+/// What `NodeBackend.createStaging` makes: `version`, empty or as a copy of the landed `base`.
+public struct StagingRequest: Sendable, Equatable {
+    public var version: String
+    public var base: String?
+    /// The release's tar size (0: unknown), for backends that size a volume per version.
+    public var releaseBytes: UInt64
+
+    public static func empty(_ version: String, releaseBytes: UInt64 = 0) -> StagingRequest {
+        StagingRequest(version: version, base: nil, releaseBytes: releaseBytes)
+    }
+
+    public static func copy(_ version: String, of base: String, releaseBytes: UInt64 = 0) -> StagingRequest {
+        StagingRequest(version: version, base: base, releaseBytes: releaseBytes)
+    }
 }
 
 /// The node's directory layout for one app (docs/node.md "Layout").

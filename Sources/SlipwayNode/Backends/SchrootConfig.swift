@@ -53,28 +53,8 @@ public struct SchrootConfig: Sendable {
         } catch {
             throw SchrootConfigError.cannotWrite(path: directory, reason: "\(error)")
         }
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SchrootConfigError.system(operation: "create", path: temporary, errno: errno) }
-        var failure: SchrootConfigError?
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count, failure == nil {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno != EINTR { failure = .system(operation: "write", path: temporary, errno: errno) }
-            if n > 0 { offset += n }
-        }
-        if failure == nil, fsync(fd) != 0 { failure = .system(operation: "fsync", path: temporary, errno: errno) }
-        close(fd)
-        if let failure {
-            unlink(temporary)
-            throw failure
-        }
-        guard rename(temporary, target) == 0 else {
-            let code = errno
-            unlink(temporary)
-            throw SchrootConfigError.system(operation: "rename to \(target)", path: temporary, errno: code)
-        }
-        try fsyncDirectory()
+        try SystemError.rethrow({ () throws(SystemError) in try Durable.replace(target, with: Data(text.utf8), temporary: temporary) },
+                                as: SchrootConfigError.system)
     }
 
     /// Removes the app's chroot file (schroot disabled, or the app removed).
@@ -104,10 +84,7 @@ public struct SchrootConfig: Sendable {
     }
 
     private func fsyncDirectory() throws {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw SchrootConfigError.system(operation: "open", path: directory, errno: errno) }
-        defer { close(fd) }
-        if fsync(fd) != 0 { throw SchrootConfigError.system(operation: "fsync", path: directory, errno: errno) }
+        try SystemError.rethrow({ () throws(SystemError) in try Durable.syncDirectory(directory) }, as: SchrootConfigError.system)
     }
 }
 

@@ -31,12 +31,14 @@ public struct ZFSBackend: NodeBackend {
     public var stagedCopyIsImmutableBase: Bool { true }
     public var prefix: String
     public var schrootType: String
-    var runner = CommandRunner()
+    /// The node context's runner (makeBackend passes it).
+    let runner: CommandRunner
     static let timeout: Duration = .seconds(120)
     static let partialPrefix = "partial-"
 
     /// The `[zfs]` table of node.toml; unknown keys are errors.
-    public init(settings: [String: String]) throws {
+    public init(settings: [String: String], runner: CommandRunner = CommandRunner()) throws {
+        self.runner = runner
         for key in settings.keys where !["dataset", "zfs_dataset", "schroot_type"].contains(key) {
             throw ZFSBackendError.badSetting(key: key, value: settings[key] ?? "",
                                              expected: "one of dataset (or zfs_dataset) and schroot_type")
@@ -61,14 +63,19 @@ public struct ZFSBackend: NodeBackend {
         "\(dataset(version, layout))@\(Self.snapshotName(version))"
     }
 
-    public func createStaging(version: String, layout: NodeLayout) throws -> String {
+    public func createStaging(_ request: StagingRequest, layout: NodeLayout) throws -> String {
+        guard let base = request.base else { return try createEmptyStaging(version: request.version, layout: layout) }
+        return try createStagingCopy(version: request.version, from: base, layout: layout)
+    }
+
+    func createEmptyStaging(version: String, layout: NodeLayout) throws -> String {
         let staging = try prepareStaging(version: version, layout: layout, names: try names(layout))
         try zfs(["create", "-o", "mountpoint=\(layout.partial(version))", stagingDataset(version, layout)])
         try ensureMounted(stagingDataset(version, layout))
         return staging
     }
 
-    public func createStaging(version: String, from base: String, layout: NodeLayout) throws -> String {
+    func createStagingCopy(version: String, from base: String, layout: NodeLayout) throws -> String {
         let snapshot = landedSnapshot(base, layout)
         // Every check below reads this one listing: each zfs command is a round trip to the
         // ZFS daemon (zfs-fuse) or the kernel, and a delta apply is made of little else.
@@ -94,7 +101,7 @@ public struct ZFSBackend: NodeBackend {
         try zfsRetryingBusy(["rename", staging, target])
         _ = rmdir(layout.partial(version))
         try finishCommit(version: version, layout: layout)
-        try? BtrfsBackend.fsyncDirectory(layout.releases)
+        try? NodeFiles.fsyncDirectory(layout.releases)
     }
 
     /// The steps after the rename; `recover` repeats them for a dataset renamed by an
@@ -128,7 +135,7 @@ public struct ZFSBackend: NodeBackend {
         try zfsRetryingBusy(["destroy", "-r", target])
         _ = rmdir(layout.release(version))
         try destroyOrphanSnapshots(layout)
-        try? BtrfsBackend.fsyncDirectory(layout.releases)
+        try? NodeFiles.fsyncDirectory(layout.releases)
     }
 
     public func recover(layout: NodeLayout) throws {
