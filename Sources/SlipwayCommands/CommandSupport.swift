@@ -32,6 +32,21 @@ struct StoreOptions: ParsableArguments {
     var releaseStore: ReleaseStore { ReleaseStore(root: store) }
 }
 
+/// What a command line runs against: the process's own stdout and stderr, or a capture
+/// (a test running commands in-process through `Slipway.run(_:environment:)`).
+public struct CommandEnvironment: Sendable {
+    public var capture: OutputCapture?
+
+    public init(capture: OutputCapture? = nil) { self.capture = capture }
+
+    /// The real process.
+    public static let process = CommandEnvironment()
+
+    func write(_ fd: Int32, _ text: String) {
+        if let capture { capture.append(fd, text) } else { Output.write(fd, text) }
+    }
+}
+
 /// What a command's work receives: everything it talks to, so tests can swap it.
 struct CommandContext: Sendable {
     var output: Output
@@ -49,8 +64,10 @@ protocol SlipwayCommand: ParsableCommand {
 extension SlipwayCommand {
     var wantsJSON: Bool { false }
 
-    func run() throws {
-        let context = CommandContext(output: Output(verbosity: global.verbosity, json: wantsJSON))
+    func run() throws { try run(in: .process) }
+
+    func run(in environment: CommandEnvironment) throws {
+        let context = CommandContext(output: Output(verbosity: global.verbosity, json: wantsJSON, capture: environment.capture))
         do {
             try run(context)
         } catch let error as ValidationError {
@@ -64,6 +81,31 @@ extension SlipwayCommand {
             if wantsJSON { try? context.output.resultJSON(NodeErrorReply(code: .of(error), message: message)) }
             context.output.error(message)
             throw ExitCode.failure
+        }
+    }
+}
+
+extension Slipway {
+    /// Runs one command line in this process, as the binary would, and returns its exit
+    /// status; with a capture, what it writes lands there (docs/architecture.md "Tests").
+    /// Commands that start other slipway processes (the confirmation watcher) need the real
+    /// binary.
+    public static func run(_ arguments: [String], environment: CommandEnvironment) -> Int32 {
+        do {
+            var command = try parseAsRoot(arguments)
+            if let command = command as? any SlipwayCommand {
+                try command.run(in: environment)
+            } else {
+                try command.run()
+            }
+            return 0
+        } catch {
+            let code = exitCode(for: error)
+            if !(error is ExitCode) {
+                let message = fullMessage(for: error)
+                if !message.isEmpty { environment.write(code == .success ? 1 : 2, message + "\n") }
+            }
+            return code.rawValue
         }
     }
 }

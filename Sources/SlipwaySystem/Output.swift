@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Where a command's words go: results on stdout (JSON with `--json`), logs on stderr.
 /// A value type, so tests and commands can hold their own.
@@ -12,15 +13,24 @@ public struct Output: Sendable {
     public var verbosity: Verbosity
     /// Results are written as JSON instead of text.
     public var json: Bool
+    /// Where the words go instead of stdout and stderr (a command run in-process by a test);
+    /// nil: the process's own.
+    public var capture: OutputCapture?
 
-    public init(verbosity: Verbosity = .normal, json: Bool = false) {
+    public init(verbosity: Verbosity = .normal, json: Bool = false, capture: OutputCapture? = nil) {
         self.verbosity = verbosity
         self.json = json
+        self.capture = capture
+    }
+
+    /// Writes to stdout (1) or stderr (2), or to the capture.
+    private func emit(_ fd: Int32, _ text: String) {
+        if let capture { capture.append(fd, text) } else { Self.write(fd, text) }
     }
 
     /// Writes result lines to stdout.
     public func result(_ lines: [String]) {
-        Self.write(1, lines.map { $0 + "\n" }.joined())
+        emit(1, lines.map { $0 + "\n" }.joined())
     }
 
     /// Writes one result line to stdout.
@@ -31,7 +41,7 @@ public struct Output: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data = try encoder.encode(value)
-        Self.write(1, String(decoding: data, as: UTF8.self) + "\n")
+        emit(1, String(decoding: data, as: UTF8.self) + "\n")
     }
 
     /// Writes `value` as JSON when `--json` was given, else the text lines.
@@ -41,17 +51,17 @@ public struct Output: Sendable {
 
     /// A log line on stderr, unless `--quiet`.
     public func log(_ message: String) {
-        if verbosity >= .normal { Self.write(2, message + "\n") }
+        if verbosity >= .normal { emit(2, message + "\n") }
     }
 
     /// A log line on stderr with `--verbose` only.
     public func verbose(_ message: String) {
-        if verbosity >= .verbose { Self.write(2, message + "\n") }
+        if verbosity >= .verbose { emit(2, message + "\n") }
     }
 
     /// `slipway: error: <message>` on stderr as one line, whatever the verbosity.
     public func error(_ message: String) {
-        Self.write(2, "slipway: error: \(Self.oneLine(message))\n")
+        emit(2, "slipway: error: \(Self.oneLine(message))\n")
     }
 
     /// The message of any error, on one line.
@@ -69,8 +79,9 @@ public struct Output: Sendable {
 
     /// A progress reporter that suits this output: nothing with `--quiet`, else a bar on a
     /// terminal and log lines otherwise.
+    /// A captured output shows no progress.
     public func progress() -> TerminalProgress {
-        verbosity == .quiet ? .quiet : TerminalProgress()
+        verbosity == .quiet || capture != nil ? .quiet : TerminalProgress()
     }
 
     static func oneLine(_ text: String) -> String {
@@ -91,6 +102,18 @@ public struct Output: Sendable {
             offset += n
         }
     }
+}
+
+/// What a command run in-process wrote to stdout (1) and stderr (2).
+public final class OutputCapture: Sendable {
+    private let texts = Mutex<[Int32: String]>([:])
+
+    public init() {}
+
+    public func append(_ fd: Int32, _ text: String) { texts.withLock { $0[fd, default: ""] += text } }
+
+    public var standardOutput: String { texts.withLock { $0[1] ?? "" } }
+    public var standardError: String { texts.withLock { $0[2] ?? "" } }
 }
 
 /// Human byte counts in decimal units: `512 B`, `1.5 kB`, `120.0 MB`, `3.2 GB`.

@@ -119,7 +119,7 @@ struct NodeLifecycleTests {
         #expect(try String(contentsOfFile: fx.layout.current + "/usr/share/app/data.txt", encoding: .utf8).hasSuffix("appended in 2\n"))
 
         // A base whose file is not the one the patch was made against: refused, nothing landed.
-        let other = try NodeFixture(sharing: fx, root: fx.dir.sub("node-b"))
+        let other = NodeFixture(sharing: fx, root: fx.dir.sub("node-b"))
         let otherContext = try other.context()
         try other.applyFull("1", context: otherContext)
         _ = try NodeActivate.activate(app: fx.app, version: "1", context: otherContext)

@@ -139,7 +139,7 @@ final class LoadClient {
     }
 
     private func finishSilently() -> Data {
-        FileManager.default.createFile(atPath: stopFile, contents: nil)
+        _ = FileManager.default.createFile(atPath: stopFile, contents: nil)
         if !waitFor(seconds: 30, { !process.isRunning }) { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         return (try? Data(contentsOf: output)) ?? Data()
