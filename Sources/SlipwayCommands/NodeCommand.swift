@@ -118,7 +118,7 @@ struct NodeApplyCommand: SlipwayCommand {
         let result = try NodeApply.apply(.init(source: source, manifestPath: manifest, signaturePath: signature, deltaSHA256: sha256),
                                          context: try node.context(context.output))
         try context.output.result(result, text: ["\(result.app)@\(result.version): \(result.outcome)" +
-            (result.outcome == "landed" ? " (\(result.origin)\(result.base.map { " from \($0)" } ?? ""), \(result.entries) entries, \(String(format: "%.2f", result.seconds)) s)" : "")])
+            (result.outcome == .landed ? " (\(result.origin)\(result.base.map { " from \($0)" } ?? ""), \(result.entries) entries, \(String(format: "%.2f", result.seconds)) s)" : "")])
     }
 }
 
@@ -194,7 +194,7 @@ struct NodeConfirmWatchCommand: SlipwayCommand {
 }
 
 func switchText(_ result: NodeActivate.Result) -> String {
-    result.outcome == "already-current" ? "\(result.app)@\(result.version) is already current"
+    result.outcome == .alreadyCurrent ? "\(result.app)@\(result.version) is already current"
         : "\(result.app): \(result.previous ?? "none") → \(result.version) (\(String(format: "%.3f", result.seconds)) s)"
 }
 

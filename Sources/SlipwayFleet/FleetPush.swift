@@ -6,13 +6,28 @@ import SlipwayArchive
 import SlipwaySystem
 
 /// One node's line in the end table of push, deploy and rollback.
+/// What a fleet command did on one node, as its JSON and summary say it.
+public enum FleetResult: String, WireWord {
+    case landed
+    case alreadyLanded = "already-landed"
+    case activated
+    case alreadyCurrent = "already-current"
+    /// A fleet rollback switched the node.
+    case switched
+    /// The node did not take the new version and is back on the old one (or has none).
+    case rolledBack = "rolled-back"
+    case failed
+    /// An earlier batch failed, or another node refused the release.
+    case notTouched = "not-touched"
+    /// Surveyed, not yet sent (never in a final result).
+    case pending
+}
+
 public struct NodeOutcome: Codable, Sendable {
     public var node: String
     public var from: String?
     public var to: String?
-    /// `landed`, `already-landed`, `activated`, `already-current`, `switched`, `rolled-back`,
-    /// `failed`, `not-touched`.
-    public var result: String
+    public var result: FleetResult
     public var detail: String?
     /// How the release travelled: `full`, `delta from V`, `pull full`, `pull delta from V`.
     public var method: String?
@@ -22,7 +37,7 @@ public struct NodeOutcome: Codable, Sendable {
     /// Whether this slipway's binary was installed on the node first.
     public var installedSlipway: Bool
 
-    public init(node: String, from: String? = nil, to: String? = nil, result: String, detail: String? = nil, method: String? = nil,
+    public init(node: String, from: String? = nil, to: String? = nil, result: FleetResult, detail: String? = nil, method: String? = nil,
                 seconds: Double = 0, bytesSent: UInt64 = 0, installedSlipway: Bool = false) {
         self.node = node
         self.from = from
@@ -36,7 +51,7 @@ public struct NodeOutcome: Codable, Sendable {
     }
 
     /// Results that make the command exit non-zero.
-    public var isFailure: Bool { result == "failed" || result == "rolled-back" }
+    public var isFailure: Bool { result == .failed || result == .rolledBack }
 }
 
 /// What push and deploy share: the release, the store, how to reach and feed the nodes.
@@ -91,13 +106,13 @@ public final class FleetPush: Sendable {
             return surveyed.map { entry in
                 var outcome = entry.outcome
                 if let refusal = entry.refusal {
-                    outcome.result = "failed"
+                    outcome.result = .failed
                     outcome.detail = refusal
                 } else if !outcome.isFailure {
-                    outcome.result = "not-touched"
+                    outcome.result = .notTouched
                     outcome.detail = "nothing sent: \(names.joined(separator: ", ")) refuse\(names.count == 1 ? "s" : "") the release's signature"
                 }
-                progress.state(outcome.node, outcome.result + (outcome.detail.map { ": \($0)" } ?? ""))
+                progress.state(outcome.node, outcome.result.rawValue + (outcome.detail.map { ": \($0)" } ?? ""))
                 return (outcome, entry.status)
             }
         }
@@ -125,7 +140,7 @@ public final class FleetPush: Sendable {
     /// against the release. Sends no release bytes.
     func survey(_ node: FleetNode) -> Surveyed {
         let started = ContinuousClock.now
-        var entry = Surveyed(node: node, outcome: NodeOutcome(node: node.name, to: options.reference.version, result: "failed"),
+        var entry = Surveyed(node: node, outcome: NodeOutcome(node: node.name, to: options.reference.version, result: .failed),
                              started: started)
         do {
             let client = NodeClient(transport: pool.transport(for: node))
@@ -134,14 +149,14 @@ public final class FleetPush: Sendable {
             let current = try client.status(app: options.reference.name)
             entry.status = current
             entry.outcome.from = current.current
-            entry.outcome.result = "pending"
+            entry.outcome.result = .pending
             let landed = current.releases.contains { $0.version == options.reference.version && $0.landed }
             if !landed, let policy = current.signaturePolicy,
                let refusal = NodeSignature.refusal(of: policy, manifestBytes: release.manifestBytes, signature: signatureBytes) {
                 entry.refusal = "\(node.name) refuses \(options.reference.name)@\(options.reference.version): \(refusal); nothing was sent"
             }
         } catch {
-            entry.outcome.result = "failed"
+            entry.outcome.result = .failed
             entry.outcome.detail = Output.message(for: error)
             progress.state(node.name, "failed: \(entry.outcome.detail ?? "")")
         }
@@ -161,14 +176,14 @@ public final class FleetPush: Sendable {
         var outcome = start
         do {
             if status.releases.contains(where: { $0.version == options.reference.version && $0.landed }) {
-                outcome.result = "already-landed"
+                outcome.result = .alreadyLanded
             } else {
                 try land(NodeClient(transport: pool.transport(for: node)), status: status, outcome: &outcome)
-                outcome.result = "landed"
+                outcome.result = .landed
             }
-            progress.state(node.name, outcome.result + (outcome.method.map { " (\($0))" } ?? ""))
+            progress.state(node.name, outcome.result.rawValue + (outcome.method.map { " (\($0))" } ?? ""))
         } catch {
-            outcome.result = "failed"
+            outcome.result = .failed
             outcome.detail = Output.message(for: error)
             progress.state(node.name, "failed: \(outcome.detail ?? "")")
         }
@@ -268,7 +283,7 @@ public final class FleetPush: Sendable {
             delta: deltaBase.map { (remote[body.file] ?? "", $0, body.sha256) },
             manifest: remote[manifest.file] ?? "",
             signature: signature.flatMap { remote[$0.file] })
-        if applied.outcome == "already-landed" { outcome.detail = "landed meanwhile" }
+        if applied.outcome == .alreadyLanded { outcome.detail = "landed meanwhile" }
     }
 
     /// The release's manifest, zstd-compressed, made once per run beside the control sockets.

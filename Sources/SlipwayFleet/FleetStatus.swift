@@ -40,7 +40,7 @@ public struct FleetStatus: Codable, Sendable {
                     let last = status.activations.last
                     return Row(node: node.name, app: status.app, current: status.current, previous: status.previous,
                                landed: status.releases.filter(\.landed).map(\.version), lastSwitch: last,
-                               health: last.map { $0.result == "activated" ? "ok" : $0.result }, drift: false)
+                               health: last.map { $0.result == .activated ? "ok" : $0.result.rawValue }, drift: false)
                 }
             } catch {
                 return [Row(node: node.name, app: app, landed: [], drift: false, error: Output.message(for: error))]
@@ -103,7 +103,7 @@ public enum TextTable {
         var table = [["NODE", "FROM", "TO", "RESULT", "TIME", "SENT", "DETAIL"]]
         for o in outcomes {
             let detail = [o.method, o.installedSlipway ? "installed slipway" : nil, o.detail].compactMap { $0 }.joined(separator: "; ")
-            table.append([o.node, o.from ?? "-", o.to ?? "-", o.result, String(format: "%.1f s", o.seconds), ByteCount.format(o.bytesSent), detail])
+            table.append([o.node, o.from ?? "-", o.to ?? "-", o.result.rawValue, String(format: "%.1f s", o.seconds), ByteCount.format(o.bytesSent), detail])
         }
         return render(table)
     }

@@ -85,7 +85,7 @@ public struct RollingDeploy: Sendable {
         if failures > policy.maxFailures {
             push.log("push failed on \(failures) node\(failures == 1 ? "" : "s") (at most \(policy.maxFailures) allowed); nothing was switched")
             for i in outcomes.indices where !outcomes[i].isFailure {
-                outcomes[i].result = "not-touched"
+                outcomes[i].result = .notTouched
                 outcomes[i].detail = "landed, not activated: the push failed elsewhere"
             }
             return outcomes
@@ -95,7 +95,7 @@ public struct RollingDeploy: Sendable {
         for batch in policy.batches(ready) {
             if stopped {
                 for node in batch {
-                    outcomes[index[node.name]!].result = "not-touched"
+                    outcomes[index[node.name]!].result = .notTouched
                     outcomes[index[node.name]!].detail = "landed, not activated: an earlier batch failed"
                 }
                 continue
@@ -113,7 +113,7 @@ public struct RollingDeploy: Sendable {
                 stopped = true
                 push.log("\(failures) node\(failures == 1 ? "" : "s") failed (at most \(policy.maxFailures) allowed); stopping the rollout")
                 if policy.rollbackAllOnFailure {
-                    let done = outcomes.enumerated().filter { $0.element.result == "activated" }.map(\.offset)
+                    let done = outcomes.enumerated().filter { $0.element.result == .activated }.map(\.offset)
                     let snapshot = outcomes
                     let back = ParallelWork.map(done, width: policy.parallel) { i -> NodeOutcome in
                         var outcome = snapshot[i]
@@ -135,19 +135,19 @@ public struct RollingDeploy: Sendable {
         do {
             let result = try client.activate(reference, confirmTimeout: confirmTimeout)
             outcome.from = result.previous ?? outcome.from
-            if result.outcome == "already-current" {
-                outcome.result = "already-current"
+            if result.outcome == .alreadyCurrent {
+                outcome.result = .alreadyCurrent
                 progress.state(node.name, "already current")
                 return
             }
         } catch let FleetError.nodeCommand(_, _, detail, code) where code.nodeSwitchedBack {
             // The node's own health check failed and it switched itself back.
-            outcome.result = "rolled-back"
+            outcome.result = .rolledBack
             outcome.detail = detail
             progress.state(node.name, "rolled back: \(detail)")
             return
         } catch {
-            outcome.result = "failed"
+            outcome.result = .failed
             outcome.detail = Output.message(for: error)
             switchBack(node, outcome: &outcome, reason: outcome.detail ?? "activation failed", progress: progress)
             return
@@ -157,13 +157,13 @@ public struct RollingDeploy: Sendable {
             do {
                 try client.confirm(reference)
             } catch {
-                outcome.result = "failed"
+                outcome.result = .failed
                 outcome.detail = "not confirmed (\(Output.message(for: error))); the node switches itself back to \(outcome.from ?? "its previous version") within \(Int(confirmTimeout ?? 0)) s"
                 progress.state(node.name, "not confirmed")
                 return
             }
         }
-        outcome.result = "activated"
+        outcome.result = .activated
         progress.state(node.name, "activated \(outcome.from ?? "none") → \(reference.version)")
     }
 
@@ -176,10 +176,10 @@ public struct RollingDeploy: Sendable {
             guard status.current == push.options.reference.version, let from = outcome.from else { return }
             progress.state(node.name, "switching back to \(from)")
             _ = try client.rollback(app: app, to: from)
-            outcome.result = "rolled-back"
+            outcome.result = .rolledBack
             outcome.detail = "switched back to \(from): \(reason)"
         } catch {
-            outcome.result = "failed"
+            outcome.result = .failed
             outcome.detail = "\(reason); switching back failed too: \(Output.message(for: error))"
         }
     }
@@ -209,18 +209,18 @@ public struct FleetRollback: Sendable {
         var failures = 0
         for batch in policy.batches(nodes) {
             if failures > policy.maxFailures {
-                outcomes += batch.map { NodeOutcome(node: $0.name, result: "not-touched", detail: "an earlier batch failed") }
+                outcomes += batch.map { NodeOutcome(node: $0.name, result: .notTouched, detail: "an earlier batch failed") }
                 continue
             }
             let done = ParallelWork.map(batch, width: policy.parallel) { node -> NodeOutcome in
                 let started = ContinuousClock.now
-                var outcome = NodeOutcome(node: node.name, to: to, result: "failed")
+                var outcome = NodeOutcome(node: node.name, to: to, result: .failed)
                 progress.state(node.name, "switching back")
                 do {
                     let result = try NodeClient(transport: pool.transport(for: node)).rollback(app: app, to: to)
                     outcome.from = result.previous
                     outcome.to = result.version
-                    outcome.result = result.outcome == "already-current" ? "already-current" : "switched"
+                    outcome.result = result.outcome == .alreadyCurrent ? .alreadyCurrent : .switched
                     progress.state(node.name, "\(result.previous ?? "none") → \(result.version)")
                 } catch {
                     outcome.detail = Output.message(for: error)

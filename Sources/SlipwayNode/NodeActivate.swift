@@ -23,7 +23,7 @@ extension NodeActivate {
             throw NodeError.invalidArgument("--confirm-timeout \(confirm.timeout): give a number of seconds above 0")
         }
         return try context.mutating(app) { layout, recovered in
-            var result = try switchTo(version, kind: "activate", layout: layout, context: context, recovered: recovered,
+            var result = try switchTo(version, kind: .activate, layout: layout, context: context, recovered: recovered,
                                       confirm: confirm)
             result.recovered = recovered.removed
             return result
@@ -32,19 +32,19 @@ extension NodeActivate {
 
     /// The switch itself, under the lock, right after recovery (whose view of the landed
     /// versions and the journal it reuses).
-    static func switchTo(_ version: String, kind: String, layout: NodeLayout, context: NodeContext,
+    static func switchTo(_ version: String, kind: SwitchKind, layout: NodeLayout, context: NodeContext,
                          recovered: NodeRecovery.Result, confirm: NodeConfirm.Request? = nil) throws -> Result {
         let started = NodeFiles.now()
         let landed = recovered.landed
         guard landed.contains(version) else { throw NodeError.versionNotLanded(app: layout.app, version: version, landed: landed) }
         let previous = layout.currentVersion.flatMap { landed.contains($0) ? $0 : nil }
-        var result = Result(app: layout.app, kind: kind, version: version, previous: previous, outcome: "activated", ran: [],
+        var result = Result(app: layout.app, kind: kind, version: version, previous: previous, outcome: .activated, ran: [],
                             seconds: 0, recovered: [])
         // Recovery left only a live confirmation, of the current version.
         let pendingBefore = try NodeConfirmation.load(layout)
         if previous == version {
             context.log("\(layout.app)@\(version) is already current")
-            result.outcome = "already-current"
+            result.outcome = .alreadyCurrent
             // After a reboot (or a kill) nothing of it runs: activating it again starts it.
             if serviceSpec(layout, version)?.command != nil, NodeService.processes(layout, version).isEmpty {
                 context.log("\(layout.app)@\(version) is current but its service does not run; starting it")
@@ -62,17 +62,17 @@ extension NodeActivate {
         let service = serviceSpec(layout, version)
         let hooks = NodeHooks(context: context, layout: layout)
         var state = try recovered.state ?? NodeState.load(layout)
-        func journal(_ outcome: String, _ detail: String?) throws {
+        func journal(_ outcome: SwitchResult, _ detail: String?) throws {
             state.recordActivation(.init(kind: kind, from: previous, to: version, at: NodeFiles.now(), result: outcome, detail: detail))
             try state.save(layout)
         }
 
-        if kind == "activate", let command = service?.preActivate {
+        if kind == .activate, let command = service?.preActivate {
             result.ran.append("pre_activate")
             do {
                 try hooks.run("pre_activate", command, version: version, previous: previous)
             } catch {
-                try journal("failed", "pre_activate: \(Output.message(for: error))")
+                try journal(.failed, "pre_activate: \(Output.message(for: error))")
                 throw error
             }
         }
@@ -92,7 +92,7 @@ extension NodeActivate {
         // switch here, before anything changed (after the switch, putting it in place is a
         // rename). It says when the switch began.
         var planned = state
-        planned.recordActivation(.init(kind: kind, from: previous, to: version, at: NodeFiles.now(), result: "activated", detail: nil))
+        planned.recordActivation(.init(kind: kind, from: previous, to: version, at: NodeFiles.now(), result: .activated, detail: nil))
         let prepared: NodeState.Prepared
         do {
             prepared = try planned.prepare(layout)
@@ -142,7 +142,7 @@ extension NodeActivate {
             // The prepared journal's blocks are freed first, for this one.
             prepared.discard()
             do {
-                try journal("rolled-back", failure)
+                try journal(.rolledBack, failure)
             } catch {
                 throw NodeError.rolledBack(app: layout.app, failedVersion: version, restored: previous,
                                            detail: failure + "; the journal could not record it (\(Output.message(for: error)))")

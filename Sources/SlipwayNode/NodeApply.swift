@@ -51,15 +51,15 @@ extension NodeApply {
         try ReleaseStore.validate(version: manifest.version)
         let app = manifest.name
         let version = manifest.version
-        let originName: String
+        let originName: OriginKind
         let base: String?
         switch request.source {
-        case .full: originName = "full"; base = nil
-        case let .delta(_, b): originName = "delta"; base = b; try ReleaseStore.validate(version: b)
+        case .full: originName = .full; base = nil
+        case let .delta(_, b): originName = .delta; base = b; try ReleaseStore.validate(version: b)
         }
 
         return try context.mutating(app) { layout, recovered in
-            func result(_ outcome: String, signature: String) -> Result {
+            func result(_ outcome: ApplyOutcome, signature: SignatureStatus) -> Result {
                 Result(app: app, version: version, outcome: outcome, origin: originName, base: base, signature: signature,
                        entries: manifest.entries.count, seconds: NodeFiles.now() - started, recovered: recovered.removed)
             }
@@ -74,7 +74,7 @@ extension NodeApply {
                 let signature = try NodeSignature.checkLanded(version, layout: layout, context: context)
                 context.log("\(app)@\(version) is already landed; nothing to do")
                 dropUploads()
-                return result("already-landed", signature: signature)
+                return result(.alreadyLanded, signature: signature)
             }
 
             // Everything is checked before anything is created.
@@ -149,7 +149,7 @@ extension NodeApply {
             try state.save(layout)
             dropUploads()
             context.log("landed \(app)@\(version)")
-            return result("landed", signature: signature)
+            return result(.landed, signature: signature)
         }
     }
 

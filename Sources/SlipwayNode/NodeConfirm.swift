@@ -124,7 +124,7 @@ public enum NodeConfirm {
     /// last thing the journal says about `version`.
     static func lastExpiry(of version: String, in state: NodeState) -> NodeState.Activation? {
         guard let last = state.activations.last(where: { $0.to == version || $0.from == version }) else { return nil }
-        return last.kind == "rollback" && last.from == version && last.detail?.hasPrefix(unconfirmedDetail) == true ? last : nil
+        return last.kind == .rollback && last.from == version && last.detail?.hasPrefix(unconfirmedDetail) == true ? last : nil
     }
 
     /// The watcher (`slipway node confirm-watch APP --token T`): waits for the deadline of the
@@ -207,11 +207,11 @@ public enum NodeConfirm {
         // gracefully (docs/service.md).
         if let previous = pending.previous {
             try NodeActivate.restore(previous, from: pending.version, layout: layout, context: context)
-            activation = .init(kind: "rollback", from: pending.version, to: previous, at: NodeFiles.now(), result: "activated", detail: detail)
+            activation = .init(kind: .rollback, from: pending.version, to: previous, at: NodeFiles.now(), result: .activated, detail: detail)
             context.log("\(layout.app)@\(pending.version) was \(detail); switched back to \(previous)")
         } else {
             try NodeActivate.restore(nil, from: pending.version, layout: layout, context: context)
-            activation = .init(kind: "rollback", from: pending.version, to: pending.version, at: NodeFiles.now(), result: "rolled-back",
+            activation = .init(kind: .rollback, from: pending.version, to: pending.version, at: NodeFiles.now(), result: .rolledBack,
                                detail: detail + "; there was no previous version, so current was removed")
             context.log("\(layout.app)@\(pending.version) was \(detail); there was no previous version, current removed")
         }

@@ -20,7 +20,7 @@ public enum NodeRollback {
                 }
                 target = previous
             }
-            var result = try NodeActivate.switchTo(target, kind: "rollback", layout: layout, context: context, recovered: recovered)
+            var result = try NodeActivate.switchTo(target, kind: .rollback, layout: layout, context: context, recovered: recovered)
             result.recovered = recovered.removed
             return result
         }

@@ -15,7 +15,7 @@ extension NodeSignature {
     /// Checks `manifestBytes` and the signature file at `signaturePath` (nil or missing:
     /// unsigned) against the settings; returns the outcome or throws `NodeError.signature`.
     /// `what` names the release in messages.
-    public static func check(_ manifestBytes: Data, signaturePath: String?, what: String, context: NodeContext) throws -> String {
+    public static func check(_ manifestBytes: Data, signaturePath: String?, what: String, context: NodeContext) throws -> SignatureStatus {
         let settings = context.settings
         let keys = try settings.loadTrustedKeys()
         let given = signaturePath.flatMap { NodeFiles.exists($0) ? $0 : nil }
@@ -45,7 +45,7 @@ extension NodeSignature {
     }
 
     /// Checks a landed version's stored manifest and signature against the policy in force.
-    static func checkLanded(_ version: String, layout: NodeLayout, context: NodeContext) throws -> String {
+    static func checkLanded(_ version: String, layout: NodeLayout, context: NodeContext) throws -> SignatureStatus {
         let bytes = try NodeFiles.read(layout.manifest(version))
         return try check(bytes, signaturePath: layout.signature(version), what: "\(layout.app)@\(version)", context: context)
     }

@@ -58,7 +58,7 @@ extension NodeStatus {
         for release in releases {
             let mark = release.current ? "*" : release.previous ? "-" : " "
             let when = release.receivedAt.map { formatter.string(from: Date(timeIntervalSince1970: $0)) } ?? "?"
-            let origin = release.origin.map { $0.kind + ($0.base.map { " from \($0)" } ?? "") } ?? "unjournaled"
+            let origin = release.origin.map { $0.kind.rawValue + ($0.base.map { " from \($0)" } ?? "") } ?? "unjournaled"
             lines.append("  \(mark) \(release.version)  \(release.landed ? "landed \(when)" : "MISSING")  \(origin)")
         }
         for activation in activations.suffix(5) {

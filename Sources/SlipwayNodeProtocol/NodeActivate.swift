@@ -17,11 +17,11 @@ public enum NodeActivate {
     public struct Result: Codable, Sendable {
         public var app: String
         /// `activate` or `rollback`.
-        public var kind: String
+        public var kind: SwitchKind
         public var version: String
         public var previous: String?
         /// `activated`, or `already-current`.
-        public var outcome: String
+        public var outcome: SwitchOutcome
         /// Hooks that ran, in order (`pre_activate`, `start`, `reload`, `health`).
         public var ran: [String]
         public var seconds: Double
@@ -33,7 +33,7 @@ public enum NodeActivate {
         /// The node protocol of the slipway that replied (`NodeWire.version`; nil: version 1).
         public var protocolVersion: Int? = NodeWire.version
 
-        package init(app: String, kind: String, version: String, previous: String? = nil, outcome: String, ran: [String], seconds: Double, recovered: [String], confirmDeadline: Double? = nil) {
+        package init(app: String, kind: SwitchKind, version: String, previous: String? = nil, outcome: SwitchOutcome, ran: [String], seconds: Double, recovered: [String], confirmDeadline: Double? = nil) {
             self.app = app
             self.kind = kind
             self.version = version

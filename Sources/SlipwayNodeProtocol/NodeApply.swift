@@ -15,13 +15,13 @@ public enum NodeApply {
         public var app: String
         public var version: String
         /// `landed`, or `already-landed` when the node had the version.
-        public var outcome: String
+        public var outcome: ApplyOutcome
         /// `full` or `delta`.
-        public var origin: String
+        public var origin: OriginKind
         public var base: String?
         /// `verified`, `unchecked` (signed, no trusted key configured), `absent` (unsigned, no
         /// trusted key) or `unsigned-allowed` (unsigned, `allow_unsigned`): see `NodeSignature`.
-        public var signature: String
+        public var signature: SignatureStatus
         public var entries: Int
         public var seconds: Double
         public var recovered: [String]
@@ -29,7 +29,7 @@ public enum NodeApply {
         /// The node protocol of the slipway that replied (`NodeWire.version`; nil: version 1).
         public var protocolVersion: Int? = NodeWire.version
 
-        package init(app: String, version: String, outcome: String, origin: String, base: String? = nil, signature: String, entries: Int, seconds: Double, recovered: [String]) {
+        package init(app: String, version: String, outcome: ApplyOutcome, origin: OriginKind, base: String? = nil, signature: SignatureStatus, entries: Int, seconds: Double, recovered: [String]) {
             self.app = app
             self.version = version
             self.outcome = outcome

@@ -10,13 +10,13 @@ import SlipwaySystem
 /// now, so a version landed under weaker settings never becomes current unchecked.
 public enum NodeSignature {
     /// Outcomes of a check, as the JSON replies spell them.
-    public static let verified = "verified"
+    public static let verified = SignatureStatus.verified
     /// Signed, but the node lists no trusted key.
-    public static let unchecked = "unchecked"
+    public static let unchecked = SignatureStatus.unchecked
     /// Unsigned, and the node lists no trusted key.
-    public static let absent = "absent"
+    public static let absent = SignatureStatus.absent
     /// Unsigned, accepted because of `allow_unsigned`.
-    public static let allowedUnsigned = "unsigned-allowed"
+    public static let allowedUnsigned = SignatureStatus.unsignedAllowed
 
     /// What the node demands, for `node status` (the controller checks it before sending).
     public struct Policy: Codable, Sendable, Equatable {

@@ -12,17 +12,17 @@ public struct NodeState: Codable, Sendable, Equatable {
     public struct Origin: Codable, Sendable, Equatable {
         /// `full`, `delta`, or `recovered` (found landed by recovery after a crash between the
         /// commit and the journal write).
-        public var kind: String
+        public var kind: OriginKind
         /// The base version of a delta.
         public var base: String?
 
-        public init(kind: String, base: String? = nil) {
+        public init(kind: OriginKind, base: String? = nil) {
             self.kind = kind
             self.base = base
         }
-        public static let full = Origin(kind: "full")
-        public static func delta(from base: String) -> Origin { Origin(kind: "delta", base: base) }
-        public static let recovered = Origin(kind: "recovered")
+        public static let full = Origin(kind: .full)
+        public static func delta(from base: String) -> Origin { Origin(kind: .delta, base: base) }
+        public static let recovered = Origin(kind: .recovered)
     }
 
     /// One landed release.
@@ -44,18 +44,17 @@ public struct NodeState: Codable, Sendable, Equatable {
 
     /// One switch of `current` (activate or rollback) and how it ended.
     public struct Activation: Codable, Sendable, Equatable {
-        /// `activate` or `rollback`.
-        public var kind: String
+        public var kind: SwitchKind
         public var from: String?
         public var to: String
         /// Seconds since 1970.
         public var at: Double
         /// `activated`, `rolled-back` (health failed, switched back to `from`), or `failed`
         /// (a hook failed before the switch; nothing changed).
-        public var result: String
+        public var result: SwitchResult
         public var detail: String?
 
-        public init(kind: String, from: String?, to: String, at: Double, result: String, detail: String? = nil) {
+        public init(kind: SwitchKind, from: String?, to: String, at: Double, result: SwitchResult, detail: String? = nil) {
             self.kind = kind
             self.from = from
             self.to = to
@@ -64,7 +63,7 @@ public struct NodeState: Codable, Sendable, Equatable {
             self.detail = detail
         }
 
-        public var succeeded: Bool { result == "activated" }
+        public var succeeded: Bool { result == .activated }
     }
 
     public var formatVersion: Int = 1

@@ -19,7 +19,7 @@ public enum NodeWire {
 
 /// Why a node verb failed, as the controller acts on it. Unknown codes (from a newer node)
 /// decode as `.other`.
-public enum NodeErrorCode: String, Codable, Sendable, CaseIterable {
+public enum NodeErrorCode: String, WireWord, CaseIterable {
     case system
     case noSpace = "no-space"
     case locked

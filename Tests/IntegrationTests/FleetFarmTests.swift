@@ -116,7 +116,7 @@ struct FleetFarmTests {
         #expect(first.status == 0, "deploy 1: \(first.err)")
         let v1 = try farm.outcomes(first)
         for node in farm.nodes {
-            #expect(v1[node]?.result == "activated", "\(node): \(String(describing: v1[node]))")
+            #expect(v1[node]?.result == .activated, "\(node): \(String(describing: v1[node]))")
             #expect(v1[node]?.installedSlipway == true)
             #expect(v1[node]?.method == "full")
             #expect(try farm.current(node, app: app) == "1")
@@ -127,7 +127,7 @@ struct FleetFarmTests {
         #expect(second.status == 0, "deploy 2: \(second.err)")
         let full = try farm.store.release(name: app, version: "2").manifest.archive.size
         for (node, outcome) in try farm.outcomes(second) {
-            #expect(outcome.result == "activated" && outcome.method == "delta from 1", "\(node): \(outcome)")
+            #expect(outcome.result == .activated && outcome.method == "delta from 1", "\(node): \(outcome)")
             #expect(!outcome.installedSlipway)
             #expect(outcome.bytesSent < full / 20, "\(node) sent \(outcome.bytesSent) of \(full)")
         }
@@ -139,9 +139,9 @@ struct FleetFarmTests {
         let third = try farm.slipway(["deploy", "\(app)@3", "--on", "@farm", "--json", "--batch", "2"])
         #expect(third.status != 0)
         let v3 = try farm.outcomes(third)
-        #expect(["node1", "node2", "node3"].allSatisfy { v3[$0]?.result == "activated" }, "\(v3)")
-        #expect(v3["node4"]?.result == "rolled-back")
-        #expect(v3["node5"]?.result == "not-touched" && v3["node6"]?.result == "not-touched")
+        #expect(["node1", "node2", "node3"].allSatisfy { v3[$0]?.result == .activated }, "\(v3)")
+        #expect(v3["node4"]?.result == .rolledBack)
+        #expect(v3["node5"]?.result == .notTouched && v3["node6"]?.result == .notTouched)
         #expect(try farm.current("node4", app: app) == "2")
         #expect(try farm.current("node6", app: app) == "2")
         let status = try farm.slipway(["status", app, "--on", "@farm", "--json"])
@@ -185,9 +185,9 @@ struct FleetFarmTests {
         #expect(resumed.status == 0, "re-run: \(resumed.err)")
         let again = try farm.outcomes(resumed)
         let size4 = try farm.store.release(name: app, version: "4").manifest.archive.size
-        #expect(again["node2"]?.result == "landed")
+        #expect(again["node2"]?.result == .landed)
         #expect((again["node2"]?.bytesSent ?? .max) < size4, "node2 resumed: sent \(again["node2"]?.bytesSent ?? 0) of \(size4)")
-        for node in farm.nodes where node != "node2" { #expect(again[node]?.result == "already-landed", "\(node): \(String(describing: again[node]))") }
+        for node in farm.nodes where node != "node2" { #expect(again[node]?.result == .alreadyLanded, "\(node): \(String(describing: again[node]))") }
     }
 
     @Test("pull mode: nodes fetch from nginx serving the store; the controller sends no release bytes",
@@ -207,13 +207,13 @@ struct FleetFarmTests {
         #expect(first.status == 0, "deploy 1: \(first.err)")
         let size = try farm.store.release(name: app, version: "1").manifest.archive.size
         for (node, outcome) in try farm.outcomes(first) {
-            #expect(outcome.result == "activated" && outcome.method == "pull full", "\(node): \(outcome)")
+            #expect(outcome.result == .activated && outcome.method == "pull full", "\(node): \(outcome)")
             #expect(outcome.bytesSent >= size, "\(node) fetched \(outcome.bytesSent)")
         }
         let second = try farm.slipway(["deploy", "\(app)@2", "--on", "@farm", "--json", "--pull-from", url])
         #expect(second.status == 0, "deploy 2: \(second.err)")
         for (node, outcome) in try farm.outcomes(second) {
-            #expect(outcome.result == "activated" && outcome.method == "pull delta from 1", "\(node): \(outcome)")
+            #expect(outcome.result == .activated && outcome.method == "pull delta from 1", "\(node): \(outcome)")
             #expect(try farm.current(node, app: app) == "2")
         }
         // Every byte came from nginx: its log holds the archive and delta requests of each node.

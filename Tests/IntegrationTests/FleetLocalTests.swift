@@ -82,7 +82,7 @@ struct FleetLocalTests {
         #expect(first.status == 0, "deploy 1: \(first.err)")
         let v1 = try farm.outcomes(first)
         for node in farm.nodes {
-            #expect(v1[node]?.result == "activated")
+            #expect(v1[node]?.result == .activated)
             #expect(v1[node]?.method == "full")
             #expect(farm.current(node) == "1")
         }
@@ -96,7 +96,7 @@ struct FleetLocalTests {
         let patch = try ManifestPatch.make(manifest: try store.release(name: app, version: "2").manifestBytes, app: app, base: "1",
                                            baseManifest: try store.release(name: app, version: "1").manifestBytes)
         for (node, outcome) in try farm.outcomes(second) {
-            #expect(outcome.result == "activated", "\(node): \(outcome)")
+            #expect(outcome.result == .activated, "\(node): \(outcome)")
             #expect(outcome.method == "delta from 1")
             #expect(outcome.from == "1")
             #expect(outcome.bytesSent == deltaSize + UInt64(patch.count), "\(node) sent \(outcome.bytesSent) of \(full)")
@@ -109,9 +109,9 @@ struct FleetLocalTests {
         let third = try farm.slipway(["deploy", "\(app)@3", "--on", "n1,n2,n3,n4", "--json", "--batch", "1"])
         #expect(third.status != 0)
         let v3 = try farm.outcomes(third)
-        #expect(v3["n1"]?.result == "activated" && v3["n2"]?.result == "activated")
-        #expect(v3["n3"]?.result == "rolled-back", "\(String(describing: v3["n3"]))")
-        #expect(v3["n4"]?.result == "not-touched")
+        #expect(v3["n1"]?.result == .activated && v3["n2"]?.result == .activated)
+        #expect(v3["n3"]?.result == .rolledBack, "\(String(describing: v3["n3"]))")
+        #expect(v3["n4"]?.result == .notTouched)
         #expect(farm.current("n3") == "2" && farm.current("n4") == "2" && farm.current("n1") == "3")
         #expect(third.err.contains("failed or rolled back: n3"))
 
@@ -124,12 +124,12 @@ struct FleetLocalTests {
         let back = try farm.slipway(["rollback", app, "--on", "@web", "--json"])
         #expect(back.status == 0, "rollback: \(back.err)")
         for (node, outcome) in try farm.outcomes(back) {
-            #expect(outcome.result == "switched")
+            #expect(outcome.result == .switched)
             #expect(farm.current(node) == "2")
         }
         let again = try farm.slipway(["push", "\(app)@3", "--on", "n1", "--json"])
         #expect(again.status == 0)
-        #expect(try farm.outcomes(again)["n1"]?.result == "already-landed")
+        #expect(try farm.outcomes(again)["n1"]?.result == .alreadyLanded)
         for node in farm.nodes {
             let nodeFixture = NodeFixture(sharing: farm.fixture, root: farm.root(node))
             try nodeFixture.checkInvariant(node)
@@ -152,7 +152,7 @@ struct FleetLocalTests {
         let push = try farm.slipway(["push", "\(farm.fixture.app)@1", "--on", "n1", "--json"])
         #expect(push.status == 0, "push: \(push.err)")
         let outcome = try #require(try farm.outcomes(push)["n1"])
-        #expect(outcome.result == "landed")
+        #expect(outcome.result == .landed)
         let manifestSize = try FileHasher.sha256(path: release.manifestPath).size
         // The second half of the archive, and the manifest (compressed on the wire).
         #expect(outcome.bytesSent > size - size / 2 && outcome.bytesSent < size - size / 2 + manifestSize, "sent \(outcome.bytesSent)")
@@ -179,7 +179,7 @@ struct FleetLocalTests {
         let first = try farm.slipway(["deploy", "\(app)@1", "--on", "n1", "--json"])
         #expect(first.status != 0)
         let outcome = try #require(try farm.outcomes(first)["n1"])
-        #expect(outcome.result == "rolled-back", "\(outcome)")
+        #expect(outcome.result == .rolledBack, "\(outcome)")
         #expect(outcome.detail?.contains("no previous version") == true, "\(outcome)")
         #expect(farm.current("n1") == nil)
 

@@ -48,7 +48,7 @@ struct LVMBackendVMTests {
 
         // v1: a full release into a new thin LV.
         let first = try deploy("1.0.0")
-        #expect(first?.result == "activated" && first?.method == "full", "\(String(describing: first))")
+        #expect(first?.result == .activated && first?.method == "full", "\(String(describing: first))")
         var seen = try view()
         #expect(seen.current == "1.0.0")
         #expect(seen.currentMountSource == "/dev/mapper/slipway-lvmapp--1.0.0", "\(seen)")
@@ -59,7 +59,7 @@ struct LVMBackendVMTests {
 
         // v2: a delta, landed as a thin snapshot of v1's LV.
         let second = try deploy("2.0.0")
-        #expect(second?.result == "activated" && second?.method == "delta from 1.0.0", "\(String(describing: second))")
+        #expect(second?.result == .activated && second?.method == "delta from 1.0.0", "\(String(describing: second))")
         #expect(try vm.sshChecked("lvs --noheadings -o origin slipway/lvmapp-2.0.0").trimmingCharacters(in: .whitespacesAndNewlines) == "lvmapp-1.0.0")
         #expect(try lvmTreeDifferences(vm: vm, app: app, version: "2.0.0", manifest: v2.manifest) == [])
         seen = try view()

@@ -109,7 +109,7 @@ struct NodeConfirmTests {
         // Bounds below are generous: under a loaded CI machine every process start can take
         // seconds. What is checked is the order of events, not their speed.
         let (reply, _) = try node.activate("2", confirmTimeout: 4)
-        #expect(reply.outcome == "activated" && reply.previous == "1")
+        #expect(reply.outcome == .activated && reply.previous == "1")
         let deadline = try #require(reply.confirmDeadline)
         #expect(deadline <= Date().timeIntervalSince1970 + 4.5)
         let token = try #require(node.pendingToken)
@@ -133,7 +133,7 @@ struct NodeConfirmTests {
         #expect(node.waitFor(60) { Self.watcherPID(token: token) == nil }, "the watcher exits once it has switched back")
         #expect(node.fx.current == "1", "still on \(node.fx.current ?? "none") after the watcher exited")
         let last = try #require(try NodeState.load(node.fx.layout).activations.last)
-        #expect(last.kind == "rollback" && last.from == "2" && last.to == "1" && last.result == "activated")
+        #expect(last.kind == .rollback && last.from == "2" && last.to == "1" && last.result == .activated)
         #expect(last.at >= deadline, "switched back at \(last.at), before the deadline \(deadline)")
         #expect(last.detail == "not confirmed within 4 s", "\(last.detail ?? "no detail")")
         #expect(node.reloadLog == "2\n1\n", "reload of 2 at the switch, of 1 at the switch back: \(node.reloadLog)")
@@ -169,7 +169,7 @@ struct NodeConfirmTests {
         if wait > 0 { usleep(useconds_t(wait * 1_000_000)) }
         #expect(node.fx.current == "2")
         let activations = try NodeState.load(node.fx.layout).activations
-        #expect(activations.map(\.kind) == ["activate", "activate"] && activations.last?.to == "2")
+        #expect(activations.map(\.kind) == [.activate, .activate] && activations.last?.to == "2")
         #expect(node.reloadLog == "2\n")
 
         let again = try node.node(["confirm", "web@2", "--json"])
@@ -224,7 +224,7 @@ struct NodeConfirmTests {
         #expect(pruned.status == 0, "\(pruned.stderr)")
         #expect(node.fx.current == "1")
         let last = try #require(try NodeState.load(node.fx.layout).activations.last)
-        #expect(last.kind == "rollback" && last.from == "2" && last.to == "1" && last.detail == "not confirmed within 30 s")
+        #expect(last.kind == .rollback && last.from == "2" && last.to == "1" && last.detail == "not confirmed within 30 s")
         #expect(!exists(node.fx.layout.confirmFile))
         #expect(node.reloadLog.hasSuffix("2\n1\n"), "\(node.reloadLog)")
         try node.fx.checkInvariant("after recovery switched back")

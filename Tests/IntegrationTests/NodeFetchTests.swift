@@ -203,7 +203,7 @@ struct NodeFetchTests {
         let reply = try JSONDecoder().decode(NodeReceive.Result.self, from: fetched.stdout)
         #expect(reply.path == served.incomingPath && reply.complete && reply.bytes == served.size && reply.received == served.size)
         let keys = try #require(try JSONSerialization.jsonObject(with: fetched.stdout) as? [String: Any]).keys.sorted()
-        #expect(keys == ["bytes", "complete", "path", "received", "sha256"])
+        #expect(keys == ["bytes", "complete", "path", "protocolVersion", "received", "sha256"])
 
         let applied = try runSlipway(binary, ["node", "apply", "--archive", reply.path, "--manifest", served.release.manifestPath,
                                               "--root", fx.root, "--json"])

@@ -26,8 +26,8 @@ struct NodeLifecycleTests {
         try fx.release("3")
         let context = try fx.context()
 
-        #expect(try fx.applyFull("1", context: context).outcome == "landed")
-        #expect(try fx.applyFull("1", context: context).outcome == "already-landed")
+        #expect(try fx.applyFull("1", context: context).outcome == .landed)
+        #expect(try fx.applyFull("1", context: context).outcome == .alreadyLanded)
         try fx.checkInvariant("after apply 1")
         #expect(fx.current == nil)
         _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
@@ -35,7 +35,7 @@ struct NodeLifecycleTests {
         try fx.checkInvariant("after activate 1")
 
         let delta = try fx.applyDelta("2", base: "1", context: context)
-        #expect(delta.outcome == "landed" && delta.origin == "delta")
+        #expect(delta.outcome == .landed && delta.origin == .delta)
         #expect(try NodeActivate.activate(app: fx.app, version: "2", context: context).previous == "1")
         #expect(fx.current == "2")
         try fx.checkInvariant("after activate 2 (delta)")
@@ -57,7 +57,7 @@ struct NodeLifecycleTests {
 
         let status = try NodeStatus.read(app: fx.app, context: context)
         #expect(status.current == "3" && status.previous == "2")
-        #expect(status.activations.map(\.result).allSatisfy { $0 == "activated" })
+        #expect(status.activations.map(\.result).allSatisfy { $0 == .activated })
     }
 
     @Test("a failed health check switches back, reloads the old version and says so", .needs(.nodeBinary))
@@ -82,7 +82,7 @@ struct NodeLifecycleTests {
         try fx.checkInvariant("after health rollback")
         #expect(try String(contentsOfFile: marker, encoding: .utf8) == "2\n1\n")
         let last = try #require(try NodeState.load(fx.layout).activations.last)
-        #expect(last.result == "rolled-back" && last.from == "1" && last.to == "2")
+        #expect(last.result == .rolledBack && last.from == "1" && last.to == "2")
 
         // Through the binary: non-zero exit, the message on stderr.
         let binary = try #require(nodeBinary)
@@ -152,7 +152,7 @@ struct NodeLifecycleTests {
         _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
 
         let healthy = try NodeActivate.activate(app: fx.app, version: "2", context: context)
-        #expect(healthy.outcome == "activated" && fx.current == "2")
+        #expect(healthy.outcome == .activated && fx.current == "2")
         #expect(server.statuses(of: "/etc/app/added", count: 1) == [200])
 
         do {
@@ -164,7 +164,7 @@ struct NodeLifecycleTests {
         #expect(fx.current == "2")
         #expect(server.statuses(of: "/etc/app/legacy", count: 2) == [404, 404], "one request per try")
         let last = try #require(try NodeState.load(fx.layout).activations.last)
-        #expect(last.result == "rolled-back" && last.from == "2" && last.to == "3")
+        #expect(last.result == .rolledBack && last.from == "2" && last.to == "3")
         try fx.checkInvariant("after the failed http health check")
     }
 
@@ -249,7 +249,7 @@ struct NodeLifecycleTests {
         }
         let second = try send(archive.suffix(from: half), offset: UInt64(half))
         #expect(second.complete && second.sha256 == r4.manifest.archive.sha256)
-        #expect(try NodeApply.apply(.init(source: .full(archive: second.path), manifestPath: r4.manifestPath, signaturePath: r4.signaturePath), context: context).outcome == "landed")
+        #expect(try NodeApply.apply(.init(source: .full(archive: second.path), manifestPath: r4.manifestPath, signaturePath: r4.signaturePath), context: context).outcome == .landed)
         #expect(!exists(second.path), "the landed upload is removed from incoming/")
     }
 
@@ -333,7 +333,7 @@ struct NodeLifecycleTests {
         }
 
         // A root entry like the node's own root (0755, root's) lands: `./` is no error itself.
-        #expect(try landRelease("1", rootMode: 0o755, rootOwner: 0).outcome == "landed")
+        #expect(try landRelease("1", rootMode: 0o755, rootOwner: 0).outcome == .landed)
         var st = stat()
         #expect(lstat(fx.layout.release("1"), &st) == 0 && st.st_mode & 0o7777 == 0o755 && st.st_uid == 0)
 

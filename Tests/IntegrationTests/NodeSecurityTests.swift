@@ -136,7 +136,7 @@ struct NodeSecurityTests {
         try fx.checkInvariant("after refused switches")
         // The signed one switches as before.
         _ = try NodeActivate.activate(app: fx.app, version: "1", context: open)
-        #expect(try NodeActivate.activate(app: fx.app, version: "2", context: strict).outcome == "activated")
+        #expect(try NodeActivate.activate(app: fx.app, version: "2", context: strict).outcome == .activated)
     }
 
     @Test("a shared directory whose path in shared/ leads through a symlink is refused; nothing is written outside the root")
@@ -262,8 +262,8 @@ extension FleetFarmTests {
         #expect(unsigned.status != 0)
         #expect(unsigned.err.contains("node1"), "the refusing node is named: \(unsigned.err)")
         let first = try farm.outcomes(unsigned)
-        #expect(first["node1"]?.result == "failed" && first["node1"]?.detail?.contains("unsigned") == true, "\(String(describing: first["node1"]))")
-        #expect(first["node2"]?.result == "not-touched", "\(String(describing: first["node2"]))")
+        #expect(first["node1"]?.result == .failed && first["node1"]?.detail?.contains("unsigned") == true, "\(String(describing: first["node1"]))")
+        #expect(first["node2"]?.result == .notTouched, "\(String(describing: first["node2"]))")
         #expect(first.values.allSatisfy { $0.bytesSent == 0 })
         for node in farm.nodes {
             #expect(try incoming(node).isEmpty, "\(node) received bytes")

@@ -52,9 +52,9 @@ struct NodeSettingsTests {
     func previousFromJournal() {
         var state = NodeState(app: "web")
         for (from, to) in [(nil, "1"), ("1", "2"), ("2", "3")] as [(String?, String)] {
-            state.recordActivation(.init(kind: "activate", from: from, to: to, at: 0, result: "activated"))
+            state.recordActivation(.init(kind: .activate, from: from, to: to, at: 0, result: .activated))
         }
-        state.recordActivation(.init(kind: "activate", from: "3", to: "4", at: 0, result: "rolled-back"))
+        state.recordActivation(.init(kind: .activate, from: "3", to: "4", at: 0, result: .rolledBack))
         #expect(state.previous(current: "3", landed: ["1", "2", "3", "4"]) == "2")
         #expect(state.previous(current: "3", landed: ["1", "3"]) == "1")
         // A crash after the switch, before the journal: current already 4.
@@ -88,5 +88,14 @@ struct NodeErrorCodeTests {
         #expect(reply.error.code == .other && reply.protocolVersion == nil)
         let encoded = try JSONEncoder().encode(NodeErrorReply(code: .locked, message: "held"))
         #expect(try JSONDecoder().decode(NodeErrorReply.self, from: encoded) == NodeErrorReply(code: .locked, message: "held"))
+    }
+
+    @Test("protocol words are shown and encoded as the wire spells them, never as Swift case names")
+    func wireWords() throws {
+        #expect("\(SwitchResult.rolledBack)" == "rolled-back" && "\(ApplyOutcome.alreadyLanded)" == "already-landed")
+        #expect("\(SignatureStatus.unsignedAllowed)" == "unsigned-allowed" && BackendKind.names == ["dir", "btrfs", "zfs", "lvm"])
+        let activation = NodeState.Activation(kind: .rollback, from: "2", to: "1", at: 0, result: .rolledBack)
+        let json = String(decoding: try JSONEncoder().encode(activation), as: UTF8.self)
+        #expect(json.contains(#""kind":"rollback""#) && json.contains(#""result":"rolled-back""#), "\(json)")
     }
 }
