@@ -120,3 +120,4 @@ func parseReference(_ text: String) throws -> ReleaseReference {
 }
 
 extension ArchiveCompression: ExpressibleByArgument {}
+extension BackendKind: ExpressibleByArgument {}

@@ -19,7 +19,7 @@ struct NodeOptions: ParsableArguments {
     var root: String?
 
     @Option(help: ArgumentHelp("dir, btrfs, zfs or lvm (default: dir).", valueName: "NAME"))
-    var backend: String?
+    var backend: BackendKind?
 
     @Option(name: .customLong("trust"), help: ArgumentHelp("A trusted public key file (repeatable).", valueName: "FILE.pub"))
     var trustedKeys: [String] = []
@@ -64,7 +64,7 @@ struct NodeOptions: ParsableArguments {
         var arguments: [String] = []
         if let config { arguments += ["--config", absolute(config)] }
         if let root { arguments += ["--root", absolute(root)] }
-        if let backend { arguments += ["--backend", backend] }
+        if let backend { arguments += ["--backend", backend.rawValue] }
         for key in trustedKeys { arguments += ["--trust", absolute(key)] }
         if requireSignature { arguments.append("--require-signature") }
         if allowUnsigned { arguments.append("--allow-unsigned") }

@@ -130,8 +130,8 @@ enum AnsibleInventory {
                 guard value.hasPrefix("/") else { throw fail("slipway_root must be an absolute path") }
                 node.root = value
             case "slipway_backend":
-                guard BackendKind.names.contains(value) else { throw fail("slipway_backend=\(value): use one of \(BackendKind.names.joined(separator: ", "))") }
-                node.backend = value
+                guard let kind = BackendKind(rawValue: value) else { throw fail("slipway_backend=\(value): use one of \(BackendKind.names.joined(separator: ", "))") }
+                node.backend = kind
             case "slipway_path":
                 guard value.hasPrefix("/") else { throw fail("slipway_path must be an absolute path") }
                 node.slipwayPath = value

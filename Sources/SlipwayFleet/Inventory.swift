@@ -23,7 +23,7 @@ public struct FleetNode: Sendable, Equatable {
     /// `slipway node --root`; nil leaves it to the node's node.toml.
     public var root: String?
     /// `slipway node --backend`; nil leaves it to the node's node.toml.
-    public var backend: String?
+    public var backend: BackendKind?
     /// `slipway node --config`, a path on the node.
     public var nodeConfig: String?
     /// Where slipway is on the node (and where it is installed when missing or older).
@@ -41,7 +41,7 @@ public struct FleetNode: Sendable, Equatable {
         var flags: [String] = []
         if let nodeConfig { flags += ["--config", nodeConfig] }
         if let root { flags += ["--root", root] }
-        if let backend { flags += ["--backend", backend] }
+        if let backend { flags += ["--backend", backend.rawValue] }
         return flags
     }
 }
@@ -203,10 +203,10 @@ private struct InventoryTOMLReader {
             node.root = root
         }
         if let backend = try table.string("backend") {
-            guard BackendKind.names.contains(backend) else {
+            guard let kind = BackendKind(rawValue: backend) else {
                 throw table.invalid("backend", "\"\(backend)\"", "use one of \(BackendKind.names.joined(separator: ", "))")
             }
-            node.backend = backend
+            node.backend = kind
         }
         if let config = try table.string("node_config") { node.nodeConfig = config }
         if let path = try table.string("slipway") {

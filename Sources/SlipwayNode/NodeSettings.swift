@@ -38,7 +38,7 @@ public struct NodeSettings: Sendable, Equatable {
     public static let backendNames = BackendKind.names
 
     public var root: String = "/var/lib/slipway"
-    public var backend: String = "dir"
+    public var backend: BackendKind = .dir
     /// Parameters of every backend table present, by backend name.
     public var backendTables: [String: [String: String]] = [:]
     public var keep: Int = 5
@@ -76,7 +76,7 @@ public struct NodeSettings: Sendable, Equatable {
     }
 
     /// The parameters of the selected backend (`[btrfs]`, `[zfs]` …), empty when absent.
-    public var backendParameters: [String: String] { backendTables[backend] ?? [:] }
+    public var backendParameters: [String: String] { backendTables[backend.rawValue] ?? [:] }
 
     /// The parameters of the backend `name`.
     public func parameters(for name: String) -> [String: String] { backendTables[name] ?? [:] }
@@ -130,10 +130,11 @@ public struct NodeSettings: Sendable, Equatable {
                 settings.root = try string(key, value)
                 guard settings.root.hasPrefix("/") else { throw fail(key, "must be an absolute path") }
             case "backend":
-                settings.backend = try string(key, value)
-                guard backendNames.contains(settings.backend) else {
-                    throw fail(key, "unknown backend '\(settings.backend)'; use one of \(backendNames.joined(separator: ", "))")
+                let name = try string(key, value)
+                guard let kind = BackendKind(rawValue: name) else {
+                    throw fail(key, "unknown backend '\(name)'; use one of \(backendNames.joined(separator: ", "))")
                 }
+                settings.backend = kind
             case "keep":
                 guard let keep = value.int, keep >= 1 else { throw fail(key, "expected an integer of at least 1") }
                 settings.keep = keep

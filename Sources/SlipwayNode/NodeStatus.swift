@@ -28,7 +28,7 @@ extension NodeStatus {
         var leftovers = NodeFiles.names(layout.releases).filter { $0.hasPrefix(".") }.map { "\(layout.releases)/\($0)" }
         if NodeFiles.exists(layout.currentNew) { leftovers.append(layout.currentNew) }
         return NodeStatus(
-            app: app, root: layout.root, backend: context.backend.name, current: current, previous: previous,
+            app: app, root: layout.root, backend: context.backend.kind, current: current, previous: previous,
             releases: releases, activations: Array(state.activations.suffix(history)), leftovers: leftovers,
             lockHolder: NodeLock.currentHolder(layout)?.description,
             schroot: context.settings.schrootEnabled ? context.schroot.installedVersion(layout: layout) : nil,

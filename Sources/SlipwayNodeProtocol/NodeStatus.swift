@@ -62,7 +62,7 @@ public struct NodeStatus: Codable, Sendable {
 
     public var app: String
     public var root: String
-    public var backend: String
+    public var backend: BackendKind
     public var current: String?
     public var previous: String?
     /// In landing order (journal), then any the journal does not know.
@@ -85,7 +85,7 @@ public struct NodeStatus: Codable, Sendable {
     /// The node protocol of the slipway that replied (`NodeWire.version`; nil: version 1).
     public var protocolVersion: Int? = NodeWire.version
 
-    package init(app: String, root: String, backend: String, current: String? = nil, previous: String? = nil, releases: [Release], activations: [NodeState.Activation], leftovers: [String], lockHolder: String? = nil, schroot: String? = nil, incoming: [IncomingFile], confirmation: PendingConfirmation? = nil, signaturePolicy: NodeSignature.Policy? = nil) {
+    package init(app: String, root: String, backend: BackendKind, current: String? = nil, previous: String? = nil, releases: [Release], activations: [NodeState.Activation], leftovers: [String], lockHolder: String? = nil, schroot: String? = nil, incoming: [IncomingFile], confirmation: PendingConfirmation? = nil, signaturePolicy: NodeSignature.Policy? = nil) {
         self.app = app
         self.root = root
         self.backend = backend

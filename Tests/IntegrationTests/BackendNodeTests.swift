@@ -27,7 +27,7 @@ struct BackendNodeTests {
         defer { fx.remove() }
         let loop = try mountBtrfs(at: fx.root, fx: fx)
         defer { loop.tearDown() }
-        try endToEnd(fx, backend: "btrfs") { _ in }
+        try endToEnd(fx, backend: .btrfs) { _ in }
     }
 
     @Test("zfs: apply, delta, activate, rollback, prune; current and schroot follow", .needs(.zfs, .schroot))
@@ -38,13 +38,13 @@ struct BackendNodeTests {
         defer { SharedZFSFuse.shared.release() }
         let pool = try ZFSTestPool.make(in: fx.dir)
         defer { pool.destroy() }
-        try endToEnd(fx, backend: "zfs") { $0.backendTables["zfs"] = ["dataset": "\(pool.name)/slipway"] }
+        try endToEnd(fx, backend: .zfs) { $0.backendTables["zfs"] = ["dataset": "\(pool.name)/slipway"] }
         // Pruning 1 and 2 promoted their clones: only 3 and 4 remain, each with its snapshot.
         let snapshots = try runChecked("zfs", ["list", "-H", "-t", "snapshot", "-o", "name", "-r", pool.name]).out
         #expect(snapshots.split(separator: "\n").sorted() == ["\(pool.name)/slipway/web/3@landed-3", "\(pool.name)/slipway/web/4@landed-4"])
     }
 
-    private func endToEnd(_ fx: NodeFixture, backend: String, settings: (inout NodeSettings) -> Void) throws {
+    private func endToEnd(_ fx: NodeFixture, backend: BackendKind, settings: (inout NodeSettings) -> Void) throws {
         for version in ["1", "2", "3", "4"] { try storeRelease(fx, version) }
         let chrootDirectory = fx.dir.sub("chroot.d")
         let context = try fx.context {
@@ -101,7 +101,7 @@ struct BackendNodeTests {
         // A 32 MiB btrfs in mixed mode (data and metadata share chunks, as mkfs.btrfs does for small disks).
         let loop = try mountBtrfs(at: fx.root, fx: fx, size: "32M", mixed: true)
         defer { loop.tearDown() }
-        let context = try fx.context { $0.backend = "btrfs" }
+        let context = try fx.context { $0.backend = .btrfs }
         try fx.expectFullDiskKeepsOne(context: context, big: 48 << 20)
         let subvolumes = try runChecked("btrfs", ["subvolume", "list", "-o", fx.layout.releases]).out
         #expect(!subvolumes.contains(".partial") && !subvolumes.contains(".staging"), "staging subvolumes left: \(subvolumes)")
@@ -119,7 +119,7 @@ struct BackendNodeTests {
         let pool = try ZFSTestPool.make(in: fx.dir, size: "256M")
         defer { pool.destroy() }
         try runChecked("zfs", ["create", "-o", "mountpoint=none", "-o", "quota=40M", "\(pool.name)/slipway"])
-        let context = try fx.context { $0.backend = "zfs"; $0.backendTables["zfs"] = ["dataset": "\(pool.name)/slipway"] }
+        let context = try fx.context { $0.backend = .zfs; $0.backendTables["zfs"] = ["dataset": "\(pool.name)/slipway"] }
         try fx.expectFullDiskKeepsOne(context: context, big: 64 << 20)
         let datasets = try runChecked("zfs", ["list", "-H", "-o", "name", "-r", pool.name]).out
         #expect(!datasets.contains("partial-"), "staging datasets left: \(datasets)")

@@ -70,7 +70,7 @@ struct LVMNamesTests {
         #expect(message(["vg": "vg0", "factor": "0.5"]).contains("factor"))
         #expect(message(["vg": "vg0", "thin_pool": "pool", "filesystem": "xfs"]) == "")
         var node = NodeSettings()
-        node.backend = "lvm"
+        node.backend = .lvm
         node.backendTables = ["lvm": ["vg": "vg0", "thin_pool": "pool"]]
         #expect(try makeBackend(node).name == "lvm")
     }

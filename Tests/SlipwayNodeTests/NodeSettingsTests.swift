@@ -25,7 +25,7 @@ struct NodeSettingsTests {
             enabled = true
             directory = "/tmp/chroot.d"
             """, source: "node.toml")
-        #expect(settings.root == "/srv/slipway" && settings.backend == "btrfs" && settings.keep == 3)
+        #expect(settings.root == "/srv/slipway" && settings.backend == .btrfs && settings.keep == 3)
         #expect(settings.trustedKeys == ["/etc/slipway/release.pub"] && settings.requireSignature)
         #expect(settings.lockTimeout == 10 && settings.hookTimeout == 30.5)
         #expect(settings.backendParameters == ["mount": "/srv"])

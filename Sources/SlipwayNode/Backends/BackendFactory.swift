@@ -6,10 +6,7 @@ import SlipwaySystem
 /// The backend the settings name, with its parameters (the `[btrfs]`, `[zfs]` … table),
 /// running its commands through `runner` (the node context's).
 public func makeBackend(_ settings: NodeSettings, runner: CommandRunner = CommandRunner()) throws -> any NodeBackend {
-    guard let kind = BackendKind(rawValue: settings.backend) else {
-        throw NodeError.backendUnavailable(name: settings.backend, detail: "unknown backend; use one of \(BackendKind.names.joined(separator: ", "))")
-    }
-    switch kind {
+    switch settings.backend {
     case .dir: return DirBackend(runner: runner)
     case .btrfs: return try BtrfsBackend(settings: settings.backendParameters, runner: runner)
     case .zfs: return try ZFSBackend(settings: settings.backendParameters, runner: runner)

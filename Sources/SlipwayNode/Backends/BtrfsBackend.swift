@@ -18,7 +18,7 @@ import SlipwaySystem
 ///   throw-away snapshot of the version) or `directory` (sessions run in the read-only
 ///   version itself).
 public struct BtrfsBackend: NodeBackend {
-    public var name: String { "btrfs" }
+    public var kind: BackendKind { .btrfs }
     /// Landed subvolumes are read-only, so a snapshot of one holds verified contents.
     public var stagedCopyIsImmutableBase: Bool { true }
     public var mount: String?

@@ -11,7 +11,7 @@ import SlipwaySystem
 /// version is first renamed to `releases/.removing-<version>`, so it disappears at once and a
 /// crash mid-removal leaves only a leftover that recovery deletes.
 public struct DirBackend: NodeBackend {
-    public var name: String { "dir" }
+    public var kind: BackendKind { .dir }
     let runner: CommandRunner
 
     public init(runner: CommandRunner = CommandRunner()) { self.runner = runner }

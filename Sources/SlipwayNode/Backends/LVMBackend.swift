@@ -26,7 +26,7 @@ import SlipwaySystem
 /// `filesystem` (`ext4` | `xfs`), `size` (fixed) or `factor` (release size × factor),
 /// `min_size`, `unit_directory`, `schroot_snapshot_options`.
 public struct LVMBackend: NodeBackend {
-    public var name: String { "lvm" }
+    public var kind: BackendKind { .lvm }
     /// A thin snapshot (or a copy) of a landed LV that is only ever mounted read-only.
     public var stagedCopyIsImmutableBase: Bool { true }
 

@@ -12,7 +12,7 @@ import SlipwaySystem
 /// at any instant leaves either nothing or a complete, committed version.
 public protocol NodeBackend: Sendable {
     /// `dir`, `btrfs`, `zfs` or `lvm`.
-    var name: String { get }
+    var kind: BackendKind { get }
 
     /// Creates the staging tree of `request.version` and returns the path to extract into:
     /// empty, or (with `request.base`) the backend's cheap copy of that landed version
@@ -50,6 +50,8 @@ public protocol NodeBackend: Sendable {
 }
 
 extension NodeBackend {
+    /// The backend's name, for messages.
+    public var name: String { kind.rawValue }
     public var stagedCopyIsImmutableBase: Bool { false }
     public func explainFailure(_ error: any Error, version: String, layout: NodeLayout) -> (any Error)? { nil }
 }

@@ -26,7 +26,7 @@ import SlipwaySystem
 /// - `schroot_type`: `directory` (default; works with zfs-fuse) or `zfs-snapshot` (schroot
 ///   clones the landed dataset per session; needs native ZFS for `mount -t zfs`).
 public struct ZFSBackend: NodeBackend {
-    public var name: String { "zfs" }
+    public var kind: BackendKind { .zfs }
     /// A clone of the base's `@landed` snapshot, which nothing can write.
     public var stagedCopyIsImmutableBase: Bool { true }
     public var prefix: String
