@@ -46,9 +46,12 @@ let package = Package(
         // Each library has its own unit tests; IntegrationTests drive the real tools.
         .target(name: "SlipwayTestSupport", dependencies: ["SlipwayRelease"], path: "Tests/SlipwayTestSupport"),
         .testTarget(name: "SlipwaySystemTests", dependencies: ["SlipwaySystem"]),
+        .testTarget(name: "SlipwayArchiveTests", dependencies: ["SlipwayArchive"]),
         .testTarget(name: "SlipwayReleaseTests", dependencies: ["SlipwayRelease", "SlipwayTestSupport"]),
         .testTarget(name: "SlipwayRecipeTests", dependencies: ["SlipwayBuild", "SlipwayNode", "SlipwayTestSupport"]),
         .testTarget(name: "SlipwayBuildTests", dependencies: ["SlipwayBuild", "SlipwayTestSupport"]),
+        .testTarget(name: "SlipwayExportTests", dependencies: ["SlipwayExport"]),
+        .testTarget(name: "SlipwayNodeProtocolTests", dependencies: ["SlipwayNodeProtocol"]),
         .testTarget(name: "SlipwayNodeTests", dependencies: ["SlipwayNode", "SlipwayTestSupport"]),
         .testTarget(name: "SlipwayFleetTests", dependencies: ["SlipwayFleet", "SlipwayTestSupport"]),
         .testTarget(name: "SlipwayCommandsTests", dependencies: ["SlipwayCommands", "SlipwayTestSupport"]),

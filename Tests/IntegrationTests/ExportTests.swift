@@ -214,10 +214,6 @@ struct ExportTests {
         }
         // Below the minimum, whatever the tree.
         #expect(throws: ExportError.self) { try export(release, .ext4, to: out, size: 8 << 20) }
-        // Sizes that are not sizes.
-        for text in ["", "abc", "12X", "-5M", "1M", "1.2.3G"] {
-            #expect(throws: ExportError.self, "--size '\(text)'") { try ImageSize.parse(text) }
-        }
     }
 
     @Test("an existing --out is refused without --force and replaced with it", .needs(.export([.squashfs])))
@@ -237,18 +233,6 @@ struct ExportTests {
         #expect(throws: ExportError.outputDirectoryMissing(path: tmp.sub("no/such"))) {
             try export(release, .squashfs, to: tmp.sub("no/such/image"))
         }
-    }
-
-    @Test("--size parses binary units and rounds up to 4 KiB blocks")
-    func sizeParsing() throws {
-        #expect(try ImageSize.parse("512M") == 512 << 20)
-        #expect(try ImageSize.parse("2G") == 2 << 30)
-        #expect(try ImageSize.parse("2GiB") == 2 << 30)
-        #expect(try ImageSize.parse("1.5G") == 3 << 29)
-        #expect(try ImageSize.parse("800mb") == 800 << 20)
-        #expect(try ImageSize.parse("16777217") == (16 << 20) + 4096)
-        #expect(try ImageSize.parse("1T") == 1 << 40)
-        #expect(ImageSize.format(64 << 20) == "64 MiB" && ImageSize.format(3 << 29) == "1.5 GiB")
     }
 
     @Test("a missing tool is named with its Debian package before any work")

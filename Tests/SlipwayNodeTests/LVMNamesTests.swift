@@ -1,15 +1,9 @@
 import Foundation
 import Testing
-@testable import SlipwayCommands
-@testable import SlipwaySystem
-@testable import SlipwayArchive
-@testable import SlipwayRelease
-@testable import SlipwayRecipe
-@testable import SlipwayBuild
-@testable import SlipwayExport
-@testable import SlipwayNodeProtocol
 @testable import SlipwayNode
-@testable import SlipwayFleet
+@testable import SlipwayNodeProtocol
+@testable import SlipwaySystem
+@testable import SlipwayTestSupport
 
 /// The lvm backend's pure parts: names, sizes, settings, mount units (no LVM needed).
 @Suite("LVM backend: names and settings")
@@ -81,9 +75,8 @@ struct LVMNamesTests {
         #expect(LVMMountUnit.unitName(for: "/srv/my-app/releases/1.0~rc1") == "srv-my\\x2dapp-releases-1.0\\x7erc1.mount")
         #expect(LVMMountUnit.unitName(for: "/.x/y") == "\\x2ex-y.mount")
         #expect(LVMMountUnit.unitName(for: "/srv/.hidden/a+b") == "srv-.hidden-a\\x2bb.mount")
-        let temp = try TempDir("slipway-lvm-units")
-        defer { temp.remove() }
-        let units = LVMMountUnits(directory: temp.path)
+        try withTemporaryDirectory { directory in
+        let units = LVMMountUnits(directory: directory)
         let unit = LVMMountUnit(what: "/dev/vg0/web-1.0", where: "/var/lib/slipway/web/releases/1.0", type: "ext4", options: "ro", description: "x")
         try units.write(unit)
         #expect(units.exists(where: unit.where))
@@ -92,5 +85,6 @@ struct LVMNamesTests {
         try units.remove(where: unit.where)
         #expect(!units.exists(where: unit.where))
         #expect(units.list(under: "/").isEmpty)
+        }
     }
 }
