@@ -91,6 +91,8 @@ public enum NodeConfirm {
         /// The deadline that was met, seconds since 1970 (nil for `already-confirmed`).
         public var deadline: Double?
         public var recovered: [String]
+        /// The node protocol of the slipway that replied (`NodeWire.version`).
+        public var protocolVersion: Int? = NodeWire.version
     }
 
     /// The journal detail of a switch back for lack of confirmation starts with this.

@@ -14,6 +14,8 @@ public enum NodePrune {
         public var removed: [String]
         public var kept: [String]
         public var recovered: [String]
+        /// The node protocol of the slipway that replied (`NodeWire.version`).
+        public var protocolVersion: Int? = NodeWire.version
     }
 
     public static func prune(app: String, keep: Int, context: NodeContext) throws -> Result {

@@ -35,13 +35,15 @@ public enum NodeRecovery {
         public var problems: [String] = []
         /// The version switched back from because its activation was not confirmed in time.
         public var unconfirmed: String?
+        /// The node protocol of the slipway that replied (`NodeWire.version`).
+        public var protocolVersion: Int? = NodeWire.version
         /// What recovery found, for the command that runs next under the same lock (so a
         /// switch asks the backend and reads the journal once, not three times).
         var landed: [String] = []
         var state: NodeState?
 
         private enum CodingKeys: String, CodingKey {
-            case app, removed, journalAdded, journalDropped, schrootRewritten, problems, unconfirmed
+            case app, removed, journalAdded, journalDropped, schrootRewritten, problems, unconfirmed, protocolVersion
         }
 
         public static func == (a: Result, b: Result) -> Bool {
