@@ -27,11 +27,11 @@ extension NodeSignature {
             }
             if settings.allowUnsigned {
                 context.log("warning: \(what) is unsigned; accepted only because allow_unsigned is set in \(settings.source)")
-                return allowedUnsigned
+                return .unsignedAllowed
             }
-            return absent
+            return .absent
         }
-        if keys.isEmpty { return unchecked }
+        if keys.isEmpty { return .unchecked }
         let signature: Data
         do {
             signature = try ReleaseSigning.parseSignatureFile(try NodeFiles.read(path), source: path)
@@ -39,7 +39,7 @@ extension NodeSignature {
             throw NodeError.signature(path: path, detail: "the signature of \(what) is damaged (\(Output.message(for: error)))")
         }
         for key in keys where (try? ReleaseSigning.verify(manifestBytes, signature: signature, publicKey: key, source: path)) != nil {
-            return verified
+            return .verified
         }
         throw NodeError.signature(path: path, detail: "the signature of \(what) does not verify with any trusted key (\(keys.map(\.keyID).joined(separator: ", ")))")
     }

@@ -3,15 +3,8 @@ import SlipwayRelease
 import SlipwayArchive
 import SlipwaySystem
 
-/// Switches `current` to a landed version (docs/node.md "Crash safety", activate):
-/// lock → recover → landed? → pre-activate hook → `current.new` → rename over `current` →
-/// fsync → schroot file the same way → reload hook (start on the first activation) →
-/// health check with retries. A failed reload or health check switches back, reloads the old
-/// version, journals `rolled-back` and fails saying "rolled back to X". Every switch is
-/// journaled. Hooks run as `sh -c` outside the release with SLIPWAY_APP, SLIPWAY_VERSION,
-/// SLIPWAY_PREVIOUS and SLIPWAY_RELEASE set. With a confirmation request the switch is a
-/// dead man's switch (see `NodeConfirm`); any successful switch clears an older pending
-/// confirmation.
+/// The wire side of `slipway node activate` and `node rollback`: their reply. The verb is
+/// in SlipwayNode (NodeActivate.swift there).
 public enum NodeActivate {
     /// What a switch did (the JSON reply of activate and rollback).
     public struct Result: Codable, Sendable {

@@ -3,12 +3,7 @@ import SlipwayRelease
 import SlipwayArchive
 import SlipwaySystem
 
-/// Lands a release on the node (docs/node.md "Crash safety", apply):
-/// lock → recover → verify the archive's sha256 and the manifest's signature (when trust is
-/// configured) before touching anything → backend staging → extract the archive, or the
-/// backend's cheap copy of the base plus the delta → link shared directories → verify the
-/// tree against the manifest → sync → commit → journal. Applying a landed version is a
-/// no-op that says so. On any failure the staging tree is removed and nothing changes.
+/// The wire side of `slipway node apply`: its reply. The verb is in SlipwayNode.
 public enum NodeApply {
     /// What apply did (the JSON reply of `slipway node apply`).
     public struct Result: Codable, Sendable {

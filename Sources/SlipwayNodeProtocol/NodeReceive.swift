@@ -3,12 +3,8 @@ import SlipwayRelease
 import SlipwayArchive
 import SlipwaySystem
 
-/// Receives release bytes (a full archive or a delta) into `incoming/<file>`, resumable:
-/// `--offset N` continues a partial upload after its first N bytes (anything beyond is
-/// dropped). With `--size`, a short upload stays as it is for the next resume; once complete,
-/// `--sha256` is checked and a mismatching file is removed; an upload that would grow past
-/// `--size` is refused and removed. Uploads of one file are serialized by an flock on the
-/// file itself, not the app's lock, so landing or switching is not held up by a slow link.
+/// The wire side of `slipway node receive` and `node fetch`: their reply. The verbs are in
+/// SlipwayNode.
 public enum NodeReceive {
     /// The reply of `slipway node receive`.
     public struct Result: Codable, Sendable {

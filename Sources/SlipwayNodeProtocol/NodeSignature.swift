@@ -3,21 +3,10 @@ import SlipwayRelease
 import SlipwayArchive
 import SlipwaySystem
 
-/// The node's signature policy (docs/security.md): listing trusted keys means a release must
-/// carry a signature that verifies with one of them; `allow_unsigned` is the explicit opt-out
-/// and warns on every use; without trusted keys nothing can be checked. Apply checks an
-/// upload, activate and rollback check the landed copy again against the policy in force
-/// now, so a version landed under weaker settings never becomes current unchecked.
+/// The wire side of the node's signature policy (docs/security.md): what `node status`
+/// reports, and the check the controller makes before it sends anything. The checks a node
+/// makes are in SlipwayNode.
 public enum NodeSignature {
-    /// Outcomes of a check, as the JSON replies spell them.
-    public static let verified = SignatureStatus.verified
-    /// Signed, but the node lists no trusted key.
-    public static let unchecked = SignatureStatus.unchecked
-    /// Unsigned, and the node lists no trusted key.
-    public static let absent = SignatureStatus.absent
-    /// Unsigned, accepted because of `allow_unsigned`.
-    public static let allowedUnsigned = SignatureStatus.unsignedAllowed
-
     /// What the node demands, for `node status` (the controller checks it before sending).
     public struct Policy: Codable, Sendable, Equatable {
         /// A release must carry a signature that verifies with one of `trustedKeys`.

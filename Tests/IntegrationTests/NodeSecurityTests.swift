@@ -97,7 +97,7 @@ struct NodeSecurityTests {
         let lines = LogLines()
         var loose = try fx.context { $0.trustedKeys = [keyPath + ".pub"]; $0.allowUnsigned = true }
         loose.log = { lines.append($0) }
-        #expect(try fx.applyFull("1", context: loose).signature == NodeSignature.allowedUnsigned)
+        #expect(try fx.applyFull("1", context: loose).signature == .unsignedAllowed)
         #expect(lines.all.contains { $0.hasPrefix("warning:") && $0.contains("allow_unsigned") }, "\(lines.all)")
         #expect(throws: NodeError.self) { try fx.applyFull("2", context: loose) }
     }
