@@ -41,10 +41,6 @@ public struct CommandEnvironment: Sendable {
 
     /// The real process.
     public static let process = CommandEnvironment()
-
-    func write(_ fd: Int32, _ text: String) {
-        if let capture { capture.append(fd, text) } else { Output.write(fd, text) }
-    }
 }
 
 /// What a command's work receives: everything it talks to, so tests can swap it.
@@ -103,7 +99,7 @@ extension Slipway {
             let code = exitCode(for: error)
             if !(error is ExitCode) {
                 let message = fullMessage(for: error)
-                if !message.isEmpty { environment.write(code == .success ? 1 : 2, message + "\n") }
+                if !message.isEmpty { Output(capture: environment.capture).emit(code == .success ? 1 : 2, message + "\n") }
             }
             return code.rawValue
         }

@@ -24,7 +24,7 @@ public struct Output: Sendable {
     }
 
     /// Writes to stdout (1) or stderr (2), or to the capture.
-    private func emit(_ fd: Int32, _ text: String) {
+    package func emit(_ fd: Int32, _ text: String) {
         if let capture { capture.append(fd, text) } else { Self.write(fd, text) }
     }
 
