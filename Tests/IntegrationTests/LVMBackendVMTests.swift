@@ -104,6 +104,14 @@ struct LVMBackendVMTests {
         print("lvm-vm: whole test \((ContinuousClock.now - started).components.seconds) s")
     }
 
+    /// What the boot did with slipway's LVs and mounts, for a failure message.
+    private func bootLog(_ vm: LVMVM) throws -> String {
+        try vm.ssh("""
+            systemctl --no-pager --failed
+            journalctl -b --no-pager -o short-monotonic | grep -E 'lvm-activate|slipway|timed out|Dependency failed' | tail -n 40
+            """).out
+    }
+
     /// Power cuts during `slipway node apply` (odd trials) and `activate` (even ones): the guest
     /// kernel reboots at once at a seeded moment of the command (sysrq b: no sync, no unmount).
     /// After each boot, before any slipway command, current is the old or the new version,
@@ -175,7 +183,14 @@ struct LVMBackendVMTests {
                 continue
             }
             #expect(bootedCurrent == before || bootedCurrent == version, "\(what): current is neither the old nor the new version: \(booted)")
-            #expect(booted.currentVersionFile == bootedCurrent && booted.currentMountSource != nil, "\(what): after the boot, before recovery: \(booted)")
+            // The VM gives slipway's LVs 5 s to appear (scripts/lvm-vm); only slipway's own
+            // device drop-in lets the boot wait for LVM's activation.
+            let device = LVMMountUnit.unitName(for: "/dev/slipway/\(LVMNames.lvName(app: app, version: bootedCurrent))", suffix: ".device")
+            let waited = try vm.sshChecked("systemctl show -p JobRunningTimeoutUSec --value '\(device)'")
+            #expect(waited.trimmingCharacters(in: .whitespacesAndNewlines) == "10min", "\(what): the device drop-in: \(waited)")
+            let mounted = booted.currentVersionFile == bootedCurrent && booted.currentMountSource != nil
+            let log = mounted ? "" : try bootLog(vm)
+            #expect(mounted, "\(what): after the boot, before recovery: \(booted)\n\(log)")
             if let manifest = manifests[bootedCurrent] {
                 #expect(try lvmTreeDifferences(vm: vm, app: app, version: bootedCurrent, manifest: manifest) == [], "\(what): current tree after the boot")
             }

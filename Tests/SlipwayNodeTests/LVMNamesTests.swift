@@ -62,6 +62,10 @@ struct LVMNamesTests {
         #expect(message(["vg": "vg0", "size": "1G", "factor": "2"]).contains("not both"))
         #expect(message(["vg": "vg0", "size": "10M"]).contains("at least 64M"))
         #expect(message(["vg": "vg0", "factor": "0.5"]).contains("factor"))
+        #expect(message(["vg": "vg0", "device_timeout": "-1"]).contains("device_timeout"))
+        #expect(message(["vg": "vg0", "device_timeout": "10min"]).contains("seconds"))
+        #expect(try LVMBackend(settings: ["vg": "vg0", "device_timeout": "0"]).deviceTimeout == 0)
+        #expect(try LVMBackend(settings: ["vg": "vg0"]).deviceTimeout == 600)
         #expect(message(["vg": "vg0", "thin_pool": "pool", "filesystem": "xfs"]) == "")
         var node = NodeSettings()
         node.backend = .lvm
@@ -75,16 +79,27 @@ struct LVMNamesTests {
         #expect(LVMMountUnit.unitName(for: "/srv/my-app/releases/1.0~rc1") == "srv-my\\x2dapp-releases-1.0\\x7erc1.mount")
         #expect(LVMMountUnit.unitName(for: "/.x/y") == "\\x2ex-y.mount")
         #expect(LVMMountUnit.unitName(for: "/srv/.hidden/a+b") == "srv-.hidden-a\\x2bb.mount")
+        #expect(LVMMountUnit.unitName(for: "/dev/vg0/web-1.0", suffix: ".device") == "dev-vg0-web\\x2d1.0.device")
         try withTemporaryDirectory { directory in
         let units = LVMMountUnits(directory: directory)
-        let unit = LVMMountUnit(what: "/dev/vg0/web-1.0", where: "/var/lib/slipway/web/releases/1.0", type: "ext4", options: "ro", description: "x")
+        var unit = LVMMountUnit(what: "/dev/vg0/web-1.0", where: "/var/lib/slipway/web/releases/1.0", type: "ext4", options: "ro", description: "x")
+        #expect(!units.isCurrent(unit))
         try units.write(unit)
-        #expect(units.exists(where: unit.where))
+        #expect(units.isCurrent(unit))
+        let dropIn = "\(directory)/dev-vg0-web\\x2d1.0.device.d/50-slipway-device-timeout.conf"
+        #expect(try String(contentsOfFile: dropIn, encoding: .utf8).contains("\nJobRunningTimeoutSec=600\n"))
         #expect(units.list(under: "/var/lib/slipway/web/releases/").map(\.what) == ["/dev/vg0/web-1.0"])
         #expect(units.list(under: "/var/lib/slipway/api/releases/").isEmpty)
+        // A unit written with another timeout (or by a slipway without the drop-in) is not current.
+        unit.deviceTimeout = 0
+        #expect(!units.isCurrent(unit))
+        try units.write(unit)
+        #expect(units.isCurrent(unit))
+        #expect(try String(contentsOfFile: dropIn, encoding: .utf8).contains("\nJobRunningTimeoutSec=infinity\n"))
         try units.remove(where: unit.where)
-        #expect(!units.exists(where: unit.where))
+        #expect(!units.isCurrent(unit))
         #expect(units.list(under: "/").isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).sorted() == ["local-fs.target.wants"])
         }
     }
 }

@@ -24,7 +24,7 @@ import SlipwaySystem
 ///
 /// Settings (node.toml `[lvm]`, see docs/lvm.md): `vg` (required), `thin_pool`,
 /// `filesystem` (`ext4` | `xfs`), `size` (fixed) or `factor` (release size × factor),
-/// `min_size`, `unit_directory`, `schroot_snapshot_options`.
+/// `min_size`, `unit_directory`, `device_timeout`, `schroot_snapshot_options`.
 public struct LVMBackend: NodeBackend {
     public var kind: BackendKind { .lvm }
     /// A thin snapshot (or a copy) of a landed LV that is only ever mounted read-only.
@@ -39,6 +39,9 @@ public struct LVMBackend: NodeBackend {
     public var minimumSize: UInt64
     /// Where the mount units go (`/etc/systemd/system`).
     public var unitDirectory: String
+    /// How long a mount unit waits at boot for its LV to appear, in seconds; 0 waits as long
+    /// as it takes (`device_timeout`, default 600).
+    public var deviceTimeout: Int
     /// `lvm-snapshot-options` of the schroot chroot.d file.
     public var schrootSnapshotOptions: String
     /// The node context's runner (makeBackend passes it).
@@ -48,7 +51,7 @@ public struct LVMBackend: NodeBackend {
     static let mebibyte: UInt64 = 1 << 20
 
     static let keys = ["vg", "volume_group", "thin_pool", "filesystem", "size", "factor", "min_size",
-                       "unit_directory", "schroot_snapshot_options"]
+                       "unit_directory", "device_timeout", "schroot_snapshot_options"]
 
     /// The `[lvm]` table of node.toml; unknown keys are errors.
     public init(settings: [String: String], runner: CommandRunner = CommandRunner()) throws {
@@ -102,6 +105,14 @@ public struct LVMBackend: NodeBackend {
         unitDirectory = settings["unit_directory"] ?? "/etc/systemd/system"
         guard unitDirectory.hasPrefix("/") else {
             throw LVMBackendError.badSetting(key: "unit_directory", value: unitDirectory, expected: "an absolute path")
+        }
+        if let text = settings["device_timeout"] {
+            guard let seconds = Int(text), seconds >= 0 else {
+                throw LVMBackendError.badSetting(key: "device_timeout", value: text, expected: "seconds (0: wait as long as the LV takes to appear)")
+            }
+            deviceTimeout = seconds
+        } else {
+            deviceTimeout = 600
         }
         // A thin origin needs no size; its snapshot must not skip activation. A classic
         // origin gets a copy-on-write snapshot of that size for each session.
@@ -229,11 +240,17 @@ public struct LVMBackend: NodeBackend {
         if !active { try lvm(["lvchange", "--activate", "y", "--ignoreactivationskip", "\(volumeGroup)/\(lv)"]) }
         let mountpoint = layout.release(version)
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
-        try units.write(LVMMountUnit(what: devicePath(lv), where: mountpoint, type: filesystem, options: mountOptions(readOnly: true),
-                                     description: "slipway \(layout.app) \(version) (\(volumeGroup)/\(lv))"))
+        try units.write(mountUnit(version: version, layout: layout))
         if !LVMMounts.isMountpoint(mountpoint) {
             try run(["mount", "-t", filesystem, "-o", mountOptions(readOnly: true), devicePath(lv), mountpoint])
         }
+    }
+
+    /// The unit that mounts a landed version at boot.
+    func mountUnit(version: String, layout: NodeLayout) -> LVMMountUnit {
+        let lv = lvName(version, layout)
+        return LVMMountUnit(what: devicePath(lv), where: layout.release(version), type: filesystem, options: mountOptions(readOnly: true),
+                            description: "slipway \(layout.app) \(version) (\(volumeGroup)/\(lv))", deviceTimeout: deviceTimeout)
     }
 
     public func remove(version: String, layout: NodeLayout) throws {
@@ -260,7 +277,7 @@ public struct LVMBackend: NodeBackend {
                 if LVMMounts.isMountpoint(mountpoint) { try run(["umount", mountpoint]) }
                 _ = rmdir(mountpoint)
                 try lvm(["lvremove", "--yes", "\(volumeGroup)/\(volume.name)"])
-            } else if !LVMMounts.isMountpoint(layout.release(version)) || !units.exists(where: layout.release(version)) {
+            } else if !LVMMounts.isMountpoint(layout.release(version)) || !units.isCurrent(mountUnit(version: version, layout: layout)) {
                 try finishCommit(version: version, layout: layout, active: volume.isActive)
             }
         }

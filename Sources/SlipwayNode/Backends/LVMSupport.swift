@@ -122,15 +122,19 @@ enum LVMMounts {
     }
 }
 
-/// A systemd mount unit that mounts one landed version at boot.
+/// A systemd mount unit that mounts one landed version at boot, and the drop-in that makes
+/// systemd wait `deviceTimeout` seconds (0: no limit) for its LV instead of its default 90 s.
 struct LVMMountUnit: Sendable, Equatable {
     var what: String
     var `where`: String
     var type: String
     var options: String
     var description: String
+    var deviceTimeout: Int = 600
 
     static let marker = "# Written by slipway (lvm backend); removed when the version is pruned. Do not edit."
+    /// The drop-in's file name in `<device unit>.d/`.
+    static let dropInName = "50-slipway-device-timeout.conf"
 
     var text: String {
         """
@@ -151,12 +155,26 @@ struct LVMMountUnit: Sendable, Equatable {
         """
     }
 
-    /// systemd's name for the unit of a mount point (`systemd-escape --path --suffix=mount`):
+    /// The wait for the device is the device unit's job timeout, so it goes in a drop-in of
+    /// the device unit, as systemd's fstab generator writes it for `x-systemd.device-timeout=`.
+    var dropInText: String {
+        """
+        \(Self.marker)
+        [Unit]
+        JobRunningTimeoutSec=\(deviceTimeout == 0 ? "infinity" : "\(deviceTimeout)")
+
+        """
+    }
+
+    var unitName: String { Self.unitName(for: `where`) }
+    var deviceUnitName: String { Self.unitName(for: what, suffix: ".device") }
+
+    /// systemd's name for the unit of a path (`systemd-escape --path --suffix=mount`):
     /// `/` between components becomes `-`; `[a-zA-Z0-9:_.]` stay (a `.` that would start the name does not);
     /// every other byte is `\xNN`.
-    static func unitName(for path: String) -> String {
+    static func unitName(for path: String, suffix: String = ".mount") -> String {
         let components = path.split(separator: "/").filter { !$0.isEmpty }
-        if components.isEmpty { return "-.mount" }
+        if components.isEmpty { return "-" + suffix }
         let escaped = components.enumerated().map { index, component -> String in
             var out = ""
             for (offset, byte) in component.utf8.enumerated() {
@@ -166,7 +184,7 @@ struct LVMMountUnit: Sendable, Equatable {
             }
             return out
         }
-        return escaped.joined(separator: "-") + ".mount"
+        return escaped.joined(separator: "-") + suffix
     }
 }
 
@@ -179,14 +197,25 @@ struct LVMMountUnits: Sendable {
 
     func path(for mountpoint: String) -> String { "\(directory)/\(LVMMountUnit.unitName(for: mountpoint))" }
 
-    func exists(where mountpoint: String) -> Bool {
-        NodeFiles.exists(path(for: mountpoint)) && NodeFiles.exists("\(wants)/\(LVMMountUnit.unitName(for: mountpoint))")
+    func dropInDirectory(_ unit: LVMMountUnit) -> String { "\(directory)/\(unit.deviceUnitName).d" }
+
+    /// The unit, its enabling symlink and its device drop-in are all there as `write` makes them.
+    func isCurrent(_ unit: LVMMountUnit) -> Bool {
+        (try? String(contentsOfFile: path(for: unit.where), encoding: .utf8)) == unit.text
+            && NodeFiles.readLink("\(wants)/\(unit.unitName)") == "../\(unit.unitName)"
+            && (try? String(contentsOfFile: "\(dropInDirectory(unit))/\(LVMMountUnit.dropInName)", encoding: .utf8)) == unit.dropInText
     }
 
-    /// Writes the unit (temporary file, fsync, rename) and its enabling symlink.
+    /// Writes the device drop-in, the unit (temporary file, fsync, rename) and its enabling symlink.
     func write(_ unit: LVMMountUnit) throws {
         try FileManager.default.createDirectory(atPath: wants, withIntermediateDirectories: true)
-        let name = LVMMountUnit.unitName(for: unit.where)
+        let dropIns = dropInDirectory(unit)
+        try FileManager.default.createDirectory(atPath: dropIns, withIntermediateDirectories: true)
+        let dropIn = "\(dropIns)/\(LVMMountUnit.dropInName)"
+        if (try? String(contentsOfFile: dropIn, encoding: .utf8)) != unit.dropInText {
+            try NodeFiles.writeAtomically(dropIn, Data(unit.dropInText.utf8))
+        }
+        let name = unit.unitName
         let file = "\(directory)/\(name)"
         if (try? String(contentsOfFile: file, encoding: .utf8)) != unit.text {
             try NodeFiles.writeAtomically(file, Data(unit.text.utf8))
@@ -201,11 +230,16 @@ struct LVMMountUnits: Sendable {
         }
     }
 
+    /// Removes the unit, its symlink and its device drop-in (found through the unit's `What=`).
     func remove(where mountpoint: String) throws {
         let name = LVMMountUnit.unitName(for: mountpoint)
-        for path in ["\(wants)/\(name)", "\(directory)/\(name)"] where unlink(path) != 0 && errno != ENOENT {
+        let written = list(under: mountpoint).first { $0.where == mountpoint }
+        var paths = ["\(wants)/\(name)", "\(directory)/\(name)"]
+        if let written { paths.append("\(dropInDirectory(written))/\(LVMMountUnit.dropInName)") }
+        for path in paths where unlink(path) != 0 && errno != ENOENT {
             throw NodeError.system(operation: "remove", path: path, errno: errno)
         }
+        if let written { _ = rmdir(dropInDirectory(written)) }
         try? NodeFiles.fsyncDirectory(wants)
         try? NodeFiles.fsyncDirectory(directory)
     }
