@@ -4,8 +4,9 @@ import SlipwayRelease
 import SlipwayArchive
 import SlipwaySystem
 
-/// Reads an Ansible INI inventory (docs/fleet.md): `[group]` host lines with `key=value`
-/// variables, `[group:children]`, `[group:vars]`, `[all:vars]` as the defaults.
+/// Reads an Ansible INI inventory (docs/fleet.md): `[group]` host lines (host patterns with
+/// ranges and ports) with `key=value` variables, `[group:children]`, `[group:vars]`,
+/// `[all:vars]` as the defaults.
 enum AnsibleInventory {
     /// Ansible variables slipway reads; other `ansible_*` ones are reported and ignored.
     static let knownVariables: Set<String> = [
@@ -57,20 +58,22 @@ enum AnsibleInventory {
             let words = try split(line, fail: fail)
             switch section {
             case let .hosts(group):
-                guard let name = words.first, !name.contains("=") else { throw fail("expected a host line: NAME key=value …") }
-                guard Inventory.validName(name) else {
-                    throw fail("'\(name)' is not a host name slipway can select (host ranges like web[1:3] are not supported; list the hosts)")
-                }
-                var variables = hostVariables[name] ?? [:]
+                guard let pattern = words.first, !pattern.contains("=") else { throw fail("expected a host line: NAME key=value …") }
+                let (names, port) = try expand(pattern, fail: fail)
+                var lineVariables: [String: String] = [:]
+                // A port in the pattern (`host:2222`) is ansible_port, which the line may still set.
+                if let port { lineVariables["ansible_port"] = port }
                 for word in words.dropFirst() {
                     guard let equals = word.firstIndex(of: "=") else { throw fail("'\(word)' is not key=value") }
                     let key = String(word[..<equals]), value = String(word[word.index(after: equals)...])
                     try check(key, value, at: "\(file):\(number)", warn: warn, fail: fail)
-                    variables[key] = value
+                    lineVariables[key] = value
                 }
-                if hostVariables[name] == nil { order.append(name); hostLine[name] = number }
-                hostVariables[name] = variables
-                direct[group, default: []].append(name)
+                for name in names {
+                    if hostVariables[name] == nil { order.append(name); hostLine[name] = number }
+                    hostVariables[name, default: [:]].merge(lineVariables) { _, new in new }
+                    direct[group, default: []].append(name)
+                }
             case let .children(group):
                 guard words.count == 1 else { throw fail("a :children section lists one group per line") }
                 children[group, default: []].append(words[0])
@@ -99,6 +102,73 @@ enum AnsibleInventory {
             try apply(variables, to: &nodes[index], file: file, line: hostLine[name], directory: directory, warn: warn)
         }
         return Inventory(file: file, nodes: nodes, groups: groups)
+    }
+
+    /// A host pattern as Ansible's INI reader takes it: `NAME[:PORT]`, where NAME may hold
+    /// ranges `[01:50]` (zero-padded like their start), `[a:f]`, with a stride `[1:9:2]`, and
+    /// a missing start meaning 0 (`[:3]`); several ranges multiply, leftmost outermost.
+    static func expand(_ pattern: String, fail: (String) -> FleetError) throws -> (names: [String], port: String?) {
+        var name = pattern
+        var port: String?
+        // The port follows the last ':' outside brackets.
+        var depth = 0
+        var lastColon: String.Index?
+        for index in pattern.indices {
+            switch pattern[index] {
+            case "[": depth += 1
+            case "]": depth -= 1
+            case ":" where depth == 0: lastColon = index
+            default: break
+            }
+        }
+        if let colon = lastColon {
+            let digits = String(pattern[pattern.index(after: colon)...])
+            guard let number = Int(digits), digits.allSatisfy(\.isNumber), (1...65535).contains(number) else {
+                throw fail("'\(pattern)': '\(digits)' after ':' is not a port")
+            }
+            name = String(pattern[..<colon])
+            port = digits
+        }
+        let names = try expandRanges(name, pattern: pattern, fail: fail)
+        for host in names where !Inventory.validName(host) {
+            throw fail("'\(host)' (from '\(pattern)') is not a host name slipway can select: letters, digits, '-', '_' and '.'")
+        }
+        return (names, port)
+    }
+
+    private static let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+    private static func expandRanges(_ name: String, pattern: String, fail: (String) -> FleetError) throws -> [String] {
+        guard let open = name.firstIndex(of: "[") else { return [name] }
+        guard let close = name[open...].firstIndex(of: "]") else { throw fail("'\(pattern)': a range '[' has no ']'") }
+        let head = String(name[..<open]), tail = String(name[name.index(after: close)...])
+        let bounds = name[name.index(after: open)..<close].split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard bounds.count == 2 || bounds.count == 3 else { throw fail("'\(pattern)': a host range is [begin:end] or [begin:end:step]") }
+        let begin = bounds[0].isEmpty ? "0" : bounds[0], end = bounds[1]
+        guard !end.isEmpty else { throw fail("'\(pattern)': a host range needs an end") }
+        let step = bounds.count == 3 ? Int(bounds[2]) : 1
+        guard let step, step > 0 else { throw fail("'\(pattern)': the step of a host range is a positive number") }
+        var values: [String] = []
+        if begin.count == 1, end.count == 1, let first = letters.firstIndex(of: Character(begin)), let last = letters.firstIndex(of: Character(end)) {
+            guard first <= last else { throw fail("'\(pattern)': a host range goes from its begin up to its end") }
+            values = stride(from: first, through: last, by: step).map { String(letters[$0]) }
+        } else {
+            guard let low = Int(begin), let high = Int(end), low >= 0, begin.allSatisfy(\.isNumber), end.allSatisfy(\.isNumber) else {
+                throw fail("'\(pattern)': a host range is numbers ([01:50]) or single letters ([a:f])")
+            }
+            guard low <= high else { throw fail("'\(pattern)': a host range goes from its begin up to its end") }
+            guard (high - low) / step < 100_000 else { throw fail("'\(pattern)': a host range of more than 100000 hosts") }
+            // A begin with a leading zero pads every number to its width, which the end must share.
+            let width = begin.hasPrefix("0") && begin.count > 1 ? begin.count : 0
+            if width > 0, end.count != width { throw fail("'\(pattern)': a zero-padded range has a begin and an end of the same width") }
+            values = stride(from: low, through: high, by: step).map { number in
+                let text = String(number)
+                return String(repeating: "0", count: max(0, width - text.count)) + text
+            }
+        }
+        var names: [String] = []
+        for value in values { names += try expandRanges(head + value + tail, pattern: pattern, fail: fail) }
+        return names
     }
 
     private static func apply(_ variables: [String: String], to node: inout FleetNode, file: String, line: Int?,

@@ -79,6 +79,7 @@ struct BtrfsLoop {
 final class ZFSFuseDaemon {
     let process: Process?
     let scratch: TempDir
+    private var watchdog: ZFSFuseWatchdog?
 
     init() throws {
         scratch = try TempDir("slipway-zfsfuse")
@@ -100,7 +101,10 @@ final class ZFSFuseDaemon {
         try? handle.close()
         self.process = process
         for _ in 0..<100 {
-            if ZFSFuseDaemon.answers() { return }
+            if ZFSFuseDaemon.answers() {
+                watchdog = ZFSFuseWatchdog(pid: process.processIdentifier)
+                return
+            }
             if !process.isRunning { break }
             usleep(100_000)
         }
@@ -117,6 +121,7 @@ final class ZFSFuseDaemon {
 
     /// Stops the daemon we started, by its pid, and reaps it.
     func stop() {
+        watchdog?.stop()
         if let process, !process.isRunning {
             // It died under the tests (their ZFS errors follow from this): say how.
             let log = (try? String(contentsOfFile: scratch.sub("zfs-fuse.log"), encoding: .utf8)) ?? ""
@@ -135,6 +140,58 @@ final class ZFSFuseDaemon {
         for _ in 0..<100 where process.isRunning { usleep(100_000) }
         if process.isRunning { kill(pid, SIGKILL) }
         process.waitUntilExit()
+    }
+}
+
+/// zfs-fuse (userspace ZFS, the stand-in for the kernel module this host lacks) once
+/// deadlocked under a CPU hog during the kill -9 trials: 225 threads waiting on futexes, the
+/// test blocked in a FUSE open, no output for 8 minutes, until it was killed by hand. This
+/// watchdog asks the daemon `zpool list` every 30 s; when it has not answered for 5 minutes
+/// (a busy machine answers in seconds), it prints where the daemon's threads wait and kills
+/// the daemon by its pid. The tests' ZFS calls then fail at once ("Software caused connection
+/// abort", "Transport endpoint is not connected") instead of hanging until CI's time limit.
+final class ZFSFuseWatchdog: @unchecked Sendable {
+    private let pid: Int32
+    private let done = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+    static let interval = 30
+    static let limit = 300
+
+    init(pid: Int32) {
+        self.pid = pid
+        Thread.detachNewThread { [self] in watch() }
+    }
+
+    func stop() {
+        done.signal()
+        finished.wait()
+    }
+
+    private func watch() {
+        defer { finished.signal() }
+        var lastAnswer = ContinuousClock.now
+        while done.wait(timeout: .now() + .seconds(Self.interval)) == .timedOut {
+            if (try? run("timeout", ["\(Self.interval)", "zpool", "list", "-H"]))?.ok == true {
+                lastAnswer = .now
+                continue
+            }
+            let silent = (ContinuousClock.now - lastAnswer).components.seconds
+            guard silent >= Self.limit else { continue }
+            print("zfs-fuse (pid \(pid)) has not answered `zpool list` for \(silent) s; its threads wait in: \(threadStates()); killing it")
+            kill(pid, SIGKILL)
+            return
+        }
+    }
+
+    /// The kernel functions the daemon's threads sleep in, counted (`/proc/PID/task/*/wchan`).
+    private func threadStates() -> String {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        var counts: [String: Int] = [:]
+        for task in tasks {
+            let wchan = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/wchan", encoding: .utf8)) ?? "?"
+            counts[wchan.isEmpty || wchan == "0" ? "running" : wchan, default: 0] += 1
+        }
+        return counts.sorted { $0.value > $1.value }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
     }
 }
 

@@ -134,10 +134,46 @@ struct InventoryTests {
         #expect(try inventory.select("@web").map(\.name) == ["web1", "web2"])
         #expect(warnings.isEmpty)
 
-        let bad = errorText { try AnsibleInventory.parse(text: "[web]\nweb[1:3]\n", file: "hosts.ini", directory: "/") }
-        #expect(bad?.hasPrefix("hosts.ini:2:") == true)
+        let bad = errorText { try AnsibleInventory.parse(text: "[web]\nweb[3:1]\n", file: "hosts.ini", directory: "/") }
+        #expect(bad?.hasPrefix("hosts.ini:2:") == true && bad?.contains("from its begin up to its end") == true, "\(bad ?? "")")
+        // Ansible refuses it too ("Section [all:children] includes undefined group: nope").
         let kid = errorText { try AnsibleInventory.parse(text: "[web]\na\n[all:children]\nnope\n", file: "hosts.ini", directory: "/") }
         #expect(kid?.contains("'nope', which is not defined") == true)
+    }
+
+    /// Issue 19: host patterns as Ansible's own documentation writes them.
+    @Test("Ansible INI: host ranges (padded, letters, strides, several), host:port, ports overridden by the line")
+    func ansibleHostPatterns() throws {
+        let text = """
+            badwolf.example.com:5309
+            [webservers]
+            www[01:03].example.com
+            www[08:12:2].example.com
+            [databases]
+            db-[a:c].example.com
+            [grid]
+            r[1:2]c[:1] ansible_user=grid
+            [ported]
+            one.example.com:2222
+            two.example.com:2222 ansible_port=2200
+            """
+        let inventory = try AnsibleInventory.parse(text: text, file: "hosts.ini", directory: "/")
+        #expect(try inventory.select("@webservers").map(\.name) ==
+                ["www01.example.com", "www02.example.com", "www03.example.com", "www08.example.com", "www10.example.com", "www12.example.com"])
+        #expect(try inventory.select("@databases").map(\.name) == ["db-a.example.com", "db-b.example.com", "db-c.example.com"])
+        let grid = try inventory.select("@grid")
+        #expect(grid.map(\.name) == ["r1c0", "r1c1", "r2c0", "r2c1"] && grid.allSatisfy { $0.user == "grid" })
+        let ports = Dictionary(uniqueKeysWithValues: inventory.nodes.map { ($0.name, $0.port) })
+        #expect(ports["badwolf.example.com"] == 5309 && ports["one.example.com"] == 2222 && ports["two.example.com"] == 2200)
+        #expect(ports["www01.example.com"] == .some(nil))
+        #expect(try inventory.select("@ungrouped").map(\.name) == ["badwolf.example.com"])
+
+        for (line, message) in [("w[1:3", "has no ']'"), ("w[1]", "[begin:end]"), ("w[1:]", "needs an end"),
+                                ("w[01:100]", "same width"), ("w[1:5:0]", "positive"), ("w[a:9]", "numbers"),
+                                ("w:http", "not a port"), ("w:70000", "not a port"), ("w[1:2]!", "is not a host name")] {
+            let error = errorText { try AnsibleInventory.parse(text: "[web]\n\(line)\n", file: "hosts.ini", directory: "/") }
+            #expect(error?.hasPrefix("hosts.ini:2:") == true && error?.contains(message) == true, "\(line): \(error ?? "accepted")")
+        }
     }
 
     /// Issue 13: `host = "-V"` made the controller run `ssh … -V`: a destination or user that
