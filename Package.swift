@@ -16,6 +16,12 @@ let package = Package(
     name: "slipway",
     products: [
         .executable(name: "slipway", targets: ["slipway"]),
+        // For Fuzz/ (a package of its own, docs/fuzzing.md): the layers whose readers take
+        // untrusted input. No program of this package uses it; building it adds nothing.
+        .library(
+            name: "SlipwayLibraries",
+            targets: ["SlipwaySystem", "SlipwayArchive", "SlipwayRelease", "SlipwayRecipe", "SlipwayNodeProtocol", "SlipwayNode", "SlipwayFleet"]
+        ),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
