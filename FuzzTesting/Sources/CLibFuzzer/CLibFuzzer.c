@@ -1,2 +1,6 @@
-// The declarations are in include/CLibFuzzer.h; the definitions come from libFuzzer.
+// LLVMFuzzerRunDriver comes from libFuzzer; the rest is here.
+#define _GNU_SOURCE
+#include <sched.h>
 #include "CLibFuzzer.h"
+
+int slipway_fuzz_unshare_user(void) { return unshare(CLONE_NEWUSER); }

@@ -47,6 +47,7 @@ public enum FuzzTarget {
             }
             exit(0)
         }
+        UserNamespace.enter()
         testOneInput = { body(fixture, $0) }
         var argc = CommandLine.argc
         var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv

@@ -10,4 +10,7 @@
 /// options from argv and runs `callback` over the corpus and the inputs it makes.
 int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
 
+/// unshare(CLONE_NEWUSER), which Swift's Glibc does not export (it needs _GNU_SOURCE).
+int slipway_fuzz_unshare_user(void);
+
 #endif
