@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "SlipwaySystemTests", dependencies: ["SlipwaySystem"]),
         .testTarget(name: "SlipwayArchiveTests", dependencies: ["SlipwayArchive"]),
         .testTarget(name: "SlipwayReleaseTests", dependencies: ["SlipwayRelease", "SlipwayTestSupport"]),
-        .testTarget(name: "SlipwayRecipeTests", dependencies: ["SlipwayBuild", "SlipwayNode", "SlipwayTestSupport"]),
+        .testTarget(name: "SlipwayRecipeTests", dependencies: ["SlipwayBuild", "SlipwayNode", "SlipwayTestSupport"], exclude: ["FuzzInputs"]),
         .testTarget(name: "SlipwayBuildTests", dependencies: ["SlipwayBuild", "SlipwayTestSupport"]),
         .testTarget(name: "SlipwayExportTests", dependencies: ["SlipwayExport"]),
         .testTarget(name: "SlipwayNodeProtocolTests", dependencies: ["SlipwayNodeProtocol"]),

@@ -141,6 +141,9 @@ package final class TOMLTableReader {
 
     /// Reads `text` as a TOML document; syntax errors name the file, line and column.
     package static func document(text: String, file: String) throws -> TOMLTableReader {
+        if let (line, column) = headerStartingWithComment(text) {
+            throw TOMLFileError.syntax(file: file, line: line, column: column, message: "a table header with no name (a comment follows its '[')")
+        }
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -151,6 +154,68 @@ package final class TOMLTableReader {
             throw TOMLFileError.unreadable(file: file, detail: "the document is not a table")
         }
         return TOMLTableReader(file: file, path: "", map: TOMLSourceMap(text: text), entries: entries)
+    }
+
+    /// The line and column of a table header whose name begins with a comment (`[#`, `[[ #`),
+    /// if any. toml++ (inside TOMLKit) asserts on one instead of reporting it, and the
+    /// assertion aborts the process, release builds included; found by fuzzing
+    /// (docs/fuzzing.md). A header is a `[` that begins a line outside any value, so the
+    /// scan skips strings, comments and the brackets of arrays and inline tables.
+    package static func headerStartingWithComment(_ text: String) -> (line: Int, column: Int)? {
+        let bytes = Array(text.utf8)
+        var i = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0, line = 1, lineStart = 0, depth = 0  // after a BOM
+        func at(_ k: Int) -> UInt8? { k < bytes.count ? bytes[k] : nil }
+        func starts(_ s: String, _ k: Int) -> Bool { bytes[k...].starts(with: s.utf8) }
+        var atLineStart = true
+        while i < bytes.count {
+            let c = bytes[i]
+            if c == UInt8(ascii: "\n") { line += 1; lineStart = i + 1; atLineStart = true; i += 1; continue }
+            if c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") || c == UInt8(ascii: "\r") { i += 1; continue }
+            if c == UInt8(ascii: "#") { while i < bytes.count, bytes[i] != UInt8(ascii: "\n") { i += 1 }; continue }
+            if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
+                let quote = c
+                let triple = starts(String(repeating: String(UnicodeScalar(quote)), count: 3), i)
+                i += triple ? 3 : 1
+                while i < bytes.count {
+                    if quote == UInt8(ascii: "\""), bytes[i] == UInt8(ascii: "\\") {
+                        if at(i + 1) == UInt8(ascii: "\n") {
+                            if !triple { i += 1; break }  // not in a one-line string: toml++ reports it
+                            line += 1; lineStart = i + 2  // a line-ending backslash
+                        }
+                        i += 2
+                        continue
+                    }
+                    if bytes[i] == UInt8(ascii: "\n") {
+                        if !triple { break }  // an unterminated one-line string: toml++ reports it
+                        line += 1; lineStart = i + 1
+                    }
+                    if bytes[i] == quote, !triple || starts(String(repeating: String(UnicodeScalar(quote)), count: 3), i) {
+                        i += triple ? 3 : 1
+                        while triple, at(i) == quote { i += 1 }  // """a"""" ends with a quote in the string
+                        break
+                    }
+                    i += 1
+                }
+                atLineStart = false
+                continue
+            }
+            if c == UInt8(ascii: "["), depth == 0, atLineStart {
+                var k = i + 1
+                if at(k) == UInt8(ascii: "[") { k += 1 }
+                while at(k) == UInt8(ascii: " ") || at(k) == UInt8(ascii: "\t") { k += 1 }
+                if at(k) == UInt8(ascii: "#") { return (line, i - lineStart + 1) }
+                // The header's name: nothing in it opens a value.
+                while let b = at(k), b != UInt8(ascii: "\n"), b != UInt8(ascii: "#") { k += 1 }
+                i = k
+                atLineStart = false
+                continue
+            }
+            if c == UInt8(ascii: "[") || c == UInt8(ascii: "{") { depth += 1 }
+            if (c == UInt8(ascii: "]") || c == UInt8(ascii: "}")) && depth > 0 { depth -= 1 }
+            atLineStart = false
+            i += 1
+        }
+        return nil
     }
 
     func wrongType(_ key: String, _ expected: String, _ found: TOMLNode) -> TOMLFileError {
