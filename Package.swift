@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "SlipwayExportTests", dependencies: ["SlipwayExport"]),
         .testTarget(name: "SlipwayNodeProtocolTests", dependencies: ["SlipwayNodeProtocol"]),
         .testTarget(name: "SlipwayNodeTests", dependencies: ["SlipwayNode", "SlipwayTestSupport"]),
-        .testTarget(name: "SlipwayFleetTests", dependencies: ["SlipwayFleet", "SlipwayTestSupport"]),
+        .testTarget(name: "SlipwayFleetTests", dependencies: ["SlipwayFleet", "SlipwayTestSupport"], exclude: ["FuzzInputs"]),
         .testTarget(name: "SlipwayCommandsTests", dependencies: ["SlipwayCommands", "SlipwayTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["SlipwayCommands"]),
     ]
