@@ -52,4 +52,16 @@ struct FuzzRegressionTests {
         #expect(TOMLTableReader.abortingConstruct(text) == nil)
         _ = try TOMLTableReader.document(text: text, file: "t.toml")
     }
+
+    /// Nor any recipe of recipes/.
+    @Test func theRepositorysRecipesPassTheCheck() throws {
+        let recipes = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("recipes").path
+        let names = try FileManager.default.contentsOfDirectory(atPath: recipes).filter { $0.hasSuffix(".toml") }
+        #expect(!names.isEmpty)
+        for name in names {
+            let text = try String(contentsOfFile: recipes + "/" + name, encoding: .utf8)
+            #expect(TOMLTableReader.abortingConstruct(text) == nil, "\(name)")
+        }
+    }
 }
