@@ -11,7 +11,8 @@ private let fuzzInputs = URL(fileURLWithPath: #filePath).deletingLastPathCompone
 struct FuzzRegressionTests {
     /// fuzz-recipe: a table header whose name does not begin with a key (here a comment,
     /// `[# …`) made toml++ (TOMLKit) fail an assertion and abort the process; it is a syntax
-    /// error with its line.
+    /// error with its line. The input is recipes/python-web.toml behind a `[`, as the
+    /// fuzzer's first find began.
     @Test func tableHeaderStartingWithCommentIsASyntaxError() throws {
         let path = fuzzInputs + "/recipe-header-comment.toml"
         #expect(throws: RecipeError.self) { try Recipe.load(path: path) }
