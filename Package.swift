@@ -16,6 +16,12 @@ let package = Package(
     name: "slipway",
     products: [
         .executable(name: "slipway", targets: ["slipway"]),
+        // For Fuzz/ (a package of its own, docs/fuzzing.md): the layers whose readers take
+        // untrusted input. No program of this package uses it; building it adds nothing.
+        .library(
+            name: "SlipwayLibraries",
+            targets: ["SlipwaySystem", "SlipwayArchive", "SlipwayRelease", "SlipwayRecipe", "SlipwayNodeProtocol", "SlipwayNode", "SlipwayFleet"]
+        ),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -48,12 +54,12 @@ let package = Package(
         .testTarget(name: "SlipwaySystemTests", dependencies: ["SlipwaySystem"]),
         .testTarget(name: "SlipwayArchiveTests", dependencies: ["SlipwayArchive"]),
         .testTarget(name: "SlipwayReleaseTests", dependencies: ["SlipwayRelease", "SlipwayTestSupport"]),
-        .testTarget(name: "SlipwayRecipeTests", dependencies: ["SlipwayBuild", "SlipwayNode", "SlipwayTestSupport"]),
+        .testTarget(name: "SlipwayRecipeTests", dependencies: ["SlipwayBuild", "SlipwayNode", "SlipwayTestSupport"], exclude: ["FuzzInputs"]),
         .testTarget(name: "SlipwayBuildTests", dependencies: ["SlipwayBuild", "SlipwayTestSupport"]),
         .testTarget(name: "SlipwayExportTests", dependencies: ["SlipwayExport"]),
         .testTarget(name: "SlipwayNodeProtocolTests", dependencies: ["SlipwayNodeProtocol"]),
         .testTarget(name: "SlipwayNodeTests", dependencies: ["SlipwayNode", "SlipwayTestSupport"]),
-        .testTarget(name: "SlipwayFleetTests", dependencies: ["SlipwayFleet", "SlipwayTestSupport"]),
+        .testTarget(name: "SlipwayFleetTests", dependencies: ["SlipwayFleet", "SlipwayTestSupport"], exclude: ["FuzzInputs"]),
         .testTarget(name: "SlipwayCommandsTests", dependencies: ["SlipwayCommands", "SlipwayTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["SlipwayCommands"]),
     ]

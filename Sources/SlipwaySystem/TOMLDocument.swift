@@ -141,6 +141,9 @@ package final class TOMLTableReader {
 
     /// Reads `text` as a TOML document; syntax errors name the file, line and column.
     package static func document(text: String, file: String) throws -> TOMLTableReader {
+        if let (line, column, message) = abortingConstruct(text) {
+            throw TOMLFileError.syntax(file: file, line: line, column: column, message: message)
+        }
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -151,6 +154,88 @@ package final class TOMLTableReader {
             throw TOMLFileError.unreadable(file: file, detail: "the document is not a table")
         }
         return TOMLTableReader(file: file, path: "", map: TOMLSourceMap(text: text), entries: entries)
+    }
+
+    /// The first construct on which toml++ (inside TOMLKit) fails an assertion instead of
+    /// reporting a syntax error, which aborts the process, release builds included (SwiftPM
+    /// does not define NDEBUG): its line, column and what is wrong. Both were found by
+    /// fuzzing (docs/fuzzing.md):
+    ///
+    /// - a table header whose name does not begin with a key: `[#`, `[ =`, `` [[` ``, a `[`
+    ///   at the end. After the `[` (or `[[`) and blanks must come a bare key's character
+    ///   (`A-Za-z0-9_-`), a quote, or the `]` of an empty name, which toml++ reports itself;
+    /// - a `}` where an array expects an element: `a = [1, }]`.
+    ///
+    /// A header is a `[` that begins a line outside any value, so the scan skips strings and
+    /// comments and follows the brackets of arrays and inline tables.
+    package static func abortingConstruct(_ text: String) -> (line: Int, column: Int, message: String)? {
+        let bytes = Array(text.utf8)
+        var i = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0, line = 1, lineStart = 0  // after a BOM
+        var open: [UInt8] = []  // the brackets of the values being read, innermost last
+        func at(_ k: Int) -> UInt8? { k < bytes.count ? bytes[k] : nil }
+        func starts(_ s: String, _ k: Int) -> Bool { bytes[k...].starts(with: s.utf8) }
+        var atLineStart = true
+        while i < bytes.count {
+            let c = bytes[i]
+            if c == UInt8(ascii: "\n") { line += 1; lineStart = i + 1; atLineStart = true; i += 1; continue }
+            if c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") || c == UInt8(ascii: "\r") { i += 1; continue }
+            if c == UInt8(ascii: "#") { while i < bytes.count, bytes[i] != UInt8(ascii: "\n") { i += 1 }; continue }
+            if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
+                let quote = c
+                let triple = starts(String(repeating: String(UnicodeScalar(quote)), count: 3), i)
+                i += triple ? 3 : 1
+                while i < bytes.count {
+                    if quote == UInt8(ascii: "\""), bytes[i] == UInt8(ascii: "\\") {
+                        if at(i + 1) == UInt8(ascii: "\n") {
+                            if !triple { i += 1; break }  // not in a one-line string: toml++ reports it
+                            line += 1; lineStart = i + 2  // a line-ending backslash
+                        }
+                        i += 2
+                        continue
+                    }
+                    if bytes[i] == UInt8(ascii: "\n") {
+                        if !triple { break }  // an unterminated one-line string: toml++ reports it
+                        line += 1; lineStart = i + 1
+                    }
+                    if bytes[i] == quote, !triple || starts(String(repeating: String(UnicodeScalar(quote)), count: 3), i) {
+                        i += triple ? 3 : 1
+                        while triple, at(i) == quote { i += 1 }  // """a"""" ends with a quote in the string
+                        break
+                    }
+                    i += 1
+                }
+                atLineStart = false
+                continue
+            }
+            if c == UInt8(ascii: "["), open.isEmpty, atLineStart {
+                var k = i + 1
+                if at(k) == UInt8(ascii: "[") { k += 1 }
+                while at(k) == UInt8(ascii: " ") || at(k) == UInt8(ascii: "\t") { k += 1 }
+                let header = "a table header that does not begin with a key (found "
+                guard let b = at(k) else { return (line, i - lineStart + 1, header + "the end of the file)") }
+                let isKeyStart = (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z")) || (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "z"))
+                    || (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9")) || b == UInt8(ascii: "_") || b == UInt8(ascii: "-")
+                    || b == UInt8(ascii: "\"") || b == UInt8(ascii: "'") || b == UInt8(ascii: "]")
+                if !isKeyStart {
+                    let found = b == UInt8(ascii: "\n") || b == UInt8(ascii: "\r") ? "the end of the line"
+                        : b < 0x80 && b >= 0x20 ? "'\(Character(UnicodeScalar(b)))'" : String(format: "the byte 0x%02X", b)
+                    return (line, i - lineStart + 1, header + found + ")")
+                }
+                // The header's name: nothing in it opens a value.
+                while let b = at(k), b != UInt8(ascii: "\n"), b != UInt8(ascii: "#") { k += 1 }
+                i = k
+                atLineStart = false
+                continue
+            }
+            if c == UInt8(ascii: "[") || c == UInt8(ascii: "{") { open.append(c) }
+            if c == UInt8(ascii: "}"), open.last == UInt8(ascii: "[") {
+                return (line, i - lineStart + 1, "a '}' where an array expects an element")
+            }
+            if c == UInt8(ascii: "]") || c == UInt8(ascii: "}") { _ = open.popLast() }
+            atLineStart = false
+            i += 1
+        }
+        return nil
     }
 
     func wrongType(_ key: String, _ expected: String, _ found: TOMLNode) -> TOMLFileError {
