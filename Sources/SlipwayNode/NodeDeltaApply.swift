@@ -103,7 +103,14 @@ enum NodeDeltaApply {
         func openFile(_ rootFD: Int32, flags: Int32, label: String) throws -> (fd: Int32, info: stat) {
             let (parent, name) = try openParent(rootFD: rootFD, path: path, staging: staging, delta: delta)
             defer { close(parent) }
-            let fd = PosixPath.withCString(name) { openat(parent, $0, flags | O_NOFOLLOW | O_CLOEXEC) }
+            // The type is checked before the open: opening a device node (a hostile delta's
+            // entry) or a FIFO (which blocks) must not happen, even to refuse it afterwards.
+            var before = stat()
+            guard PosixPath.withCString(name, { fstatat(parent, $0, &before, AT_SYMLINK_NOFOLLOW) }) == 0,
+                  before.st_mode & S_IFMT == S_IFREG else {
+                throw NodeError.deltaInvalid(path: delta, detail: "\(path) is patched, but \(label) is not a regular file")
+            }
+            let fd = PosixPath.withCString(name) { openat(parent, $0, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
             var info = stat()
             guard fd >= 0, fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
                 if fd >= 0 { close(fd) }
