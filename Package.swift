@@ -16,7 +16,7 @@ let package = Package(
     name: "slipway",
     products: [
         .executable(name: "slipway", targets: ["slipway"]),
-        // For Fuzz/ (a package of its own, docs/fuzzing.md): the layers whose readers take
+        // For FuzzTesting/ (a package of its own, docs/fuzzing.md): the layers whose readers take
         // untrusted input. No program of this package uses it; building it adds nothing.
         .library(
             name: "SlipwayLibraries",
