@@ -8,6 +8,19 @@ FuzzTarget.run(
     setUp: { try Scratch() },
     seeds: { _ in
         [
+            // Host patterns as Ansible's guide writes them: ranges, strides, letters, host:port.
+            "patterns.ini": Data("""
+                badwolf.example.com:5309
+                [webservers]
+                www[01:50].example.com
+                www[01:50:2].example.com:2222 ansible_port=2200
+                [databases]
+                db-[a:f].example.com
+                [grid]
+                rack[1:3]-node[:4]
+                [all:children]
+                webservers
+                """.utf8),
             "farm.ini": Data("""
                 # the farm
                 [all:vars]
