@@ -112,7 +112,7 @@ public struct LVMBackend: NodeBackend {
             }
             deviceTimeout = seconds
         } else {
-            deviceTimeout = 600
+            deviceTimeout = LVMMountUnit.defaultDeviceTimeout
         }
         // A thin origin needs no size; its snapshot must not skip activation. A classic
         // origin gets a copy-on-write snapshot of that size for each session.

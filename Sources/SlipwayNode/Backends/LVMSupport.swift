@@ -130,7 +130,10 @@ struct LVMMountUnit: Sendable, Equatable {
     var type: String
     var options: String
     var description: String
-    var deviceTimeout: Int = 600
+    var deviceTimeout: Int = LVMMountUnit.defaultDeviceTimeout
+
+    /// `[lvm] device_timeout` when node.toml does not set it.
+    static let defaultDeviceTimeout = 600
 
     static let marker = "# Written by slipway (lvm backend); removed when the version is pruned. Do not edit."
     /// The drop-in's file name in `<device unit>.d/`.
@@ -233,7 +236,7 @@ struct LVMMountUnits: Sendable {
     /// Removes the unit, its symlink and its device drop-in (found through the unit's `What=`).
     func remove(where mountpoint: String) throws {
         let name = LVMMountUnit.unitName(for: mountpoint)
-        let written = list(under: mountpoint).first { $0.where == mountpoint }
+        let written = read(name)
         var paths = ["\(wants)/\(name)", "\(directory)/\(name)"]
         if let written { paths.append("\(dropInDirectory(written))/\(LVMMountUnit.dropInName)") }
         for path in paths where unlink(path) != 0 && errno != ENOENT {
@@ -247,14 +250,19 @@ struct LVMMountUnits: Sendable {
     /// slipway's units (by their marker line) whose mount point starts with `prefix`.
     func list(under prefix: String) -> [LVMMountUnit] {
         NodeFiles.names(directory).filter { $0.hasSuffix(".mount") }.compactMap { name in
-            guard let text = try? String(contentsOfFile: "\(directory)/\(name)", encoding: .utf8),
-                  text.hasPrefix(LVMMountUnit.marker) else { return nil }
-            var unit = LVMMountUnit(what: "", where: "", type: "", options: "", description: "")
-            for line in text.split(separator: "\n") {
-                if line.hasPrefix("What=") { unit.what = String(line.dropFirst(5)) }
-                if line.hasPrefix("Where=") { unit.where = String(line.dropFirst(6)) }
-            }
-            return unit.where.hasPrefix(prefix) ? unit : nil
+            read(name).flatMap { $0.where.hasPrefix(prefix) ? $0 : nil }
         }
+    }
+
+    /// The `What=` and `Where=` of the unit file `name` in the directory, if slipway wrote it.
+    private func read(_ name: String) -> LVMMountUnit? {
+        guard let text = try? String(contentsOfFile: "\(directory)/\(name)", encoding: .utf8),
+              text.hasPrefix(LVMMountUnit.marker) else { return nil }
+        var unit = LVMMountUnit(what: "", where: "", type: "", options: "", description: "")
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("What=") { unit.what = String(line.dropFirst(5)) }
+            if line.hasPrefix("Where=") { unit.where = String(line.dropFirst(6)) }
+        }
+        return unit
     }
 }
