@@ -34,6 +34,7 @@ enum AnsibleInventory {
         var groupVariables: [String: [String: String]] = [:]
         var groupLine: [String: Int] = [:]
         var section = Section.hosts("ungrouped")
+        var entries = 0
 
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let number = index + 1
@@ -60,6 +61,8 @@ enum AnsibleInventory {
             case let .hosts(group):
                 guard let pattern = words.first, !pattern.contains("=") else { throw fail("expected a host line: NAME key=value …") }
                 let (names, port) = try expand(pattern, fail: fail)
+                entries += names.count
+                guard entries <= maxHostEntries else { throw fail("the inventory names more than \(maxHostEntries) host entries") }
                 var lineVariables: [String: String] = [:]
                 // A port in the pattern (`host:2222`) is ansible_port, which the line may still set.
                 if let port { lineVariables["ansible_port"] = port }
@@ -129,7 +132,8 @@ enum AnsibleInventory {
             name = String(pattern[..<colon])
             port = digits
         }
-        let names = try expandRanges(name, pattern: pattern, fail: fail)
+        var budget = maxHostsPerPattern
+        let names = try expandRanges(name, pattern: pattern, budget: &budget, fail: fail)
         for host in names where !Inventory.validName(host) {
             throw fail("'\(host)' (from '\(pattern)') is not a host name slipway can select: letters, digits, '-', '_' and '.'")
         }
@@ -138,8 +142,18 @@ enum AnsibleInventory {
 
     private static let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
-    private static func expandRanges(_ name: String, pattern: String, fail: (String) -> FleetError) throws -> [String] {
-        guard let open = name.firstIndex(of: "[") else { return [name] }
+    /// The most hosts one pattern may name, all its ranges multiplied.
+    static let maxHostsPerPattern = 100_000
+    /// The most host entries (a host once per line naming it) one inventory may hold.
+    static let maxHostEntries = 1_000_000
+
+    private static func expandRanges(_ name: String, pattern: String, budget: inout Int,
+                                     fail: (String) -> FleetError) throws -> [String] {
+        guard let open = name.firstIndex(of: "[") else {
+            budget -= 1
+            guard budget >= 0 else { throw fail("'\(pattern)' names more than \(maxHostsPerPattern) hosts") }
+            return [name]
+        }
         guard let close = name[open...].firstIndex(of: "]") else { throw fail("'\(pattern)': a range '[' has no ']'") }
         let head = String(name[..<open]), tail = String(name[name.index(after: close)...])
         let bounds = name[name.index(after: open)..<close].split(separator: ":", omittingEmptySubsequences: false).map(String.init)
@@ -157,7 +171,7 @@ enum AnsibleInventory {
                 throw fail("'\(pattern)': a host range is numbers ([01:50]) or single letters ([a:f])")
             }
             guard low <= high else { throw fail("'\(pattern)': a host range goes from its begin up to its end") }
-            guard (high - low) / step < 100_000 else { throw fail("'\(pattern)': a host range of more than 100000 hosts") }
+            guard (high - low) / step < maxHostsPerPattern else { throw fail("'\(pattern)' names more than \(maxHostsPerPattern) hosts") }
             // A begin with a leading zero pads every number to its width, which the end must share.
             let width = begin.hasPrefix("0") && begin.count > 1 ? begin.count : 0
             if width > 0, end.count != width { throw fail("'\(pattern)': a zero-padded range has a begin and an end of the same width") }
@@ -167,7 +181,7 @@ enum AnsibleInventory {
             }
         }
         var names: [String] = []
-        for value in values { names += try expandRanges(head + value + tail, pattern: pattern, fail: fail) }
+        for value in values { names += try expandRanges(head + value + tail, pattern: pattern, budget: &budget, fail: fail) }
         return names
     }
 

@@ -151,13 +151,17 @@ public struct Inventory: Sendable {
             resolved[group] = all
             return all
         }
+        // Linear in hosts × groups: a fleet of thousands must not cost a quadratic pass (the
+        // inventory-ini fuzz target timed out on a 100,000-host range before this was so).
         var result: [String: [String]] = [:]
+        var groupsOf: [String: [String]] = [:]
         for group in groupNames.sorted() {
             let all = try members(group, path: [])
             result[group] = nodes.map(\.name).filter { all.contains($0) }
+            for member in all { groupsOf[member, default: []].append(group) }
         }
         for index in nodes.indices {
-            nodes[index].groups = result.keys.sorted().filter { result[$0]?.contains(nodes[index].name) == true }
+            nodes[index].groups = groupsOf[nodes[index].name] ?? []
         }
         return result
     }

@@ -176,6 +176,33 @@ struct InventoryTests {
         }
     }
 
+    /// The inventory-ini fuzz target timed out (CI, stop 13) on ranges that named 100,000
+    /// hosts: assigning groups to hosts was quadratic, and ranges multiplied past any bound.
+    @Test("Ansible INI: a fleet of 100,000 hosts in several groups is read; a pattern naming more is refused")
+    func ansibleLargeFleet() throws {
+        let text = """
+            [web]
+            w[00000:99999]
+            [even]
+            w[00000:99999:2]
+            [edge:children]
+            even
+            [all:vars]
+            ansible_user=ops
+            """
+        let inventory = try AnsibleInventory.parse(text: text, file: "hosts.ini", directory: "/")
+        #expect(inventory.nodes.count == 100_000)
+        #expect(inventory.nodes[2].groups == ["all", "edge", "even", "web"] && inventory.nodes[3].groups == ["all", "web"])
+        #expect(try inventory.select("@edge").count == 50_000)
+        for line in ["w[0:99999][0:9]", "w[0:999999]", "w[0:9][0:9][0:9][0:9][0:9][0:9]"] {
+            let error = errorText { try AnsibleInventory.parse(text: "[web]\n\(line)\n", file: "hosts.ini", directory: "/") }
+            #expect(error?.hasPrefix("hosts.ini:2:") == true && error?.contains("more than 100000 hosts") == true, "\(line): \(error ?? "accepted")")
+        }
+        let many = String(repeating: "w[00000:99999]\n", count: 11)
+        let entries = errorText { try AnsibleInventory.parse(text: "[web]\n" + many, file: "hosts.ini", directory: "/") }
+        #expect(entries?.contains("more than 1000000 host entries") == true, "\(entries ?? "accepted")")
+    }
+
     /// Issue 13: `host = "-V"` made the controller run `ssh … -V`: a destination or user that
     /// begins with '-' is refused where the inventory sets it.
     @Test("an ssh host or user beginning with '-' is refused, naming the file and line")
