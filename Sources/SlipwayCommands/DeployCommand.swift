@@ -21,6 +21,8 @@ struct Deploy: SlipwayCommand {
     @Option(help: ArgumentHelp("Seconds a node waits for the controller's confirmation before it switches itself back (0: no confirmation).", valueName: "SECONDS"))
     var confirmTimeout: Double = 60
     @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Show what would happen on each node (current → target, delta or full and bytes, batch, hooks, signature, space) and change nothing; exit non-zero when it could not proceed.")
+    var plan = false
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var global: GlobalOptions
     var wantsJSON: Bool { json }
@@ -36,6 +38,7 @@ struct Deploy: SlipwayCommand {
         defer { pool.close(nodes) }
         let push = try transfer.push(reference: try parseReference(reference), store: storeOptions.releaseStore, parallel: fleet.parallel,
                                      pool: pool, nodes: nodes, output: context.output)
+        if plan { return try finish(push.plan(nodes, activate: try rollout.policy(parallel: fleet.parallel)), output: context.output) }
         let deploy = RollingDeploy(push: push, policy: try rollout.policy(parallel: fleet.parallel),
                                    confirmTimeout: confirmTimeout > 0 ? confirmTimeout : nil)
         try finish(deploy.run(nodes), output: context.output)

@@ -72,3 +72,14 @@ func finish(_ outcomes: [NodeOutcome], output: Output) throws {
         throw ExitCode.failure
     }
 }
+
+/// Prints a plan (text or JSON); fails, with the blocked nodes named, when the command could
+/// not proceed.
+func finish(_ plan: FleetPlan, output: Output) throws {
+    try output.result(plan, text: plan.textLines)
+    if !plan.canProceed {
+        let blocked = plan.nodes.filter { !$0.blockers.isEmpty }
+        output.error("\(plan.command) \(plan.target) cannot proceed: " + blocked.map { "\($0.node): \($0.blockers.joined(separator: "; "))" }.joined(separator: "; "))
+        throw ExitCode.failure
+    }
+}

@@ -18,6 +18,8 @@ struct Push: SlipwayCommand {
     @OptionGroup var fleet: FleetOptions
     @OptionGroup var transfer: TransferOptions
     @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Show what would happen on each node (current → target, delta or full and bytes, batch, hooks, signature, space) and change nothing; exit non-zero when it could not proceed.")
+    var plan = false
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var global: GlobalOptions
     var wantsJSON: Bool { json }
@@ -30,6 +32,7 @@ struct Push: SlipwayCommand {
         defer { pool.close(nodes) }
         let push = try transfer.push(reference: try parseReference(reference), store: storeOptions.releaseStore, parallel: fleet.parallel,
                                      pool: pool, nodes: nodes, output: context.output)
+        if plan { return try finish(push.plan(nodes, activate: nil), output: context.output) }
         let outcomes = push.push(nodes).map(\.outcome)
         push.progress.finish()
         try finish(outcomes, output: context.output)

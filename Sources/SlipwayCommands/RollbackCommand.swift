@@ -18,6 +18,8 @@ struct Rollback: SlipwayCommand {
     @Option(help: ArgumentHelp("A landed version to switch to.", valueName: "V")) var to: String?
     @Flag(help: "This machine, not the fleet.") var local = false
     @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Show what would happen on each node (current → target, batch) and change nothing; exit non-zero when it could not proceed.")
+    var plan = false
     @OptionGroup var fleet: FleetOptions
     @OptionGroup var rollout: RolloutOptions
     @OptionGroup var node: NodeOptions
@@ -26,6 +28,7 @@ struct Rollback: SlipwayCommand {
 
     func validate() throws {
         guard local != (fleet.on != nil) else { throw ValidationError("Give --on SELECTOR for the fleet, or --local for this machine.") }
+        guard !(local && plan) else { throw ValidationError("--plan is for the fleet (--on SELECTOR); `slipway status --local` shows this machine's versions.") }
     }
 
     func run(_ context: CommandContext) throws {
@@ -39,6 +42,7 @@ struct Rollback: SlipwayCommand {
         let rollback = FleetRollback(app: app, to: to, policy: try rollout.policy(parallel: fleet.parallel), pool: pool,
                                      progress: FleetProgress(nodes: nodes.map(\.name), output: context.output),
                                      log: { [output = context.output] in output.log($0) })
+        if plan { return try finish(rollback.plan(nodes), output: context.output) }
         try finish(rollback.run(nodes), output: context.output)
     }
 }

@@ -213,9 +213,35 @@ public final class FleetPush: Sendable {
         var sha256: String
     }
 
-    /// Sends (or has the node fetch) the manifest, its signature and the archive or delta,
-    /// then applies.
-    func land(_ client: NodeClient, status: NodeStatus, outcome: inout NodeOutcome) throws {
+    /// What travels to one node, in order: the manifest (as the node will read it), the
+    /// signature, and the archive or a delta against `deltaBase`. `deploy --plan` counts the
+    /// same payloads that `land` sends.
+    struct Transfer {
+        var manifest: Payload
+        var signature: Payload?
+        var body: Payload
+        var deltaBase: String?
+        /// `full`, `delta from V`, `pull full`, `pull delta from V`.
+        var method: String
+        var items: [Payload] { [manifest] + (signature.map { [$0] } ?? []) + [body] }
+
+        /// Where each item resumes: the bytes the node's incoming/ holds of it already.
+        func offset(of item: Payload, status: NodeStatus) -> UInt64 {
+            let have = status.incoming.first { $0.name == item.file }?.bytes ?? 0
+            return have <= item.size ? have : 0
+        }
+
+        /// The bytes still to send (or fetch).
+        func bytesToSend(status: NodeStatus) -> UInt64 {
+            items.reduce(0) { $0 + $1.size - offset(of: $1, status: status) }
+        }
+    }
+
+    /// Chooses what to send to a node with `status`: a delta against a version it has when
+    /// the store has that version too and the delta is smaller, else the full archive.
+    /// Makes the delta (cached in the store) and the manifest forms (in this run's control
+    /// directory) when they are not made yet; sends nothing.
+    func transfer(for status: NodeStatus) throws -> Transfer {
         let reference = options.reference
         let version = reference.version
         let directory = "\(reference.name)/\(version)"
@@ -235,27 +261,32 @@ public final class FleetPush: Sendable {
                 deltaBase = base
             }
         }
-        let pull = options.pullFrom
-        outcome.method = (pull == nil ? "" : "pull ") + (deltaBase.map { "delta from \($0)" } ?? "full")
         // Over ssh the manifest travels zstd-compressed (it lists every file: next to a small
         // delta it would be most of the bytes), and with a delta as a patch against the
         // base's manifest, when the node's base is the store's (same archive). The node
         // reads every form. Pull mode fetches the store's own file.
-        var manifest: Payload
-        if pull != nil {
+        let manifest: Payload
+        if options.pullFrom != nil {
             manifest = try payload(file: "\(version).manifest.json", path: release.manifestPath, urlPath: "\(directory)/\(ReleaseStore.manifestFileName)")
         } else if let base = deltaBase, let patch = try manifestPatch(base: base, status: status) {
             manifest = try payload(file: "\(version).manifest.from-\(base).zst", path: patch, urlPath: "")
         } else {
             manifest = try payload(file: "\(version).manifest.json.zst", path: try compressedManifest(), urlPath: "")
         }
+        let method = (options.pullFrom == nil ? "" : "pull ") + (deltaBase.map { "delta from \($0)" } ?? "full")
+        return Transfer(manifest: manifest, signature: signature, body: body, deltaBase: deltaBase, method: method)
+    }
 
+    /// Sends (or has the node fetch) the manifest, its signature and the archive or delta,
+    /// then applies.
+    func land(_ client: NodeClient, status: NodeStatus, outcome: inout NodeOutcome) throws {
+        let reference = options.reference
+        let transfer = try transfer(for: status)
+        let (body, deltaBase, pull) = (transfer.body, transfer.deltaBase, options.pullFrom)
+        outcome.method = transfer.method
         var remote: [String: String] = [:]
-        var items = [manifest] + (signature.map { [$0] } ?? []) + [body]
-        for index in items.indices {
-            let item = items[index]
-            let have = status.incoming.first { $0.name == item.file }?.bytes ?? 0
-            let offset = have <= item.size ? have : 0
+        for item in transfer.items {
+            let offset = transfer.offset(of: item, status: status)
             let what = item.file == body.file ? (deltaBase.map { "delta from \($0)" } ?? "archive")
                 : item.file.hasSuffix(".sig") ? "signature" : "manifest"
             let result: NodeReceive.Result
@@ -274,9 +305,9 @@ public final class FleetPush: Sendable {
                                              detail: "\(item.file) is incomplete (\(result.bytes) of \(item.size) bytes); run the push again to resume")
             }
             remote[item.file] = result.path
-            items[index] = item
         }
-        manifest = items[0]
+        let manifest = transfer.manifest
+        let signature = transfer.signature
         progress.state(client.node.name, "verifying and landing")
         let applied = try client.apply(
             archive: deltaBase == nil ? remote[body.file] : nil,

@@ -41,7 +41,8 @@ extension NodeStatus {
                 PendingConfirmation(version: $0.version, previous: $0.previous, deadline: $0.deadline, timeout: $0.timeout,
                                     expired: $0.deadline <= NodeFiles.now())
             },
-            signaturePolicy: try NodeSignature.policy(context.settings))
+            signaturePolicy: try NodeSignature.policy(context.settings),
+            space: context.backend.availableSpace(layout: layout))
     }
 
     /// The apps under the node's root (directories holding a journal or releases).

@@ -60,6 +60,20 @@ public struct NodeStatus: Codable, Sendable {
         }
     }
 
+    /// Free space where the node lands a new version (for `deploy --plan`, which compares it
+    /// with the release's size).
+    public struct Space: Codable, Sendable, Equatable {
+        /// Bytes a new version may use.
+        public var availableBytes: UInt64
+        /// Where: "the file system of PATH", "ZFS dataset D", "thin pool VG/POOL", "volume group VG".
+        public var location: String
+
+        package init(availableBytes: UInt64, location: String) {
+            self.availableBytes = availableBytes
+            self.location = location
+        }
+    }
+
     public var app: String
     public var root: String
     public var backend: BackendKind
@@ -81,11 +95,13 @@ public struct NodeStatus: Codable, Sendable {
     /// What this node demands of a release's signature (nil from nodes older than this
     /// field: they check at apply only).
     public var signaturePolicy: NodeSignature.Policy?
+    /// Free space for a new version (nil from older nodes, or when the node cannot tell).
+    public var space: Space?
 
     /// The node protocol of the slipway that replied (`NodeWire.version`; nil: version 1).
     public var protocolVersion: Int? = NodeWire.version
 
-    package init(app: String, root: String, backend: BackendKind, current: String? = nil, previous: String? = nil, releases: [Release], activations: [NodeState.Activation], leftovers: [String], lockHolder: String? = nil, schroot: String? = nil, incoming: [IncomingFile], confirmation: PendingConfirmation? = nil, signaturePolicy: NodeSignature.Policy? = nil) {
+    package init(app: String, root: String, backend: BackendKind, current: String? = nil, previous: String? = nil, releases: [Release], activations: [NodeState.Activation], leftovers: [String], lockHolder: String? = nil, schroot: String? = nil, incoming: [IncomingFile], confirmation: PendingConfirmation? = nil, signaturePolicy: NodeSignature.Policy? = nil, space: Space? = nil) {
         self.app = app
         self.root = root
         self.backend = backend
@@ -99,5 +115,6 @@ public struct NodeStatus: Codable, Sendable {
         self.incoming = incoming
         self.confirmation = confirmation
         self.signaturePolicy = signaturePolicy
+        self.space = space
     }
 }

@@ -485,6 +485,16 @@ public struct LVMBackend: NodeBackend {
 
     /// An apply that failed while the thin pool (or VG) filled up failed because of that:
     /// says so, naming the pool, instead of the write error the filesystem saw.
+    /// The thin pool's free data, or the volume group's free extents without a pool.
+    public func availableSpace(layout: NodeLayout) -> NodeStatus.Space? {
+        if let pool = thinPool {
+            guard let usage = try? poolUsage() else { return nil }
+            return NodeStatus.Space(availableBytes: usage.freeData, location: "thin pool \(volumeGroup)/\(pool)")
+        }
+        guard let free = try? vgFree() else { return nil }
+        return NodeStatus.Space(availableBytes: free, location: "volume group \(volumeGroup)")
+    }
+
     public func explainFailure(_ error: any Error, version: String, layout: NodeLayout) -> (any Error)? {
         if error is LVMBackendError { return nil }
         guard let pool = thinPool, let usage = try? poolUsage(), usage.dataPercent >= 99 || usage.metadataPercent >= 99 else { return nil }

@@ -1,3 +1,4 @@
+import Foundation
 import SlipwayNodeProtocol
 import SlipwayRelease
 import SlipwayArchive
@@ -47,6 +48,10 @@ public protocol NodeBackend: Sendable {
     /// A clearer error for an apply that failed because of the backend's storage (a full
     /// thin pool), or nil to keep the error as it is.
     func explainFailure(_ error: any Error, version: String, layout: NodeLayout) -> (any Error)?
+
+    /// Free space for a new version, for `deploy --plan`; nil when the backend cannot tell.
+    /// Read-only.
+    func availableSpace(layout: NodeLayout) -> NodeStatus.Space?
 }
 
 extension NodeBackend {
@@ -54,6 +59,29 @@ extension NodeBackend {
     public var name: String { kind.rawValue }
     public var stagedCopyIsImmutableBase: Bool { false }
     public func explainFailure(_ error: any Error, version: String, layout: NodeLayout) -> (any Error)? { nil }
+
+    /// The file system that holds `releases/` (or its nearest existing parent: a node that
+    /// has not landed the app yet).
+    public func availableSpace(layout: NodeLayout) -> NodeStatus.Space? {
+        NodeBackendSpace.fileSystem(holding: layout.releases)
+    }
+}
+
+enum NodeBackendSpace {
+    /// `statvfs` of `path` or its nearest existing parent: the bytes an unprivileged writer
+    /// may use (`f_bavail`; root may use the reserved blocks too, a margin kept).
+    static func fileSystem(holding path: String) -> NodeStatus.Space? {
+        var probe = path
+        while true {
+            var info = statvfs()
+            if statvfs(probe, &info) == 0 {
+                return NodeStatus.Space(availableBytes: UInt64(info.f_bavail) * UInt64(info.f_frsize), location: "the file system of \(probe)")
+            }
+            guard errno == ENOENT, probe != "/", !probe.isEmpty else { return nil }
+            probe = (probe as NSString).deletingLastPathComponent
+            if probe.isEmpty { probe = "/" }
+        }
+    }
 }
 
 /// What `NodeBackend.createStaging` makes: `version`, empty or as a copy of the landed `base`.

@@ -337,6 +337,18 @@ public struct ZFSBackend: NodeBackend {
     }
 
     @discardableResult
+    /// The `available` property of the app's dataset (or of the prefix, before the first
+    /// version): what a new clone or dataset may take.
+    public func availableSpace(layout: NodeLayout) -> NodeStatus.Space? {
+        for dataset in [appDataset(layout), prefix] {
+            if let text = try? zfs(["get", "-Hp", "-o", "value", "available", dataset]),
+               let bytes = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                return NodeStatus.Space(availableBytes: bytes, location: "ZFS dataset \(dataset)")
+            }
+        }
+        return nil
+    }
+
     private func zfs(_ arguments: [String]) throws -> String {
         do {
             return try runner.run(Command(["zfs"] + arguments, timeout: Self.timeout)).outputText
