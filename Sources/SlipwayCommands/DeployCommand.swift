@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import SlipwaySystem
 import SlipwayArchive
@@ -41,6 +42,10 @@ struct Deploy: SlipwayCommand {
         if plan { return try finish(push.plan(nodes, activate: try rollout.policy(parallel: fleet.parallel)), output: context.output) }
         let deploy = RollingDeploy(push: push, policy: try rollout.policy(parallel: fleet.parallel),
                                    confirmTimeout: confirmTimeout > 0 ? confirmTimeout : nil)
-        try finish(deploy.run(nodes), output: context.output)
+        try finish(deploy.run(nodes), output: context.output) { nodes in
+            ["deploy", reference] + fleet.arguments(on: nodes) + rollout.arguments + transfer.arguments
+                + (confirmTimeout != 60 ? ["--confirm-timeout", String(format: "%g", confirmTimeout)] : [])
+                + (storeOptions.store.map { ["--store", $0] } ?? [])
+        }
     }
 }

@@ -25,6 +25,12 @@ struct FleetOptions: ParsableArguments {
         guard parallel >= 1 else { throw ValidationError("--parallel must be at least 1.") }
     }
 
+    /// These options again, selecting `nodes` instead (the retry line of a failed command).
+    func arguments(on nodes: [String]) -> [String] {
+        ["--on", nodes.joined(separator: ",")] + (inventory.map { ["--inventory", $0] } ?? [])
+            + (parallel != 8 ? ["--parallel", String(parallel)] : [])
+    }
+
     /// The selected nodes of the inventory; what it ignores is logged as a warning.
     func nodes(output: Output) throws -> [FleetNode] {
         guard let on else { throw ValidationError("Name the nodes with --on SELECTOR (@group, names, globs).") }
@@ -52,6 +58,12 @@ struct RolloutOptions: ParsableArguments {
         do { _ = try RolloutPolicy.BatchSize(parsing: batch) } catch { throw ValidationError(Output.message(for: error)) }
     }
 
+    /// These options again, as given (defaults left out).
+    var arguments: [String] {
+        (canary > 0 ? ["--canary", String(canary)] : []) + (batch != "100%" ? ["--batch", batch] : [])
+            + (maxFailures > 0 ? ["--max-failures", String(maxFailures)] : []) + (rollbackAllOnFailure ? ["--rollback-all-on-failure"] : [])
+    }
+
     func policy(parallel: Int) throws -> RolloutPolicy {
         var policy = RolloutPolicy()
         policy.canary = canary
@@ -63,14 +75,27 @@ struct RolloutOptions: ParsableArguments {
     }
 }
 
-/// Prints the end table (or JSON) and fails when any node failed or was rolled back.
-func finish(_ outcomes: [NodeOutcome], output: Output) throws {
+/// Prints the end table (or JSON) and fails when any node failed or was rolled back; the
+/// last line is then the command that retries only the nodes that did not get there
+/// (`retry` gives the command line for a list of node names).
+func finish(_ outcomes: [NodeOutcome], output: Output, retry: ([String]) -> [String]) throws {
     try output.result(outcomes, text: TextTable.outcomes(outcomes))
     let bad = outcomes.filter(\.isFailure)
     if !bad.isEmpty {
-        output.error("\(bad.count) of \(outcomes.count) node\(outcomes.count == 1 ? "" : "s") failed or rolled back: \(bad.map(\.node).joined(separator: ", "))")
+        // Nodes an earlier failure left untouched are retried with the failed ones.
+        let again = outcomes.filter { $0.isFailure || $0.result == .notTouched }.map(\.node)
+        let untouched = again.count - bad.count
+        output.error("\(bad.count) of \(outcomes.count) node\(outcomes.count == 1 ? "" : "s") failed or rolled back: \(bad.map(\.node).joined(separator: ", ")); "
+                     + "to retry \(untouched > 0 ? "them and the \(untouched) not touched" : bad.count == 1 ? "it" : "them"): "
+                     + (["slipway"] + retry(again)).map(shellWord).joined(separator: " "))
         throw ExitCode.failure
     }
+}
+
+/// `word` as the shell reads it back: bare when it is plain, else in single quotes.
+func shellWord(_ word: String) -> String {
+    let plain = !word.isEmpty && word.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_./=:,@%+".contains($0)) }
+    return plain ? word : "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
 
 /// Prints a plan (text or JSON); fails, with the blocked nodes named, when the command could

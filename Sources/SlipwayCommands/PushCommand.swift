@@ -35,7 +35,9 @@ struct Push: SlipwayCommand {
         if plan { return try finish(push.plan(nodes, activate: nil), output: context.output) }
         let outcomes = push.push(nodes).map(\.outcome)
         push.progress.finish()
-        try finish(outcomes, output: context.output)
+        try finish(outcomes, output: context.output) { nodes in
+            ["push", reference] + fleet.arguments(on: nodes) + transfer.arguments + (storeOptions.store.map { ["--store", $0] } ?? [])
+        }
     }
 }
 
@@ -54,6 +56,11 @@ struct TransferOptions: ParsableArguments {
         if let pullFrom, !(pullFrom.hasPrefix("http://") || pullFrom.hasPrefix("https://")) {
             throw ValidationError("--pull-from takes an http:// or https:// URL, not '\(pullFrom)'.")
         }
+    }
+
+    /// These options again, as given.
+    var arguments: [String] {
+        (pullFrom.map { ["--pull-from", $0] } ?? []) + (full ? ["--full"] : []) + (slipwayBinary.map { ["--slipway-binary", $0] } ?? [])
     }
 
     func push(reference: ReleaseReference, store: ReleaseStore, parallel: Int, pool: TransportPool, nodes: [FleetNode],

@@ -43,6 +43,8 @@ struct Rollback: SlipwayCommand {
                                      progress: FleetProgress(nodes: nodes.map(\.name), output: context.output),
                                      log: { [output = context.output] in output.log($0) })
         if plan { return try finish(rollback.plan(nodes), output: context.output) }
-        try finish(rollback.run(nodes), output: context.output)
+        try finish(rollback.run(nodes), output: context.output) { nodes in
+            ["rollback", app] + (to.map { ["--to", $0] } ?? []) + fleet.arguments(on: nodes) + rollout.arguments
+        }
     }
 }

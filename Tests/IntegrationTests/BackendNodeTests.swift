@@ -120,6 +120,9 @@ struct BackendNodeTests {
         defer { pool.destroy() }
         try runChecked("zfs", ["create", "-o", "mountpoint=none", "-o", "quota=40M", "\(pool.name)/slipway"])
         let context = try fx.context { $0.backend = .zfs; $0.backendTables["zfs"] = ["dataset": "\(pool.name)/slipway"] }
+        // `node status` reports the quota's room as the space a version may take (deploy --plan).
+        let space = try #require(try NodeStatus.read(app: fx.app, context: context).space)
+        #expect(space.location == "ZFS dataset \(pool.name)/slipway" && space.availableBytes <= 40 << 20 && space.availableBytes > 30 << 20, "\(space)")
         try fx.expectFullDiskKeepsOne(context: context, big: 64 << 20)
         let datasets = try runChecked("zfs", ["list", "-H", "-o", "name", "-r", pool.name]).out
         #expect(!datasets.contains("partial-"), "staging datasets left: \(datasets)")

@@ -113,7 +113,12 @@ struct FleetLocalTests {
         #expect(v3["n3"]?.result == .rolledBack, "\(String(describing: v3["n3"]))")
         #expect(v3["n4"]?.result == .notTouched)
         #expect(farm.current("n3") == "2" && farm.current("n4") == "2" && farm.current("n1") == "3")
-        #expect(third.err.contains("failed or rolled back: n3"))
+        #expect(third.err.contains("failed or rolled back: n3;"))
+        // The last line is the command that retries only n3 and the untouched n4.
+        let lastLine = String(third.err.split(separator: "\n").last ?? "")
+        let marker = try #require(lastLine.range(of: "not touched: "), "\(third.err)")
+        let retry = String(lastLine[marker.upperBound...])
+        #expect(retry == "slipway deploy \(app)@3 --on n3,n4 --inventory \(farm.inventory) --batch 1 --store \(farm.fixture.store.root)", "\(retry)")
 
         let status = try farm.slipway(["status", app, "--on", "@web,@api", "--json"])
         #expect(status.status == 0, "status: \(status.err)")
@@ -134,6 +139,12 @@ struct FleetLocalTests {
             let nodeFixture = NodeFixture(sharing: farm.fixture, root: farm.root(node))
             try nodeFixture.checkInvariant(node)
         }
+
+        // The retry line, run as printed once n3 is healthy, takes n3 and n4 to 3.
+        try FileManager.default.removeItem(atPath: farm.root("n3") + "/unhealthy-3")
+        let retried = try run("/bin/sh", ["-c", retry.replacingOccurrences(of: "slipway ", with: "'\(binary)' ") + " --json"])
+        #expect(retried.status == 0, "\(retried.err)")
+        #expect(farm.current("n3") == "3" && farm.current("n4") == "3" && farm.current("n1") == "2")
     }
 
     @Test("an interrupted upload resumes from the node's offset", .needs(.nodeBinary))

@@ -100,6 +100,8 @@ struct LVMBackendVMTests {
         let status = try vm.status(app)
         #expect(status.current == current && status.leftovers.isEmpty, "\(status)")
         #expect(Set(status.releases.filter(\.landed).map(\.version)) == Set(seen.mountedReleases), "\(status)")
+        // The free space deploy --plan compares with a release: the thin pool's free data.
+        #expect(status.space?.location == "thin pool slipway/pool" && (status.space?.availableBytes ?? 0) > 0, "\(String(describing: status.space))")
         try fullPool(vm: vm, releases: releases, app: app, controller: controller)
         print("lvm-vm: whole test \((ContinuousClock.now - started).components.seconds) s")
     }
