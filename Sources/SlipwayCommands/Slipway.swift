@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Glibc
 import SlipwaySystem
 import SlipwayArchive
 import SlipwayRelease
@@ -36,6 +37,14 @@ public struct Slipway: ParsableCommand {
         // libarchive converts entry names through the locale; a C locale would mangle them.
         setlocale(LC_ALL, "C.UTF-8")
         SignalHandling.install()
+        // The Swift runtime reads argv from /proc/self/cmdline: without /proc (a bare chroot)
+        // every command would parse as none and print the help with status 0, which a
+        // controller would take for an answer.
+        guard !CommandLine.arguments.isEmpty else {
+            let message = "slipway: error: no command-line arguments reached slipway: the Swift runtime reads them from /proc/self/cmdline; mount /proc (in a chroot: mount -t proc proc <root>/proc)\n"
+            _ = message.withCString { Glibc.write(2, $0, strlen($0)) }
+            Glibc.exit(2)
+        }
         main(nil)
     }
 }

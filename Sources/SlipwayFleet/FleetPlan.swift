@@ -154,19 +154,16 @@ extension FleetPush {
         let client = NodeClient(transport: pool.transport(for: node))
         progress.state(node.name, "asking what it has")
         var status: NodeStatus?
+        var action = SlipwayAction.keep
         do {
             if node.transport == .ssh {
-                let version = try client.slipwayVersion()
-                if version == nil {
-                    plan.slipway = "none at \(node.slipwayPath); slipway \(SlipwayVersion.string) would be installed"
-                } else if let version, SemanticVersion.isOlder(version, than: SlipwayVersion.string) {
-                    plan.slipway = "\(version) would be upgraded to \(SlipwayVersion.string)"
-                }
+                action = try SlipwayAction.decide(nodeVersion: try client.slipwayVersion()) { try client.owningPackage(node.slipwayPath) }
+                plan.slipway = action.describe(path: node.slipwayPath)
             }
-            if plan.slipway == nil || !plan.slipway!.hasPrefix("none") {
+            if action != .install {
                 status = try client.status(app: reference.name)
             }
-        } catch let FleetError.nodeSlipway(_, detail) where plan.slipway != nil {
+        } catch let FleetError.nodeSlipway(_, detail) where action.isUpgrade {
             // An older slipway that cannot answer this protocol: the upgrade comes first.
             plan.note = "its releases are known after the upgrade (\(detail))"
         } catch {

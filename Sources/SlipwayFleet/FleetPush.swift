@@ -191,12 +191,48 @@ public final class FleetPush: Sendable {
         return (outcome, status)
     }
 
-    /// Installs this slipway on the node when it has none or an older one.
+    /// What the controller does about a node's slipway.
+    enum SlipwayAction: Equatable {
+        /// The node's is as new as this one.
+        case keep
+        case install
+        case upgrade(from: String)
+        /// Older, but a Debian package owns it: apt upgrades it, the controller does not.
+        case packaged(version: String, package: String)
+
+        static func decide(nodeVersion: String?, owner: () throws -> String?) rethrows -> SlipwayAction {
+            guard let nodeVersion else { return .install }
+            guard SemanticVersion.isOlder(nodeVersion, than: SlipwayVersion.string) else { return .keep }
+            if let package = try owner() { return .packaged(version: nodeVersion, package: package) }
+            return .upgrade(from: nodeVersion)
+        }
+
+        var isUpgrade: Bool { if case .upgrade = self { true } else { false } }
+
+        /// The line a plan or log shows, nil for `keep`.
+        func describe(path: String) -> String? {
+            switch self {
+            case .keep: nil
+            case .install: "none at \(path); slipway \(SlipwayVersion.string) would be installed"
+            case let .upgrade(from): "\(from) would be upgraded to \(SlipwayVersion.string)"
+            case let .packaged(version, package):
+                "\(version) from the Debian package '\(package)' is older than \(SlipwayVersion.string); it is not replaced: upgrade it with apt (apt-get install \(package))"
+            }
+        }
+    }
+
+    /// Installs this slipway on the node when it has none or an older one that no Debian
+    /// package owns (docs/packaging.md).
     func ensureSlipway(_ client: NodeClient) throws -> Bool {
         guard client.node.transport == .ssh else { return false }
         progress.state(client.node.name, "checking slipway")
         let version = try client.slipwayVersion()
-        if let version, !SemanticVersion.isOlder(version, than: SlipwayVersion.string) { return false }
+        let action = try SlipwayAction.decide(nodeVersion: version) { try client.owningPackage(client.node.slipwayPath) }
+        if case .packaged = action, let line = action.describe(path: client.node.slipwayPath) {
+            log("\(client.node.name): slipway \(line)")
+            return false
+        }
+        if action == .keep { return false }
         let binary = options.slipwayBinary ?? pool.executable
         progress.state(client.node.name, version == nil ? "installing slipway" : "upgrading slipway \(version ?? "") → \(SlipwayVersion.string)")
         try client.installSlipway(binary: binary)

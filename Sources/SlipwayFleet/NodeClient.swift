@@ -142,6 +142,20 @@ public struct NodeClient: Sendable {
         throw FleetError.nodeSlipway(node: node.name, detail: Self.explainBrokenBinary(path: node.slipwayPath, stderr: result.standardErrorTail))
     }
 
+    /// The Debian package that owns `path` on the node (`dpkg-query -S`), nil when none does
+    /// or the node has no dpkg.
+    public func owningPackage(_ path: String) throws -> String? {
+        let result = try transport.shell("command -v dpkg-query >/dev/null 2>&1 || exit 0; dpkg-query -S \(shellQuote(path)) 2>/dev/null || true",
+                                         input: .null, timeout: .seconds(60))
+        if transport.isUnreachable(result) {
+            throw FleetError.transport(node: node.name, detail: result.standardErrorTail.split(separator: "\n").last.map(String.init) ?? "ssh failed")
+        }
+        // "slipway: /usr/bin/slipway" (a diversion prints other lines first; the owner is last).
+        guard let line = result.outputText.split(separator: "\n").last(where: { $0.hasSuffix(": \(path)") }) else { return nil }
+        let package = line.dropLast(path.count + 2).split(separator: ",").first.map { String($0).trimmingCharacters(in: .whitespaces) }
+        return package?.isEmpty == false ? package : nil
+    }
+
     /// Installs `binary` at the node's slipway path (temporary name, then rename) and checks
     /// that it runs there.
     public func installSlipway(binary: String) throws {

@@ -87,6 +87,19 @@ struct FleetPlanTests {
         #expect(farm.nodes.allSatisfy { farm.current($0) == "2" })
     }
 
+    @Test("the package that owns a node's slipway is found with dpkg-query", .needs("dpkg-query"))
+    func owningPackage() throws {
+        let pool = try TransportPool()
+        var node = FleetNode(name: "here", host: "localhost")
+        node.transport = .local
+        defer { pool.close([node]) }
+        let client = NodeClient(transport: pool.transport(for: node))
+        #expect(try client.owningPackage("/usr/bin/dpkg") == "dpkg")
+        let tmp = try TempDir("slipway-owner")
+        defer { tmp.remove() }
+        #expect(try client.owningPackage(tmp.path) == nil)
+    }
+
     @Test("a node that requires signatures, a node without space and an unreachable one block the plan, each named",
           .needs(.nodeBinary, .tools(["ssh", "mount"]), .root("mounts a 1 MiB tmpfs as a node root — CI runs the tests as root")))
     func blockers() throws {

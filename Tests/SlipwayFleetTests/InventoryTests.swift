@@ -274,6 +274,19 @@ struct InventoryTests {
         #expect(!SemanticVersion.isOlder("garbage", than: "0.1.0"))
     }
 
+    /// docs/packaging.md: an older slipway that a Debian package owns is left to apt.
+    @Test("a node's slipway: installed when missing, upgraded when older, left to apt when a package owns it")
+    func slipwayAction() throws {
+        let newer = "99.0.0", older = "0.0.1"
+        #expect(FleetPush.SlipwayAction.decide(nodeVersion: nil) { "slipway" } == .install)
+        #expect(FleetPush.SlipwayAction.decide(nodeVersion: newer) { Issue.record("asked dpkg for a newer slipway"); return nil } == .keep)
+        #expect(FleetPush.SlipwayAction.decide(nodeVersion: SlipwayVersion.string) { nil } == .keep)
+        #expect(FleetPush.SlipwayAction.decide(nodeVersion: older) { nil } == .upgrade(from: older))
+        let packaged = FleetPush.SlipwayAction.decide(nodeVersion: older) { "slipway" }
+        #expect(packaged == .packaged(version: older, package: "slipway"))
+        #expect(packaged.describe(path: "/usr/bin/slipway")?.contains("not replaced: upgrade it with apt (apt-get install slipway)") == true)
+    }
+
     @Test("remote commands are quoted for the shell")
     func quoting() {
         #expect(shellQuote("/opt/slipway/bin/slipway") == "/opt/slipway/bin/slipway")
