@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
@@ -40,7 +41,7 @@ let package = Package(
         .target(name: "SlipwayExport", dependencies: ["SlipwayRelease"]),
         .target(name: "SlipwayNodeProtocol", dependencies: ["SlipwayRelease"]),
         .target(name: "SlipwayNode", dependencies: ["SlipwayNodeProtocol"]),
-        .target(name: "SlipwayFleet", dependencies: ["SlipwayNodeProtocol"]),
+        .target(name: "SlipwayFleet", dependencies: ["SlipwayNodeProtocol", .product(name: "Yams", package: "Yams")]),
         .target(
             name: "SlipwayCommands",
             dependencies: [

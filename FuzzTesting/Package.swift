@@ -9,7 +9,7 @@ import PackageDescription
 // driver (libFuzzer's LLVMFuzzerRunDriver), the scratch directory and the seed trees.
 let slipway: Target.Dependency = .product(name: "SlipwayLibraries", package: "slipway")
 
-let targets = ["manifest", "manifest-patch", "delta", "tar", "recipe", "inventory-toml", "inventory-ini"]
+let targets = ["manifest", "manifest-patch", "delta", "tar", "recipe", "inventory-toml", "inventory-ini", "inventory-yaml"]
 
 let package = Package(
     name: "slipway-fuzz",

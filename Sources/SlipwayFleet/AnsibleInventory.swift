@@ -89,7 +89,34 @@ enum AnsibleInventory {
                 groupVariables[group, default: [:]][key] = value
             }
         }
+        return try assemble(Parsed(order: order, hostVariables: hostVariables, hostLine: hostLine, direct: direct, children: children,
+                                   groupVariables: groupVariables, groupLine: groupLine), file: file, directory: directory, warn: warn)
+    }
+
+    /// What an INI or YAML inventory says, before groups are resolved and variables applied.
+    struct Parsed {
+        /// Hosts in the order the file first names them.
+        var order: [String] = []
+        var hostVariables: [String: [String: String]] = [:]
+        var hostLine: [String: Int] = [:]
+        /// Each group's own hosts.
+        var direct: [String: [String]] = [:]
+        var children: [String: [String]] = [:]
+        var groupVariables: [String: [String: String]] = [:]
+        var groupLine: [String: Int] = [:]
+    }
+
+    /// Resolves groups and applies variables, lowest precedence first: `all`'s vars, the
+    /// host's groups' vars (by name), the host's own.
+    static func assemble(_ parsed: Parsed, file: String, directory: String, warn: (String) -> Void) throws -> Inventory {
+        let (order, hostVariables, hostLine, children, groupVariables, groupLine) =
+            (parsed.order, parsed.hostVariables, parsed.hostLine, parsed.children, parsed.groupVariables, parsed.groupLine)
+        var direct = parsed.direct
         guard !order.isEmpty else { throw FleetError.inventory(file: file, line: nil, detail: "the inventory lists no hosts") }
+        // As Ansible reconciles: `ungrouped` holds exactly the hosts of no group but `all`.
+        let grouped = Set(direct.filter { $0.key != "all" && $0.key != "ungrouped" }.values.joined())
+        let ungrouped = order.filter { !grouped.contains($0) }
+        if !ungrouped.isEmpty || direct["ungrouped"] != nil { direct["ungrouped"] = ungrouped }
         // `all` is every host, whatever the file says.
         direct["all"] = order
         var nodes = order.map { FleetNode(name: $0) }
@@ -185,7 +212,7 @@ enum AnsibleInventory {
         return names
     }
 
-    private static func apply(_ variables: [String: String], to node: inout FleetNode, file: String, line: Int?,
+    static func apply(_ variables: [String: String], to node: inout FleetNode, file: String, line: Int?,
                               directory: String, warn: (String) -> Void) throws {
         func fail(_ detail: String) -> FleetError { .inventory(file: file, line: line, detail: "\(node.name): \(detail)") }
         for (key, value) in variables.sorted(by: { $0.key < $1.key }) {
@@ -232,7 +259,7 @@ enum AnsibleInventory {
     /// `slipway_*` variable is an error, an unknown `ansible_*` one a warning, and a host or
     /// user that begins with '-' an error (ssh would take it for an option). Variables with
     /// neither prefix belong to the playbooks and are left alone.
-    private static func check(_ key: String, _ value: String, at place: String, warn: (String) -> Void,
+    static func check(_ key: String, _ value: String, at place: String, warn: (String) -> Void,
                               fail: (String) -> FleetError) throws {
         if key.hasPrefix("slipway_"), !slipwayVariables.contains(key) {
             throw fail("unknown variable \(key); slipway's are \(slipwayVariables.sorted().joined(separator: ", "))")

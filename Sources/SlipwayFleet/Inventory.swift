@@ -87,6 +87,9 @@ public struct Inventory: Sendable {
         if name.hasSuffix(".ini") || name == "hosts" {
             return try AnsibleInventory.parse(text: text, file: path, directory: directory, warn: warn)
         }
+        if name.hasSuffix(".yml") || name.hasSuffix(".yaml") {
+            return try AnsibleYAMLInventory.parse(text: text, file: path, directory: directory, warn: warn)
+        }
         return try parseTOML(text: text, file: path, directory: directory)
     }
 

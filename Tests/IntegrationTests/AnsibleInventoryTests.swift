@@ -3,7 +3,7 @@ import Testing
 import SlipwayTestSupport
 @testable import SlipwayFleet
 
-/// Issue 19: slipway reads an Ansible INI inventory as Ansible does. Each file below is shaped
+/// Issue 19: slipway reads an Ansible INI or YAML inventory as Ansible does. Each file below is shaped
 /// like the examples of Ansible's inventory guide (ranges, strides, letters, host:port,
 /// playbook variables, nested children, empty groups); `ansible-inventory --list`
 /// of the same file gives every group's hosts (its own and its children's, recursively) and
@@ -79,6 +79,83 @@ struct AnsibleInventoryTests {
             southwest
             northwest
             """,
+        // The same shapes in Ansible's YAML format (the guide gives each example in both).
+        "guide.yml": """
+            ungrouped:
+              hosts:
+                mail.example.com:
+            webservers:
+              hosts:
+                foo.example.com:
+                bar.example.com:
+            dbservers:
+              hosts:
+                one.example.com:
+                two.example.com:
+                three.example.com:
+            """,
+        "ranges.yaml": """
+            webservers:
+              hosts:
+                www[01:50].example.com:
+            databases:
+              hosts:
+                db-[a:f].example.com:
+            evens:
+              hosts:
+                www[01:50:2].example.com:
+            grid:
+              hosts:
+                rack[1:3]-node[01:04]:
+                  ansible_user: grid
+            """,
+        "ports-and-vars.yml": """
+            all:
+              hosts:
+                badwolf.example.com:5309:
+                jumper:
+                  ansible_port: 5555
+                  ansible_host: 192.0.2.50
+              children:
+                atlanta:
+                  hosts:
+                    host1:
+                      http_port: 80
+                      maxRequestsPerChild: 808
+                    host2:
+                      http_port: 303
+                    web[1:3].example.com:2222:
+                  vars:
+                    ntp_server: ntp.atlanta.example.com
+                    proxy: proxy.atlanta.example.com
+            """,
+        "children.yml": """
+            all:
+              children:
+                usa:
+                  children:
+                    southeast:
+                      children:
+                        atlanta:
+                          hosts:
+                            host1:
+                            host2:
+                        raleigh:
+                          hosts:
+                            host2:
+                            host3:
+                      vars:
+                        some_server: foo.southeast.example.com
+                        halon_system_timeout: 30
+                        escape_pods: 2
+                    northeast:
+                    northwest:
+                      hosts:
+                        nw[1:2]:
+                    southwest:
+              vars:
+                ansible_user: deploy
+            """,
     ]
 
     @Test("host lists and ports of the guide's inventories", .needs("ansible-inventory"), arguments: files.keys.sorted())
@@ -95,7 +172,7 @@ struct AnsibleInventoryTests {
                 for child in entry["children"] as? [String] ?? [] { all.formUnion(hosts(child)) }
                 return all
             }
-            let inventory = try AnsibleInventory.parse(text: Self.files[file]!, file: path, directory: directory)
+            let inventory = try Inventory.load(path: path)
             let ansibleGroups = Set(document.keys.filter { $0 != "_meta" })
             for group in ansibleGroups.union(inventory.groups.keys).sorted() {
                 #expect(Set(inventory.groups[group] ?? []) == hosts(group), "\(file): group \(group)")
@@ -108,6 +185,7 @@ struct AnsibleInventoryTests {
                 #expect(node.port.map(String.init) == port, "\(file): port of \(node.name)")
                 let host = hostvars[node.name]?["ansible_host"] as? String
                 #expect(host == nil || node.host == host, "\(file): address of \(node.name)")
+                #expect(node.user == hostvars[node.name]?["ansible_user"] as? String, "\(file): user of \(node.name)")
             }
         }
     }

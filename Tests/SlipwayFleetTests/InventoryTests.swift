@@ -176,6 +176,46 @@ struct InventoryTests {
         }
     }
 
+    @Test("Ansible YAML: groups, children, vars and precedence; mistakes name the file and line")
+    func ansibleYAML() throws {
+        let text = """
+            all:
+              vars:
+                ansible_user: ops
+              children:
+                web:
+                  hosts:
+                    w[1:2]:
+                    w3:2222:
+                      ansible_user: root
+                      slipway_root: /srv/slipway
+                  vars:
+                    slipway_backend: btrfs
+                db:
+                  hosts:
+                    d1:
+            """
+        let inventory = try AnsibleYAMLInventory.parse(text: text, file: "hosts.yml", directory: "/etc/ansible")
+        #expect(inventory.nodes.map(\.name) == ["w1", "w2", "w3", "d1"])
+        #expect(try inventory.select("@web").map(\.name) == ["w1", "w2", "w3"])
+        let w3 = try #require(inventory.node(named: "w3"))
+        #expect(w3.user == "root" && w3.port == 2222 && w3.root == "/srv/slipway" && w3.backend == .btrfs && w3.groups == ["all", "web"])
+        #expect(inventory.node(named: "d1")?.user == "ops" && inventory.node(named: "d1")?.backend == nil)
+
+        for (yaml, line, message) in [("all:\n  hosts:\n    a:\n   b: [\n", 4, "not YAML"),
+                                      ("all:\n  hostz:\n    a:\n", 2, "unknown key 'hostz'"),
+                                      ("all:\n  hosts:\n    a:\n      ansible_port: [1, 2]\n", 4, "scalar variables only"),
+                                      ("all:\n  hosts:\n    a:\n      slipway_rot: /x\n", 4, "unknown variable slipway_rot"),
+                                      ("all:\n  hosts:\n    'a b':\n", 3, "is not a host name"),
+                                      ("- a\n- b\n", 1, "a mapping of groups"),
+                                      // Aliases doubling at each level: 2^40 visits unless bounded.
+                                      ("g0: &g0 {hosts: {h: }}\n" + (1...40).map { "g\($0): &g\($0) {children: {a\($0): *g\($0 - 1), b\($0): *g\($0 - 1)}}\n" }.joined(),
+                                       0, "more than 100000 times")] {
+            let error = errorText { try AnsibleYAMLInventory.parse(text: yaml, file: "hosts.yml", directory: "/") }
+            #expect((line == 0 || error?.hasPrefix("hosts.yml:\(line):") == true) && error?.contains(message) == true, "\(yaml): \(error ?? "accepted")")
+        }
+    }
+
     /// The inventory-ini fuzz target timed out (CI, stop 13) on ranges that named 100,000
     /// hosts: assigning groups to hosts was quadratic, and ranges multiplied past any bound.
     @Test("Ansible INI: a fleet of 100,000 hosts in several groups is read; a pattern naming more is refused")
