@@ -251,6 +251,7 @@ struct NodePruneCommand: SlipwayCommand {
 
     @Argument(help: ArgumentHelp("The app.", valueName: "NAME")) var app: String
     @Option(help: ArgumentHelp("Releases to keep (default: keep from node.toml, else 5).", valueName: "N")) var keep: Int?
+    @Flag(help: "Say what would be removed; change nothing (no lock, no recovery).") var dryRun = false
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var node: NodeOptions
     @OptionGroup var global: GlobalOptions
@@ -258,7 +259,12 @@ struct NodePruneCommand: SlipwayCommand {
 
     func run(_ context: CommandContext) throws {
         let nodeContext = try node.context(context.output)
-        let result = try NodePrune.prune(app: app, keep: keep ?? nodeContext.settings.keep, context: nodeContext)
+        let keep = keep ?? nodeContext.settings.keep
+        if dryRun {
+            let result = try NodePrune.dryRun(app: app, keep: keep, context: nodeContext)
+            return try context.output.result(result, text: [result.removed.isEmpty ? "\(app): nothing to prune" : "\(app): would remove \(result.removed.joined(separator: ", "))"])
+        }
+        let result = try NodePrune.prune(app: app, keep: keep, context: nodeContext)
         try context.output.result(result, text: [result.removed.isEmpty ? "\(app): nothing to prune" : "\(app): removed \(result.removed.joined(separator: ", "))"])
     }
 }

@@ -22,7 +22,7 @@ public struct Slipway: ParsableCommand {
         discussion: """
             Build:         build, pack, export
             Releases:      inspect, verify, diff, unpack, keygen
-            The farm:      deploy, push, status, rollback (--on SELECTOR)
+            The farm:      deploy, push, status, rollback, prune (--on SELECTOR)
             This machine:  install, status --local, rollback --local, node
 
             The store defaults to $SLIPWAY_STORE, else ./store; the inventory to
@@ -30,7 +30,7 @@ public struct Slipway: ParsableCommand {
             reproducible packs.
             """,
         version: SlipwayVersion.string,
-        subcommands: [Build.self, Pack.self, Export.self, Inspect.self, Verify.self, Diff.self, Unpack.self, Keygen.self, Deploy.self, Push.self, Status.self, Rollback.self, Install.self, Node.self]
+        subcommands: [Build.self, Pack.self, Export.self, Inspect.self, Verify.self, Diff.self, Unpack.self, Keygen.self, Deploy.self, Push.self, Status.self, Rollback.self, Prune.self, Install.self, Node.self]
     )
 
     public static func main() {

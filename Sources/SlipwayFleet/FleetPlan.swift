@@ -31,6 +31,8 @@ public struct NodePlan: Codable, Sendable {
     public var availableBytes: UInt64?
     /// The unpacked release (its tar size) and the upload beside it: an upper bound.
     public var neededBytes: UInt64?
+    /// Versions a prune would remove, oldest first.
+    public var removes: [String]?
     /// What would happen to the node's slipway first (installed, upgraded).
     public var slipway: String?
     /// Why the command could not proceed on this node; empty when it could.
@@ -105,15 +107,21 @@ public struct FleetPlan: Codable, Sendable {
             if let slipway = plan.slipway { details.append("slipway: \(slipway)") }
             if let space = plan.space { details.append("space: \(space)") }
             details += plan.hooks.map { "hook: \($0)" }
+            if let removes = plan.removes, !removes.isEmpty { details.append("removes: \(removes.joined(separator: ", "))") }
             details += plan.blockers.map { "BLOCKED: \($0)" }
             if !details.isEmpty { lines.append("\(plan.node):"); lines += details.map { "  \($0)" } }
         }
         let t = totals
         var summary = "\(command) \(target): \(t.nodes) node\(t.nodes == 1 ? "" : "s")"
-        if command != "rollback" {
+        if command == "deploy" || command == "push" {
             summary += ", \(t.land) to land (\(t.full) full, \(t.delta) delta, \(ByteCount.format(t.bytes)))"
         }
-        if command != "push" { summary += ", \(t.switchNodes) to switch in \(t.batches) batch\(t.batches == 1 ? "" : "es")" }
+        if command == "prune" {
+            let count = nodes.reduce(0) { $0 + ($1.removes?.count ?? 0) }
+            summary += ", \(count) version\(count == 1 ? "" : "s") to remove"
+        } else if command != "push" {
+            summary += ", \(t.switchNodes) to switch in \(t.batches) batch\(t.batches == 1 ? "" : "es")"
+        }
         summary += canProceed ? "; nothing was changed; it can proceed"
             : "; nothing was changed; it cannot proceed: \(t.blocked) node\(t.blocked == 1 ? "" : "s") blocked (\(nodes.filter { !$0.blockers.isEmpty }.map(\.node).joined(separator: ", ")))"
         lines.append(summary)
@@ -281,5 +289,74 @@ extension FleetRollback {
         FleetPush.assignBatches(&plans, policy: policy)
         progress.finish()
         return FleetPlan(command: "rollback", target: app, nodes: plans)
+    }
+}
+
+/// `prune APP --on SEL [--keep N]`: `slipway node prune` on every node, `parallel` at a
+/// time; each node keeps the newest N (its node.toml's `keep` without `--keep`), never its
+/// current or previous version.
+public struct FleetPrune: Sendable {
+    public var app: String
+    public var keep: Int?
+    public var parallel: Int
+    public var pool: TransportPool
+    public var progress: FleetProgress
+
+    public init(app: String, keep: Int?, parallel: Int, pool: TransportPool, progress: FleetProgress) {
+        self.app = app
+        self.keep = keep
+        self.parallel = parallel
+        self.pool = pool
+        self.progress = progress
+    }
+
+    public func run(_ nodes: [FleetNode]) -> [NodeOutcome] {
+        let outcomes = ParallelWork.map(nodes, width: parallel) { node -> NodeOutcome in
+            let started = ContinuousClock.now
+            var outcome = NodeOutcome(node: node.name, result: .failed)
+            progress.state(node.name, "pruning")
+            do {
+                let result = try NodeClient(transport: pool.transport(for: node)).prune(app: app, keep: keep, dryRun: false)
+                outcome.result = .pruned
+                outcome.detail = result.removed.isEmpty ? "nothing to prune" : "removed \(result.removed.joined(separator: ", "))"
+                progress.state(node.name, outcome.detail ?? "")
+            } catch {
+                outcome.detail = Output.message(for: error)
+                progress.state(node.name, "failed: \(outcome.detail ?? "")")
+            }
+            outcome.seconds = (ContinuousClock.now - started).seconds
+            return outcome
+        }
+        progress.finish()
+        return outcomes
+    }
+
+    /// What each node would remove (`node prune --dry-run`: no lock, no recovery).
+    public func plan(_ nodes: [FleetNode]) -> FleetPlan {
+        let plans = ParallelWork.map(nodes, width: parallel) { node -> NodePlan in
+            var plan = NodePlan(node: node.name, action: "prune")
+            progress.state(node.name, "asking what it would remove")
+            do {
+                let client = NodeClient(transport: pool.transport(for: node))
+                let result = try client.prune(app: app, keep: keep, dryRun: true)
+                // A slipway without --dry-run refuses the flag; a reply that is not a dry
+                // run is never shown as a plan.
+                guard result.dryRun == true else {
+                    throw FleetError.nodeSlipway(node: node.name, detail: "its slipway does not know `node prune --dry-run`")
+                }
+                plan.removes = result.removed
+                if result.removed.isEmpty {
+                    plan.action = "nothing"
+                    plan.note = "nothing to prune"
+                }
+            } catch {
+                plan.action = "nothing"
+                plan.blockers.append(Output.message(for: error))
+            }
+            progress.state(node.name, plan.blockers.isEmpty ? "planned: \(plan.action)" : "blocked")
+            return plan
+        }
+        progress.finish()
+        return FleetPlan(command: "prune", target: app, nodes: plans)
     }
 }

@@ -14,6 +14,8 @@ public enum FleetResult: String, WireWord {
     case alreadyCurrent = "already-current"
     /// A fleet rollback switched the node.
     case switched
+    /// A fleet prune ran on the node (the detail says what it removed).
+    case pruned
     /// The node did not take the new version and is back on the old one (or has none).
     case rolledBack = "rolled-back"
     case failed

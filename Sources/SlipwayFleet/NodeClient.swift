@@ -122,6 +122,12 @@ public struct NodeClient: Sendable {
         _ = try run("confirm", ["\(reference)"], timeout: .seconds(60), fresh: true)
     }
 
+    /// `slipway node prune APP [--keep N] [--dry-run]`.
+    public func prune(app: String, keep: Int?, dryRun: Bool) throws -> NodePrune.Result {
+        try call("prune", [app] + (keep.map { ["--keep", String($0)] } ?? []) + (dryRun ? ["--dry-run"] : []),
+                 as: NodePrune.Result.self, timeout: nil)
+    }
+
     public func rollback(app: String, to version: String?) throws -> NodeActivate.Result {
         try call("rollback", [app] + (version.map { ["--to", $0] } ?? []), as: NodeActivate.Result.self, timeout: nil)
     }

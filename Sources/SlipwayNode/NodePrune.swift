@@ -7,30 +7,38 @@ import SlipwaySystem
 /// Removes old releases: keeps the newest `keep` by the journal's landing order (never by
 /// file times), and never the current or the previous version, whatever `keep` says.
 /// Oldest first, journaled after each removal.
-public enum NodePrune {
-    /// What prune did.
-    public struct Result: Codable, Sendable {
-        public var app: String
-        public var removed: [String]
-        public var kept: [String]
-        public var recovered: [String]
-        /// The node protocol of the slipway that replied (`NodeWire.version`).
-        public var protocolVersion: Int? = NodeWire.version
+extension NodePrune {
+    /// The landed versions in landing order, and those prune removes: all but the newest
+    /// `keep`, never the current or previous one. Reads only.
+    static func selection(_ layout: NodeLayout, state: NodeState, context: NodeContext, keep: Int) throws -> (ordered: [String], remove: [String]) {
+        let landedList = try context.landed(layout)
+        let landed = Set(landedList)
+        let current = layout.currentVersion
+        let previous = state.previous(current: current, landed: landed)
+        // Recovery journals every landed version; a dry run, which recovers nothing, puts
+        // the unjournaled ones last, as recovery would.
+        let ordered = state.versions.filter { landed.contains($0) } + landedList.filter { !state.versions.contains($0) }
+        let protected = Set([current, previous].compactMap { $0 })
+        let newest = Set(ordered.suffix(keep))
+        return (ordered, ordered.filter { !newest.contains($0) && !protected.contains($0) })
+    }
+
+    /// What `prune` would remove, changing nothing: no lock, no recovery.
+    public static func dryRun(app: String, keep: Int, context: NodeContext) throws -> Result {
+        guard keep >= 1 else { throw NodeError.invalidKeep(keep) }
+        try ReleaseStore.validate(name: app)
+        let layout = context.layout(app)
+        let (ordered, remove) = try selection(layout, state: try NodeState.load(layout), context: context, keep: keep)
+        return Result(app: app, removed: remove, kept: ordered.filter { !remove.contains($0) }, recovered: [], dryRun: true)
     }
 
     public static func prune(app: String, keep: Int, context: NodeContext) throws -> Result {
         guard keep >= 1 else { throw NodeError.invalidKeep(keep) }
         return try context.mutating(app) { layout, recovered in
             var state = try NodeState.load(layout)
-            let landed = Set(try context.landed(layout))
-            let current = layout.currentVersion
-            let previous = state.previous(current: current, landed: landed)
-            // Recovery journaled every landed version, so the journal orders them all.
-            let ordered = state.versions.filter { landed.contains($0) }
-            let protected = Set([current, previous].compactMap { $0 })
-            let newest = Set(ordered.suffix(keep))
+            let (ordered, remove) = try selection(layout, state: state, context: context, keep: keep)
             var removed: [String] = []
-            for version in ordered where !newest.contains(version) && !protected.contains(version) {
+            for version in remove {
                 // Nothing of a pruned version may keep running (its root would be gone under it).
                 let running = NodeService.processes(layout, version)
                 if !running.isEmpty {

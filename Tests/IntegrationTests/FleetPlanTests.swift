@@ -85,6 +85,20 @@ struct FleetPlanTests {
         #expect(missingRun.status != 0 && !missing.canProceed && missing.nodes[0].blockers.first?.contains("7 is not landed") == true)
         #expect(missingRun.err.contains("cannot proceed: n1: 7 is not landed"), "\(missingRun.err)")
         #expect(farm.nodes.allSatisfy { farm.current($0) == "2" })
+
+        // Prune: n1 gets 3, so 1 is neither current nor previous there; elsewhere 1 is the
+        // previous version and stays. The plan names what goes; the prune removes just that.
+        try farm.release("3", service: service)
+        #expect(try farm.slipway(["deploy", "\(app)@3", "--on", "n1"]).status == 0)
+        let beforePrune = farm.nodes.map { contents(farm.root($0)) }
+        let (prunePlan, pruneRun) = try plan(farm, ["prune", app, "--on", "n1,n2,n3,n4", "--keep", "1"])
+        #expect(pruneRun.status == 0 && prunePlan.canProceed, "\(pruneRun.err)")
+        #expect(farm.nodes.map { contents(farm.root($0)) } == beforePrune, "the prune plan changed a node")
+        #expect(prunePlan.nodes.map { $0.removes ?? ["?"] } == [["1"], [], [], []] && prunePlan.nodes.map(\.action) == ["prune", "nothing", "nothing", "nothing"])
+        let pruned = try farm.outcomes(try farm.slipway(["prune", app, "--on", "n1,n2,n3,n4", "--keep", "1", "--json"]))
+        #expect(pruned["n1"]?.result == .pruned && pruned["n1"]?.detail == "removed 1" && pruned["n2"]?.detail == "nothing to prune", "\(pruned)")
+        #expect(!FileManager.default.fileExists(atPath: NodeLayout(root: farm.root("n1"), app: app).release("1")))
+        #expect(FileManager.default.fileExists(atPath: NodeLayout(root: farm.root("n2"), app: app).release("1")))
     }
 
     @Test("the package that owns a node's slipway is found with dpkg-query", .needs("dpkg-query"))
