@@ -1,3 +1,4 @@
+import Foundation
 import SlipwayNodeProtocol
 import SlipwayRelease
 import SlipwayArchive
@@ -31,7 +32,7 @@ public enum FleetError: Error, CustomStringConvertible, Sendable, Equatable {
         case let .emptySelection(selector):
             return "the selection '\(selector)' is empty; name nodes, globs or @groups, separated by commas"
         case let .transport(node, detail):
-            return "\(node): cannot reach the node: \(detail)"
+            return "\(node): cannot reach the node: \(detail.trimmingCharacters(in: .whitespacesAndNewlines)); check that ssh reaches it with the inventory's host, port, user and ssh options (`slipway status --on \(node)` tries again without changing anything)"
         case let .nodeSlipway(node, detail):
             return "\(node): \(detail)"
         case let .nodeCommand(node, verb, detail, _):
