@@ -34,7 +34,8 @@ struct FleetOptions: ParsableArguments {
     /// The selected nodes of the inventory; what it ignores is logged as a warning.
     func nodes(output: Output) throws -> [FleetNode] {
         guard let on else { throw ValidationError("Name the nodes with --on SELECTOR (@group, names, globs).") }
-        return try Inventory.load(path: Inventory.path(inventory), warn: { output.log("warning: \($0)") }).select(on)
+        return try Inventory.load(path: Inventory.path(inventory), warn: { output.log("warning: \($0)") },
+                                  note: { output.verbose($0) }).select(on)
     }
 }
 

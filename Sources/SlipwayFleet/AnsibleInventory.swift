@@ -25,7 +25,8 @@ enum AnsibleInventory {
         case vars(String)
     }
 
-    static func parse(text: String, file: String, directory: String, warn: (String) -> Void = { _ in }) throws -> Inventory {
+    static func parse(text: String, file: String, directory: String, warn: (String) -> Void = { _ in },
+                      note: (String) -> Void = { _ in }) throws -> Inventory {
         var order: [String] = []
         var hostVariables: [String: [String: String]] = [:]
         var hostLine: [String: Int] = [:]
@@ -69,7 +70,7 @@ enum AnsibleInventory {
                 for word in words.dropFirst() {
                     guard let equals = word.firstIndex(of: "=") else { throw fail("'\(word)' is not key=value") }
                     let key = String(word[..<equals]), value = String(word[word.index(after: equals)...])
-                    try check(key, value, at: "\(file):\(number)", warn: warn, fail: fail)
+                    try check(key, value, at: "\(file):\(number)", warn: warn, note: note, fail: fail)
                     lineVariables[key] = value
                 }
                 for name in names {
@@ -85,7 +86,7 @@ enum AnsibleInventory {
                 guard let equals = joined.firstIndex(of: "=") else { throw fail("a :vars section holds key=value lines") }
                 let key = joined[..<equals].trimmingCharacters(in: .whitespaces)
                 let value = joined[joined.index(after: equals)...].trimmingCharacters(in: .whitespaces)
-                try check(key, value, at: "\(file):\(number)", warn: warn, fail: fail)
+                try check(key, value, at: "\(file):\(number)", warn: warn, note: note, fail: fail)
                 groupVariables[group, default: [:]][key] = value
             }
         }
@@ -259,13 +260,16 @@ enum AnsibleInventory {
     /// `slipway_*` variable is an error, an unknown `ansible_*` one a warning, and a host or
     /// user that begins with '-' an error (ssh would take it for an option). Variables with
     /// neither prefix belong to the playbooks and are left alone.
-    static func check(_ key: String, _ value: String, at place: String, warn: (String) -> Void,
-                              fail: (String) -> FleetError) throws {
+    static func check(_ key: String, _ value: String, at place: String, warn: (String) -> Void, note: (String) -> Void,
+                      fail: (String) -> FleetError) throws {
         if key.hasPrefix("slipway_"), !slipwayVariables.contains(key) {
             throw fail("unknown variable \(key); slipway's are \(slipwayVariables.sorted().joined(separator: ", "))")
         }
         if key.hasPrefix("ansible_"), !knownVariables.contains(key) {
             warn("\(place): ignoring \(key) (slipway does not use it)")
+        }
+        if !key.hasPrefix("slipway_"), !key.hasPrefix("ansible_") {
+            note("\(place): \(key) belongs to the playbooks; slipway leaves it alone")
         }
         if destinationVariables.contains(key), value.hasPrefix("-") {
             throw fail("\(key)=\(value): an ssh host or user cannot begin with '-' (ssh would read it as an option)")

@@ -9,7 +9,8 @@ enum AnsibleYAMLInventory {
     /// The most group definitions one inventory may hold, aliases expanded.
     static let maxGroupVisits = 100_000
 
-    static func parse(text: String, file: String, directory: String, warn: (String) -> Void = { _ in }) throws -> Inventory {
+    static func parse(text: String, file: String, directory: String, warn: (String) -> Void = { _ in },
+                      note: (String) -> Void = { _ in }) throws -> Inventory {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -45,7 +46,7 @@ enum AnsibleYAMLInventory {
                     // The playbooks' own variables may be anything; slipway leaves them alone.
                     text = valueNode.scalar?.string ?? ""
                 }
-                try AnsibleInventory.check(key, text, at: "\(file):\(keyNode.mark.map { String($0.line) } ?? "?")", warn: warn,
+                try AnsibleInventory.check(key, text, at: "\(file):\(keyNode.mark.map { String($0.line) } ?? "?")", warn: warn, note: note,
                                            fail: { fail(keyNode, $0) })
                 result[key] = text
             }
