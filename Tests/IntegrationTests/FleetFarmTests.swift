@@ -111,6 +111,17 @@ struct FleetFarmTests {
         try farm.release(app, "2", service: health)
         try farm.release(app, "3", service: health)
 
+        // The plan of v1 over ssh: every node lacks slipway (it would be installed, not now),
+        // all full, the bytes the deploy then sends.
+        let planned = try farm.slipway(["deploy", "\(app)@1", "--on", "@farm", "--plan", "--json"])
+        #expect(planned.status == 0, "plan 1: \(planned.err)")
+        let plan1 = try JSONDecoder().decode(FleetPlan.self, from: planned.stdout)
+        #expect(plan1.nodes.allSatisfy { $0.slipway?.contains("would be installed") == true && $0.method == "full" }, "\(plan1.nodes)")
+        for node in farm.nodes {
+            let missing = try farm.ssh(node, "test -e /opt/slipway/bin/slipway && echo present || echo absent")
+            #expect(missing.out.contains("absent"), "the plan installed slipway on \(node)")
+        }
+
         // v1: every node lacks slipway and gets it installed first.
         let first = try farm.slipway(["deploy", "\(app)@1", "--on", "@farm", "--json", "--confirm-timeout", "30"])
         #expect(first.status == 0, "deploy 1: \(first.err)")
@@ -119,10 +130,13 @@ struct FleetFarmTests {
             #expect(v1[node]?.result == .activated, "\(node): \(String(describing: v1[node]))")
             #expect(v1[node]?.installedSlipway == true)
             #expect(v1[node]?.method == "full")
+            #expect(v1[node]?.bytesSent == plan1.nodes.first { $0.node == node }?.bytes, "\(node): planned \(plan1.nodes)")
             #expect(try farm.current(node, app: app) == "1")
         }
 
-        // v2 travels as deltas, a few kB instead of megabytes.
+        // v2 travels as deltas, a few kB instead of megabytes; the plan says so first.
+        let plan2 = try JSONDecoder().decode(FleetPlan.self, from: try farm.slipway(["deploy", "\(app)@2", "--on", "@web,@api", "--plan", "--json", "--canary", "1", "--batch", "50%"]).stdout)
+        #expect(plan2.canProceed && plan2.nodes.allSatisfy { $0.method == "delta from 1" && $0.slipway == nil && $0.space?.contains("free") == true }, "\(plan2.nodes)")
         let second = try farm.slipway(["deploy", "\(app)@2", "--on", "@web,@api", "--json", "--canary", "1", "--batch", "50%"])
         #expect(second.status == 0, "deploy 2: \(second.err)")
         let full = try farm.store.release(name: app, version: "2").manifest.archive.size
