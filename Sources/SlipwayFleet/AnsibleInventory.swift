@@ -27,13 +27,7 @@ enum AnsibleInventory {
 
     static func parse(text: String, file: String, directory: String, warn: (String) -> Void = { _ in },
                       note: (String) -> Void = { _ in }) throws -> Inventory {
-        var order: [String] = []
-        var hostVariables: [String: [String: String]] = [:]
-        var hostLine: [String: Int] = [:]
-        var direct: [String: [String]] = [:]
-        var children: [String: [String]] = [:]
-        var groupVariables: [String: [String: String]] = [:]
-        var groupLine: [String: Int] = [:]
+        var parsed = Parsed()
         var section = Section.hosts("ungrouped")
         var entries = 0
 
@@ -48,10 +42,10 @@ enum AnsibleInventory {
                 let parts = header.split(separator: ":", maxSplits: 1).map(String.init)
                 let name = parts.first ?? ""
                 guard Inventory.validName(name) else { throw fail("'\(name)' is not a valid group name") }
-                groupLine[name] = groupLine[name] ?? number
+                parsed.groupLine[name] = parsed.groupLine[name] ?? number
                 switch parts.count == 2 ? parts[1] : nil {
-                case nil: section = .hosts(name); direct[name, default: []] += []
-                case "children": section = .children(name); children[name, default: []] += []
+                case nil: section = .hosts(name); parsed.direct[name, default: []] += []
+                case "children": section = .children(name); parsed.children[name, default: []] += []
                 case "vars": section = .vars(name)
                 case let other?: throw fail("unknown section kind ':\(other)' (expected :children or :vars)")
                 }
@@ -73,25 +67,20 @@ enum AnsibleInventory {
                     try check(key, value, at: "\(file):\(number)", warn: warn, note: note, fail: fail)
                     lineVariables[key] = value
                 }
-                for name in names {
-                    if hostVariables[name] == nil { order.append(name); hostLine[name] = number }
-                    hostVariables[name, default: [:]].merge(lineVariables) { _, new in new }
-                    direct[group, default: []].append(name)
-                }
+                parsed.add(names, variables: lineVariables, group: group, line: number)
             case let .children(group):
                 guard words.count == 1 else { throw fail("a :children section lists one group per line") }
-                children[group, default: []].append(words[0])
+                parsed.children[group, default: []].append(words[0])
             case let .vars(group):
                 let joined = words.joined(separator: " ")
                 guard let equals = joined.firstIndex(of: "=") else { throw fail("a :vars section holds key=value lines") }
                 let key = joined[..<equals].trimmingCharacters(in: .whitespaces)
                 let value = joined[joined.index(after: equals)...].trimmingCharacters(in: .whitespaces)
                 try check(key, value, at: "\(file):\(number)", warn: warn, note: note, fail: fail)
-                groupVariables[group, default: [:]][key] = value
+                parsed.groupVariables[group, default: [:]][key] = value
             }
         }
-        return try assemble(Parsed(order: order, hostVariables: hostVariables, hostLine: hostLine, direct: direct, children: children,
-                                   groupVariables: groupVariables, groupLine: groupLine), file: file, directory: directory, warn: warn)
+        return try assemble(parsed, file: file, directory: directory, warn: warn)
     }
 
     /// What an INI or YAML inventory says, before groups are resolved and variables applied.
@@ -105,6 +94,16 @@ enum AnsibleInventory {
         var children: [String: [String]] = [:]
         var groupVariables: [String: [String: String]] = [:]
         var groupLine: [String: Int] = [:]
+
+        /// Hosts named on one line (or under one YAML key) of `group`, with that line's
+        /// variables over what earlier lines set.
+        mutating func add(_ names: [String], variables: [String: String], group: String, line: Int?) {
+            for name in names {
+                if hostVariables[name] == nil { order.append(name); hostLine[name] = line }
+                hostVariables[name, default: [:]].merge(variables) { _, new in new }
+                direct[group, default: []].append(name)
+            }
+        }
     }
 
     /// Resolves groups and applies variables, lowest precedence first: `all`'s vars, the

@@ -80,11 +80,7 @@ enum AnsibleYAMLInventory {
                         }
                         var own = try variables(hostNode, place: "host '\(pattern)'")
                         if let port, own["ansible_port"] == nil { own["ansible_port"] = port }
-                        for host in names {
-                            if parsed.hostVariables[host] == nil { parsed.order.append(host); parsed.hostLine[host] = patternNode.mark?.line }
-                            parsed.hostVariables[host, default: [:]].merge(own) { _, new in new }
-                            parsed.direct[name, default: []].append(host)
-                        }
+                        parsed.add(names, variables: own, group: name, line: patternNode.mark?.line)
                     }
                 case "vars":
                     parsed.groupVariables[name, default: [:]].merge(try variables(section, place: "group '\(name)' vars")) { _, new in new }
