@@ -218,6 +218,10 @@ struct BackendNodeTests {
             let recovered = run(["node", "recover", "web"] + node)
             #expect(recovered.status == 0, "\(label): recover failed: \(recovered.stderr)")
             try checkInvariant(label)
+            // Recovery is idempotent: a second finds nothing to do.
+            let second = try NodeRecovery.recover(app: fx.app, context: context)
+            #expect(second.removed.isEmpty && second.journalAdded.isEmpty && second.journalDropped.isEmpty && second.problems.isEmpty,
+                    "\(label): a second recover still did something: \(second)")
             let hidden = try FileManager.default.contentsOfDirectory(atPath: fx.layout.releases).filter { $0.hasPrefix(".") }
             #expect(hidden.isEmpty, "\(label): leftovers after recover: \(hidden)")
             let landed = Set(try context.backend.landedVersions(layout: fx.layout))

@@ -102,6 +102,10 @@ struct NodeCrashTests {
                 let recovered = recover.wait()
                 #expect(recovered.status == 0, "\(label): recover failed: \(recovered.stderr)")
                 try fx.checkInvariant(label)
+                // Recovery is idempotent: a second finds nothing to do.
+                let second = try NodeRecovery.recover(app: fx.app, context: context)
+                #expect(second.removed.isEmpty && second.journalAdded.isEmpty && second.journalDropped.isEmpty && second.problems.isEmpty,
+                        "\(label): a second recover still did something: \(second)")
                 if landed { break }
             }
         }
