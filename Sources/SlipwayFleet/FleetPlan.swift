@@ -165,7 +165,7 @@ extension FleetPush {
         var action = SlipwayAction.keep
         do {
             if node.transport == .ssh {
-                action = try SlipwayAction.decide(nodeVersion: try client.slipwayVersion()) { try client.owningPackage(node.slipwayPath) }
+                action = try slipwayAction(client)
                 plan.slipway = action.describe(path: node.slipwayPath)
             }
             if action != .install {
@@ -190,12 +190,13 @@ extension FleetPush {
             plan.note = "landed already"
         }
         if !landed {
-            let empty = NodeStatus(app: reference.name, root: node.root ?? "", backend: node.backend ?? .dir, releases: [],
-                                   activations: [], leftovers: [], incoming: [])
+            // A node without slipway has nothing landed and nothing in incoming/.
+            let known = status ?? NodeStatus(app: reference.name, root: node.root ?? "", backend: node.backend ?? .dir, releases: [],
+                                             activations: [], leftovers: [], incoming: [])
             do {
-                let transfer = try transfer(for: status ?? empty)
+                let transfer = try transfer(for: known)
                 plan.method = transfer.method
-                plan.bytes = transfer.bytesToSend(status: status ?? empty)
+                plan.bytes = transfer.bytesToSend(status: known)
             } catch {
                 plan.blockers.append("cannot prepare what to send: \(Output.message(for: error))")
             }

@@ -223,20 +223,28 @@ public final class FleetPush: Sendable {
         }
     }
 
+    /// What to do about the node's slipway: its version, and dpkg's owner only when it is older.
+    func slipwayAction(_ client: NodeClient) throws -> SlipwayAction {
+        try SlipwayAction.decide(nodeVersion: try client.slipwayVersion()) { try client.owningPackage(client.node.slipwayPath) }
+    }
+
     /// Installs this slipway on the node when it has none or an older one that no Debian
     /// package owns (docs/packaging.md).
     func ensureSlipway(_ client: NodeClient) throws -> Bool {
         guard client.node.transport == .ssh else { return false }
         progress.state(client.node.name, "checking slipway")
-        let version = try client.slipwayVersion()
-        let action = try SlipwayAction.decide(nodeVersion: version) { try client.owningPackage(client.node.slipwayPath) }
+        let action = try slipwayAction(client)
         if case .packaged = action, let line = action.describe(path: client.node.slipwayPath) {
             log("\(client.node.name): slipway \(line)")
             return false
         }
         if action == .keep { return false }
         let binary = options.slipwayBinary ?? pool.executable
-        progress.state(client.node.name, version == nil ? "installing slipway" : "upgrading slipway \(version ?? "") → \(SlipwayVersion.string)")
+        if case let .upgrade(from) = action {
+            progress.state(client.node.name, "upgrading slipway \(from) → \(SlipwayVersion.string)")
+        } else {
+            progress.state(client.node.name, "installing slipway")
+        }
         try client.installSlipway(binary: binary)
         log("\(client.node.name): installed slipway \(SlipwayVersion.string) at \(client.node.slipwayPath)")
         return true
