@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Glibc
 import SlipwayRecipe
@@ -74,7 +75,7 @@ public struct BuildSummary: Codable, Sendable {
 /// cleanup → pack → sign, in a temporary work directory that is removed afterwards with
 /// nothing left mounted, whatever happened.
 public struct Builder: Sendable {
-    public static let stageNames = ["base", "users", "packages", "files", "app", "venv", "run", "cleanup", "pack", "sign"]
+    public static let stageNames = ["base", "users", "packages", "files", "app", "venv", "run", "sbom", "cleanup", "pack", "sign"]
 
     public var recipe: Recipe
     public var options: BuildOptions
@@ -109,6 +110,11 @@ private final class BuildRun {
     var sourceDateEpoch: Int64 = 0
     var baseEpoch: Int64 = 0
     var baseKey: String?
+    /// What the base key stands for (suite, mirrors, Release date; a tarball's digest), for
+    /// the provenance.
+    var baseDescription: String?
+    /// The packages and Python distributions, read before the cleanup (docs/sbom.md).
+    var contents = ReleaseContents()
     var baseCacheHit = false
     var stages: [BuildStageReport] = []
     var session: ChrootSession?
@@ -175,6 +181,7 @@ private final class BuildRun {
         try stage("app", runApp)
         try stage("venv", runVenv)
         try stage("run", runSteps)
+        try stage("sbom", readContents)
         try stage("cleanup", runCleanup)
 
         var added: ReleaseStore.AddResult?
@@ -183,7 +190,8 @@ private final class BuildRun {
             let configuration = ArchiveWriterConfiguration(compression: options.compression ?? recipe.release.compression, sourceDateEpoch: sourceDateEpoch, progress: progress)
             do {
                 let result = try store.add(tree: tree, name: recipe.release.name, version: version, created: sourceDateEpoch,
-                                           configuration: configuration, signingKey: signingKey, service: recipe.service)
+                                           configuration: configuration, signingKey: signingKey, service: recipe.service,
+                                           attachments: { try self.attachments(packed: $0, compression: configuration.compression, signingKey: signingKey) })
                 added = result
                 let manifest = result.release.manifest
                 let what = result.outcome == .added ? "stored" : "already in the store with the same archive"
@@ -317,6 +325,7 @@ private final class BuildRun {
         case let .tarball(path):
             let hash = try FileHasher.sha256(path: path)
             baseKey = hash.hex
+            baseDescription = "tarball \((path as NSString).lastPathComponent) sha256=\(hash.hex)"
             _ = try ArchiveExtractor.extract(archive: path, into: tree, options: ExtractOptions(restoreOwners: true))
             var info = stat()
             baseEpoch = stat(path, &info) == 0 ? Int64(info.st_mtim.tv_sec) : 0
@@ -342,8 +351,10 @@ private final class BuildRun {
         let entries = HostAptSources.entries(mirrorArguments: mirrors, suite: base.suite)
         let date = BaseCache.releaseDate(entries: entries, suite: base.suite)
         if date == nil { output.log("warning: could not read the date of \(base.suite)'s Release file from the mirror; the base cache is keyed without it") }
-        let key = BaseCache.key(BaseCache.keyText(base, tool: tool, mirrors: mirrors, releaseDate: date?.text))
+        let keyText = BaseCache.keyText(base, tool: tool, mirrors: mirrors, releaseDate: date?.text)
+        let key = BaseCache.key(keyText)
         baseKey = key
+        baseDescription = keyText.split(separator: "\n").dropFirst().joined(separator: " ")
         let cache = BaseCache(cacheDirectory: cacheDirectory)
         let label = "\(base.suite) \(base.variant)" + (base.include.isEmpty ? "" : " + \(base.include.joined(separator: ", "))")
         // Shared while this build uses the cached tree (until the teardown), exclusive while
@@ -712,6 +723,45 @@ private final class BuildRun {
             }
         }
         return recipe.run.map(\.name).joined(separator: ", ")
+    }
+
+    // MARK: sbom
+
+    func readContents() throws -> String {
+        contents = try ReleaseContents.read(tree: tree)
+        return "\(contents.debian.count) Debian package(s), \(contents.python.count) Python distribution(s)"
+    }
+
+    /// The SBOM in both formats and, when the release is signed, the provenance.
+    func attachments(packed: PackResult, compression: ArchiveCompression, signingKey: ReleaseSigningKey?) throws -> [ReleaseStore.AttachmentContent] {
+        let destinations = recipe.files.map(\.dest) + (recipe.app.map { [$0.dest] } ?? [])
+        let full = ReleaseContents(debian: contents.debian, python: contents.python,
+                                   files: try ReleaseContents.addedFiles(destinations: destinations, entries: packed.entries, tree: tree),
+                                   distribution: contents.distribution)
+        let subject = SBOM.Subject(name: recipe.release.name, version: version, created: sourceDateEpoch, archiveSHA256: packed.archiveSHA256)
+        var result = try SBOM.Format.allCases.map {
+            ReleaseStore.AttachmentContent(file: $0.fileName, mediaType: $0.mediaType, data: try SBOM.render(full, subject: subject, format: $0))
+        }
+        guard let signingKey else { return result }
+        var subjects = [Provenance.Resource(name: ReleaseStore.archiveFileName(compression), digest: .init(sha256: packed.archiveSHA256))]
+        subjects += result.map { Provenance.Resource(name: $0.file, digest: .init(sha256: FileHasher.hex(SHA256.hash(data: $0.data)))) }
+        let recipeHash = try FileHasher.sha256(path: recipe.file)
+        var resolved: [Provenance.Resource] = []
+        for file in recipe.files { resolved += try Provenance.resources(path: file.source, name: "files:" + file.dest) }
+        if let app = recipe.app { resolved += try Provenance.resources(path: app.source, name: "app:" + app.dest) }
+        if let requirements = recipe.venv?.requirements { resolved += try Provenance.resources(path: requirements, name: "venv:requirements") }
+        if let wheels = recipe.venv?.wheelDir { resolved += try Provenance.resources(path: wheels, name: "venv:wheels") }
+        resolved += full.python.map { Provenance.Resource(name: "venv:" + $0.location, uri: SBOM.purl($0)) }
+        var machine = utsname()
+        uname(&machine)
+        let architecture = withUnsafeBytes(of: &machine.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let statement = try Provenance.statement(
+            subjects: subjects,
+            inputs: .init(recipe: .init(name: (recipe.file as NSString).lastPathComponent, digest: .init(sha256: recipeHash.hex)),
+                          baseKey: baseKey, baseDescription: baseDescription, sourceDateEpoch: sourceDateEpoch,
+                          resolved: resolved, architecture: architecture))
+        result.append(.init(file: Provenance.fileName, mediaType: Provenance.mediaType, data: try Provenance.envelope(statement, key: signingKey)))
+        return result
     }
 
     // MARK: cleanup

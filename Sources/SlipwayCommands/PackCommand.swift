@@ -71,7 +71,15 @@ struct Pack: SlipwayCommand {
         let result: ReleaseStore.AddResult
         do {
             result = try store.add(tree: dir, name: name, version: version, created: created,
-                                   configuration: configuration, signingKey: key)
+                                   configuration: configuration, signingKey: key, attachments: { packed in
+                // A tree with a dpkg database or Python distributions gets an SBOM (docs/sbom.md).
+                let contents = try ReleaseContents.read(tree: dir, entries: packed.entries)
+                guard !contents.debian.isEmpty || !contents.python.isEmpty else { return [] }
+                let subject = SBOM.Subject(name: name, version: version, created: created, archiveSHA256: packed.archiveSHA256)
+                return try SBOM.Format.allCases.map {
+                    .init(file: $0.fileName, mediaType: $0.mediaType, data: try SBOM.render(contents, subject: subject, format: $0))
+                }
+            })
         } catch {
             progress.closeLine()
             throw error

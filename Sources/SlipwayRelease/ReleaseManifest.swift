@@ -37,12 +37,39 @@ public struct ReleaseManifest: Codable, Equatable, Sendable {
     /// recipe's `[service]`, absent for a plain `pack`.
     public var service: ServiceSpec?
 
+    /// A file stored beside the archive whose bytes the signed manifest vouches for: the SBOM
+    /// (`sbom.spdx.json`, `sbom.cdx.json`) and the provenance (`provenance.intoto.json`).
+    /// docs/sbom.md.
+    public struct Attachment: Codable, Equatable, Sendable {
+        /// The file name in the release's directory.
+        public var file: String
+        public var mediaType: String
+        public var sha256: String
+        public var size: UInt64
+
+        public init(file: String, mediaType: String, sha256: String, size: UInt64) {
+            self.file = file
+            self.mediaType = mediaType
+            self.sha256 = sha256
+            self.size = size
+        }
+    }
+
+    /// Sorted by file name; absent in a release without any (older manifests, `pack` of a
+    /// tree with nothing to list).
+    public var attachments: [Attachment]?
+
+    /// The attachment stored as `file`, if any.
+    public func attachment(_ file: String) -> Attachment? { attachments?.first { $0.file == file } }
+
     public init(
         name: String, version: String, created: Int64, compression: ArchiveCompression,
         archive: ArchiveInfo, tarSize: UInt64, entries: [EntryRecord], service: ServiceSpec? = nil,
+        attachments: [Attachment]? = nil,
         formatVersion: Int = ReleaseManifest.currentFormatVersion
     ) {
         self.service = service
+        self.attachments = attachments
         self.formatVersion = formatVersion
         self.name = name
         self.version = version

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Synchronization
 import SlipwayArchive
@@ -43,6 +44,24 @@ public struct StoredRelease: Sendable {
     public var manifestBytes: Data
     /// The contents of `manifest.sig`, or nil when the release is not signed.
     public var signatureFile: Data?
+}
+
+extension StoredRelease {
+    /// The bytes of the attachment `file`, checked against the manifest's digest; nil when the
+    /// manifest lists no such attachment.
+    public func attachment(_ file: String) throws -> Data? {
+        guard let listed = manifest.attachment(file) else { return nil }
+        try ReleaseStore.validate(attachment: file, source: manifestPath)
+        let path = directory + "/" + file
+        guard access(path, F_OK) == 0 else { throw ReleaseError.archiveMissing(path: path) }
+        let data = try readFile(path)
+        let digest = FileHasher.hex(SHA256.hash(data: data))
+        guard digest == listed.sha256, UInt64(data.count) == listed.size else {
+            throw ReleaseError.archiveMismatch(path: path, expectedSHA256: listed.sha256, actualSHA256: digest,
+                                                expectedSize: listed.size, actualSize: UInt64(data.count))
+        }
+        return data
+    }
 }
 
 /// The local release store (docs/archive-format.md, "Store layout"):
@@ -140,17 +159,34 @@ public struct ReleaseStore: Sendable {
     public func add(
         tree: String, name: String, version: String, created: Int64,
         configuration: ArchiveWriterConfiguration = .init(), signingKey: ReleaseSigningKey? = nil,
-        service: ServiceSpec? = nil
+        service: ServiceSpec? = nil, attachments: AttachmentMaker? = nil
     ) throws -> AddResult {
         try add(tree: tree, name: name, version: version, created: created, configuration: configuration,
-                signingKey: signingKey, service: service,
+                signingKey: signingKey, service: service, attachments: attachments,
                 packer: { try ArchiveWriter.pack(tree: $0, to: $1, configuration: $2) })
     }
+
+    /// A file to store beside the archive and list in the manifest (`ReleaseManifest.Attachment`).
+    public struct AttachmentContent: Sendable {
+        public var file: String
+        public var mediaType: String
+        public var data: Data
+
+        public init(file: String, mediaType: String, data: Data) {
+            self.file = file
+            self.mediaType = mediaType
+            self.data = data
+        }
+    }
+
+    /// Makes the attachments once the archive is packed (an SBOM names the archive's digest
+    /// and the files' hashes).
+    public typealias AttachmentMaker = (_ packed: PackResult) throws -> [AttachmentContent]
 
     func add(
         tree: String, name: String, version: String, created: Int64,
         configuration: ArchiveWriterConfiguration, signingKey: ReleaseSigningKey?, service: ServiceSpec? = nil,
-        packer: Packer
+        attachments makeAttachments: AttachmentMaker? = nil, packer: Packer
     ) throws -> AddResult {
         try Self.validate(name: name)
         try Self.validate(version: version)
@@ -182,10 +218,18 @@ public struct ReleaseStore: Sendable {
         let packed = try packer(tree, temp + "/" + archiveName, configuration)
         try syncFile(temp + "/" + archiveName)
 
+        var attachments: [ReleaseManifest.Attachment] = []
+        for content in try makeAttachments?(packed) ?? [] {
+            try Self.validate(attachment: content.file, source: "attachment")
+            try writeNewFile(temp + "/" + content.file, content.data)
+            attachments.append(.init(file: content.file, mediaType: content.mediaType,
+                                     sha256: FileHasher.hex(SHA256.hash(data: content.data)), size: UInt64(content.data.count)))
+        }
         let manifest = ReleaseManifest(
             name: name, version: version, created: created, compression: configuration.compression,
             archive: .init(sha256: packed.archiveSHA256, size: packed.archiveSize),
-            tarSize: packed.tarSize, entries: packed.entries, service: service)
+            tarSize: packed.tarSize, entries: packed.entries, service: service,
+            attachments: attachments.isEmpty ? nil : attachments.sorted { $0.file < $1.file })
         let manifestBytes = try manifest.encoded()
         try writeNewFile(temp + "/" + Self.manifestFileName, manifestBytes)
         var signatureFile: Data?
@@ -201,7 +245,8 @@ public struct ReleaseStore: Sendable {
         return try withAppLock(appDir) {
             if FileManager.default.fileExists(atPath: target) {
                 let existing = try release(reference)
-                guard existing.manifest.archive.sha256 == packed.archiveSHA256, existing.manifest.service == service else {
+                guard existing.manifest.archive.sha256 == packed.archiveSHA256, existing.manifest.service == service,
+                      existing.manifest.attachments == manifest.attachments else {
                     throw ReleaseError.versionExists(name: name, version: version, path: target)
                 }
                 try appendToIndex(reference)
@@ -222,6 +267,19 @@ public struct ReleaseStore: Sendable {
                 signaturePath: target + "/" + Self.signatureFileName,
                 manifest: manifest, manifestBytes: manifestBytes, signatureFile: signatureFile)
             return AddResult(outcome: .added, release: stored)
+        }
+    }
+
+    // MARK: Attachments
+
+    /// Checks that an attachment's file name is a plain file name of the release's directory
+    /// that is not one of the release's own files.
+    public static func validate(attachment file: String, source: String) throws {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyz0123456789.-_".utf8)
+        guard !file.isEmpty, file.utf8.count <= 100, file.utf8.allSatisfy(allowed.contains), !file.hasPrefix("."),
+              file != manifestFileName, file != signatureFileName, !file.hasPrefix("rootfs."), file != "deltas"
+        else {
+            throw ReleaseError.manifestMalformed(path: source, detail: "attachment file name '\(file)' is not a plain file name of a release")
         }
     }
 

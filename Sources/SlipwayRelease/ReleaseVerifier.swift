@@ -76,6 +76,14 @@ public enum ReleaseVerifier {
             problems.append(.archiveMismatch(path: release.archivePath, expectedSHA256: expected.sha256, actualSHA256: actual.hex,
                                              expectedSize: expected.size, actualSize: actual.size))
         }
+        // The SBOM and provenance: the signed manifest vouches for their bytes too.
+        for attachment in release.manifest.attachments ?? [] {
+            do {
+                _ = try release.attachment(attachment.file)
+            } catch let error as ReleaseError {
+                problems.append(error)
+            }
+        }
         return ReleaseVerification(archivePath: release.archivePath, actualSHA256: actual.hex, actualSize: actual.size,
                                    archiveOK: archiveOK, signature: status, trustedKeyID: trust?.keyID, problems: problems)
     }
