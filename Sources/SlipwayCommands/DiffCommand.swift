@@ -12,7 +12,7 @@ import SlipwayFleet
 /// `slipway diff NAME@A NAME@B`: entries added, removed and changed from A to B.
 struct Diff: SlipwayCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List the files added, removed and changed between two releases."
+        abstract: "List the files (or, with --packages, the packages) added, removed and changed between two releases."
     )
 
     @Argument(help: ArgumentHelp("The old release.", valueName: "NAME@A"))
@@ -23,6 +23,9 @@ struct Diff: SlipwayCommand {
 
     @Flag(help: "Print JSON.")
     var json = false
+
+    @Flag(help: "List the Debian and Python packages added, removed and upgraded (from the releases' SBOMs) instead of the files.")
+    var packages = false
 
     @Flag(help: "Also make (or reuse) the delta archive from A to B in the store: store/NAME/B/deltas/A.tar.xz.")
     var emitDelta = false
@@ -35,12 +38,18 @@ struct Diff: SlipwayCommand {
     func validate() throws {
         _ = try parseReference(old)
         _ = try parseReference(new)
+        if packages && emitDelta { throw ValidationError("--packages and --emit-delta exclude each other.") }
     }
 
     func run(_ context: CommandContext) throws {
         let store = storeOptions.releaseStore
         let before = try store.release(try parseReference(old))
         let after = try store.release(try parseReference(new))
+        if packages {
+            let changes = PackageChanges(old: try before.packages(), new: try after.packages())
+            try context.output.result(changes, text: changes.textLines)
+            return
+        }
         let diff = ManifestDiff(from: before.manifest, to: after.manifest)
         guard emitDelta else {
             try context.output.result(diff, text: diff.textLines)

@@ -99,6 +99,7 @@ struct NodeApplyCommand: SlipwayCommand {
     @Option(help: ArgumentHelp("The delta archive's expected SHA-256.", valueName: "HEX")) var sha256: String?
     @Option(help: ArgumentHelp("The release's manifest.json.", valueName: "FILE")) var manifest: String
     @Option(help: ArgumentHelp("The release's manifest.sig.", valueName: "FILE")) var signature: String?
+    @Option(help: ArgumentHelp("The release's SBOM (sbom.spdx.json), checked against the manifest and kept beside it.", valueName: "FILE")) var sbom: String?
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var node: NodeOptions
     @OptionGroup var global: GlobalOptions
@@ -115,7 +116,7 @@ struct NodeApplyCommand: SlipwayCommand {
 
     func run(_ context: CommandContext) throws {
         let source: NodeApply.Request.Source = if let archive { .full(archive: archive) } else { .delta(archive: delta ?? "", base: base ?? "") }
-        let result = try NodeApply.apply(.init(source: source, manifestPath: manifest, signaturePath: signature, deltaSHA256: sha256),
+        let result = try NodeApply.apply(.init(source: source, manifestPath: manifest, signaturePath: signature, deltaSHA256: sha256, sbomPath: sbom),
                                          context: try node.context(context.output))
         try context.output.result(result, text: ["\(result.app)@\(result.version): \(result.outcome)" +
             (result.outcome == .landed ? " (\(result.origin)\(result.base.map { " from \($0)" } ?? ""), \(result.entries) entries, \(String(format: "%.2f", result.seconds)) s)" : "")])
@@ -222,19 +223,26 @@ struct NodeStatusCommand: SlipwayCommand {
         abstract: "Show the landed versions, current and previous, and the last switches.")
 
     @Argument(help: ArgumentHelp("The app (default: every app under the root).", valueName: "NAME")) var app: String?
+    @Flag(help: "The Debian and Python packages of the current version, from its SBOM.") var packages = false
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var node: NodeOptions
     @OptionGroup var global: GlobalOptions
     var wantsJSON: Bool { json }
 
     func run(_ context: CommandContext) throws {
-        try printStatus(app: app, node: node, output: context.output)
+        try printStatus(app: app, node: node, packages: packages, output: context.output)
     }
 }
 
 /// Status of one app, or of every app (as a JSON array) under the root.
-func printStatus(app: String?, node: NodeOptions, output: Output) throws {
+func printStatus(app: String?, node: NodeOptions, packages: Bool = false, output: Output) throws {
     let nodeContext = try node.context(output)
+    if packages {
+        let apps = try app.map { [$0] } ?? NodeStatus.apps(context: nodeContext)
+        let all = try apps.map { try NodePackages.read(app: $0, context: nodeContext) }
+        if app != nil, let one = all.first { return try output.result(one, text: one.textLines) }
+        return try output.result(all, text: all.isEmpty ? ["no apps under \(nodeContext.settings.root)"] : all.flatMap(\.textLines))
+    }
     if let app {
         let status = try NodeStatus.read(app: app, context: nodeContext)
         try output.result(status, text: status.textLines)

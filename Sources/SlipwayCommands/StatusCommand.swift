@@ -16,6 +16,7 @@ struct Status: SlipwayCommand {
 
     @Argument(help: ArgumentHelp("The app (default: every app).", valueName: "NAME")) var app: String?
     @Flag(help: "This machine, not the fleet.") var local = false
+    @Flag(help: "With --local: the Debian and Python packages of each app's current version, from its SBOM.") var packages = false
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var fleet: FleetOptions
     @OptionGroup var node: NodeOptions
@@ -24,10 +25,11 @@ struct Status: SlipwayCommand {
 
     func validate() throws {
         guard local != (fleet.on != nil) else { throw ValidationError("Give --on SELECTOR for the fleet, or --local for this machine.") }
+        if packages && !local { throw ValidationError("--packages goes with --local (run it on the node, or `slipway diff A B --packages` here).") }
     }
 
     func run(_ context: CommandContext) throws {
-        if local { return try printStatus(app: app, node: node, output: context.output) }
+        if local { return try printStatus(app: app, node: node, packages: packages, output: context.output) }
         let nodes = try fleet.nodes(output: context.output)
         let pool = try TransportPool()
         defer { pool.close(nodes) }

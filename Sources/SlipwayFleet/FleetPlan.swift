@@ -35,6 +35,9 @@ public struct NodePlan: Codable, Sendable {
     public var removes: [String]?
     /// What would happen to the node's slipway first (installed, upgraded).
     public var slipway: String?
+    /// The package changes from `from` to `to`, from the store's SBOMs (docs/sbom.md).
+    public var packages: String?
+    public var packageChanges: PackageChanges?
     /// Why the command could not proceed on this node; empty when it could.
     public var blockers: [String] = []
 
@@ -105,6 +108,7 @@ public struct FleetPlan: Codable, Sendable {
         for plan in nodes {
             var details: [String] = []
             if let slipway = plan.slipway { details.append("slipway: \(slipway)") }
+            if let packages = plan.packages { details.append("packages: \(packages)") }
             if let space = plan.space { details.append("space: \(space)") }
             details += plan.hooks.map { "hook: \($0)" }
             if let removes = plan.removes, !removes.isEmpty { details.append("removes: \(removes.joined(separator: ", "))") }
@@ -214,6 +218,11 @@ extension FleetPush {
                 plan.space = "unknown (the node's slipway does not report it)"
             }
         }
+        if plan.action != "nothing" || !landed, status?.current != reference.version {
+            let summary = packages(from: status?.current)
+            plan.packages = summary.line
+            plan.packageChanges = summary.changes
+        }
         if activate, plan.action != "nothing" {
             plan.hooks = Self.activationHooks(release.manifest.service, previous: status?.current)
         }
@@ -227,7 +236,7 @@ extension FleetPush {
         guard let policy else {
             return known ? "checked at apply (the node's slipway does not report its policy)" : "checked once slipway is installed"
         }
-        if let refusal = NodeSignature.refusal(of: policy, manifestBytes: release.manifestBytes, signature: signatureBytes) {
+        if let refusal = NodeSignature.refusal(of: policy, manifest: release.manifest, manifestBytes: release.manifestBytes, signature: signatureBytes) {
             blockers.append("refuses the release: \(refusal)")
             return "refused"
         }

@@ -38,6 +38,9 @@ public struct NodeOutcome: Codable, Sendable {
     public var bytesSent: UInt64
     /// Whether this slipway's binary was installed on the node first.
     public var installedSlipway: Bool
+    /// The package changes from `from` to `to`, from the store's SBOMs (docs/sbom.md):
+    /// `openssl 3.0.11 → 3.0.13, 2 added`.
+    public var packages: String?
 
     public init(node: String, from: String? = nil, to: String? = nil, result: FleetResult, detail: String? = nil, method: String? = nil,
                 seconds: Double = 0, bytesSent: UInt64 = 0, installedSlipway: Bool = false) {
@@ -87,6 +90,8 @@ public final class FleetPush: Sendable {
     /// Deltas are made once per base, whichever node asks first.
     private let deltas = Mutex<[String: ReleaseDelta.Made]>([:])
     private let deltaLock = Mutex(())
+    /// Package changes by the version a node comes from, worked out once per version.
+    private let packageChanges = Mutex<[String: PackageSummary]>([:])
 
     public init(options: PushOptions, pool: TransportPool, progress: FleetProgress, log: @escaping @Sendable (String) -> Void) throws {
         self.options = options
@@ -151,10 +156,11 @@ public final class FleetPush: Sendable {
             let current = try client.status(app: options.reference.name)
             entry.status = current
             entry.outcome.from = current.current
+            if current.current != options.reference.version { entry.outcome.packages = packages(from: current.current).line }
             entry.outcome.result = .pending
             let landed = current.releases.contains { $0.version == options.reference.version && $0.landed }
             if !landed, let policy = current.signaturePolicy,
-               let refusal = NodeSignature.refusal(of: policy, manifestBytes: release.manifestBytes, signature: signatureBytes) {
+               let refusal = NodeSignature.refusal(of: policy, manifest: release.manifest, manifestBytes: release.manifestBytes, signature: signatureBytes) {
                 entry.refusal = "\(node.name) refuses \(options.reference.name)@\(options.reference.version): \(refusal); nothing was sent"
             }
         } catch {
@@ -164,6 +170,39 @@ public final class FleetPush: Sendable {
         }
         entry.outcome.seconds = (ContinuousClock.now - started).seconds
         return entry
+    }
+
+    /// What the packages do from `from` to this release, as the plan and the summary say it.
+    struct PackageSummary: Sendable {
+        var changes: PackageChanges?
+        var line: String
+    }
+
+    /// The package changes from the node's `from` (nil: nothing current) to the release,
+    /// when the store has both SBOMs.
+    func packages(from: String?) -> PackageSummary {
+        let key = from ?? ""
+        if let known = packageChanges.withLock({ $0[key] }) { return known }
+        let summary: PackageSummary
+        do {
+            let new = try release.packages()
+            if let from {
+                do {
+                    let old = try options.store.release(name: options.reference.name, version: from).packages()
+                    let changes = PackageChanges(old: old, new: new)
+                    summary = PackageSummary(changes: changes, line: changes.summary())
+                } catch {
+                    summary = PackageSummary(changes: nil, line: "unknown: \(Output.message(for: error))")
+                }
+            } else {
+                let changes = PackageChanges(old: [], new: new)
+                summary = PackageSummary(changes: changes, line: "first version: \(new.count) packages")
+            }
+        } catch {
+            summary = PackageSummary(changes: nil, line: "unknown: \(Output.message(for: error))")
+        }
+        packageChanges.withLock { $0[key] = summary }
+        return summary
     }
 
     /// The release's raw signature, nil when it is unsigned or the file is unreadable.
@@ -265,11 +304,13 @@ public final class FleetPush: Sendable {
     struct Transfer {
         var manifest: Payload
         var signature: Payload?
+        /// The SBOM (docs/sbom.md), to a node that knows SBOMs.
+        var sbom: Payload?
         var body: Payload
         var deltaBase: String?
         /// `full`, `delta from V`, `pull full`, `pull delta from V`.
         var method: String
-        var items: [Payload] { [manifest] + (signature.map { [$0] } ?? []) + [body] }
+        var items: [Payload] { [manifest] + (signature.map { [$0] } ?? []) + (sbom.map { [$0] } ?? []) + [body] }
 
         /// Where each item resumes: the bytes the node's incoming/ holds of it already.
         func offset(of item: Payload, status: NodeStatus) -> UInt64 {
@@ -319,8 +360,17 @@ public final class FleetPush: Sendable {
         } else {
             manifest = try payload(file: "\(version).manifest.json.zst", path: try compressedManifest(), urlPath: "")
         }
+        // A node that knows SBOMs reports require_sbom in its policy; it gets the SBOM (over
+        // ssh zstd-compressed, as the manifest) and keeps it for `status --packages`.
+        var sbom: Payload? = nil
+        let sbomFile = SBOM.Format.spdx.fileName
+        if status.signaturePolicy?.requireSBOM != nil, release.manifest.attachment(sbomFile) != nil {
+            sbom = options.pullFrom != nil
+                ? try payload(file: "\(version).sbom.spdx.json", path: release.directory + "/" + sbomFile, urlPath: "\(directory)/\(sbomFile)")
+                : try payload(file: "\(version).sbom.spdx.json.zst", path: try compressedSBOM(), urlPath: "")
+        }
         let method = (options.pullFrom == nil ? "" : "pull ") + (deltaBase.map { "delta from \($0)" } ?? "full")
-        return Transfer(manifest: manifest, signature: signature, body: body, deltaBase: deltaBase, method: method)
+        return Transfer(manifest: manifest, signature: signature, sbom: sbom, body: body, deltaBase: deltaBase, method: method)
     }
 
     /// Sends (or has the node fetch) the manifest, its signature and the archive or delta,
@@ -334,7 +384,7 @@ public final class FleetPush: Sendable {
         for item in transfer.items {
             let offset = transfer.offset(of: item, status: status)
             let what = item.file == body.file ? (deltaBase.map { "delta from \($0)" } ?? "archive")
-                : item.file.hasSuffix(".sig") ? "signature" : "manifest"
+                : item.file.hasSuffix(".sig") ? "signature" : item.file == transfer.sbom?.file ? "SBOM" : "manifest"
             let result: NodeReceive.Result
             if let pull {
                 progress.state(client.node.name, "fetching \(what)" + (offset > 0 ? " from byte \(offset)" : ""))
@@ -359,7 +409,8 @@ public final class FleetPush: Sendable {
             archive: deltaBase == nil ? remote[body.file] : nil,
             delta: deltaBase.map { (remote[body.file] ?? "", $0, body.sha256) },
             manifest: remote[manifest.file] ?? "",
-            signature: signature.flatMap { remote[$0.file] })
+            signature: signature.flatMap { remote[$0.file] },
+            sbom: transfer.sbom.flatMap { remote[$0.file] })
         if applied.outcome == .alreadyLanded { outcome.detail = "landed meanwhile" }
     }
 
@@ -370,6 +421,19 @@ public final class FleetPush: Sendable {
             if access(path, F_OK) == 0 { return path }
             let compressed = try ZstdData.compress(release.manifestBytes)
             try writeFileAtomically(path, compressed)
+            return path
+        }
+    }
+
+    /// The release's SBOM, zstd-compressed, made once per run beside the control sockets.
+    func compressedSBOM() throws -> String {
+        try deltaLock.withLock { _ in
+            let path = "\(pool.controlDirectory)/\(options.reference.name)-\(options.reference.version).sbom.spdx.json.zst"
+            if access(path, F_OK) == 0 { return path }
+            guard let data = try release.attachment(SBOM.Format.spdx.fileName) else {
+                throw ReleaseError.attachmentMissing(release: options.reference.description, file: SBOM.Format.spdx.fileName)
+            }
+            try writeFileAtomically(path, try ZstdData.compress(data))
             return path
         }
     }

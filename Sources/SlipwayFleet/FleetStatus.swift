@@ -105,6 +105,13 @@ public enum TextTable {
             let detail = [o.method, o.installedSlipway ? "installed slipway" : nil, o.detail].compactMap { $0 }.joined(separator: "; ")
             table.append([o.node, o.from ?? "-", o.to ?? "-", o.result.rawValue, String(format: "%.1f s", o.seconds), ByteCount.format(o.bytesSent), detail])
         }
-        return render(table)
+        // The package changes once per from → to that some node made (or was to make).
+        var seen: Set<String> = []
+        var packages: [String] = []
+        for o in outcomes where o.from != o.to {
+            guard let line = o.packages, let to = o.to, seen.insert("\(o.from ?? "")>\(to)").inserted else { continue }
+            packages.append("packages \(o.from ?? "(none)") → \(to): \(line)")
+        }
+        return render(table) + packages
     }
 }

@@ -102,12 +102,13 @@ public struct NodeClient: Sendable {
     }
 
     public func apply(archive: String?, delta: (path: String, base: String, sha256: String)?, manifest: String,
-                      signature: String?) throws -> NodeApply.Result {
+                      signature: String?, sbom: String? = nil) throws -> NodeApply.Result {
         var arguments: [String] = []
         if let archive { arguments += ["--archive", archive] }
         if let delta { arguments += ["--delta", delta.path, "--base", delta.base, "--sha256", delta.sha256] }
         arguments += ["--manifest", manifest]
         if let signature { arguments += ["--signature", signature] }
+        if let sbom { arguments += ["--sbom", sbom] }
         return try call("apply", arguments, as: NodeApply.Result.self, timeout: nil)
     }
 

@@ -27,8 +27,11 @@ extension NodeApply {
         public var signaturePath: String?
         /// The expected SHA-256 of a delta archive (a full archive's comes from the manifest).
         public var deltaSHA256: String?
+        /// The release's SBOM (`sbom.spdx.json`), checked against the manifest's digest.
+        public var sbomPath: String?
 
-        public init(source: Source, manifestPath: String, signaturePath: String? = nil, deltaSHA256: String? = nil) {
+        public init(source: Source, manifestPath: String, signaturePath: String? = nil, deltaSHA256: String? = nil, sbomPath: String? = nil) {
+            self.sbomPath = sbomPath
             self.source = source
             self.manifestPath = manifestPath
             self.signaturePath = signaturePath
@@ -66,7 +69,7 @@ extension NodeApply {
             let landed = try context.landed(layout)
             // Uploads of a landed version are not needed for resuming any more.
             func dropUploads() {
-                for path in [request.source.archivePath, request.manifestPath, request.signaturePath].compactMap({ $0 })
+                for path in [request.source.archivePath, request.manifestPath, request.signaturePath, request.sbomPath].compactMap({ $0 })
                 where path.hasPrefix(layout.incoming + "/") { unlink(path) }
             }
             if landed.contains(version) {
@@ -80,6 +83,7 @@ extension NodeApply {
             // Everything is checked before anything is created.
             let signature = try NodeSignature.check(manifestBytes, signaturePath: request.signaturePath, what: "\(app)@\(version)",
                                                     context: context)
+            let sbom = try NodeSignature.checkSBOM(manifest, sbomPath: request.sbomPath, what: "\(app)@\(version)", context: context)
             // A delta over an immutable copy of its base compares against the base's manifest:
             // decoded on another core while the delta lands.
             let baseManifest = base.flatMap { base in
@@ -128,6 +132,7 @@ extension NodeApply {
                 if let path = request.signaturePath, NodeFiles.exists(path) {
                     try NodeFiles.writeAtomically(layout.signature(version), try NodeFiles.read(path))
                 }
+                if let sbom { try NodeFiles.writeAtomically(layout.sbom(version), sbom) }
                 try NodeFiles.syncFileSystem(of: staging)
                 try context.backend.commit(version: version, layout: layout)
             } catch {
@@ -139,6 +144,7 @@ extension NodeApply {
                 if manifestWritten {
                     unlink(layout.manifest(version))
                     unlink(layout.signature(version))
+                    unlink(layout.sbom(version))
                 }
                 throw explained
             }

@@ -97,6 +97,9 @@ extension NodeLayout {
     public var manifests: String { "\(appDirectory)/manifests" }
     public func manifest(_ version: String) -> String { "\(manifests)/\(version).json" }
     public func signature(_ version: String) -> String { "\(manifests)/\(version).sig" }
+    /// The SBOM (SPDX JSON) a version was sent with; `.spdx` so no version's manifest name
+    /// can be another's SBOM name.
+    public func sbom(_ version: String) -> String { "\(manifests)/\(version).spdx" }
 
     /// Creates the app's directories (releases/, shared/, incoming/, manifests/).
     func prepare() throws {

@@ -52,6 +52,7 @@ extension NodePrune {
                 try state.save(layout)
                 NodeFiles.removeTree(layout.manifest(version))
                 NodeFiles.removeTree(layout.signature(version))
+                NodeFiles.removeTree(layout.sbom(version))
                 removed.append(version)
             }
             return Result(app: app, removed: removed, kept: ordered.filter { !removed.contains($0) }, recovered: recovered.removed)

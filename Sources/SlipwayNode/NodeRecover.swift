@@ -77,7 +77,8 @@ public enum NodeRecovery {
         let landed = Set(landedList)
         result.landed = landedList
         for name in NodeFiles.names(layout.manifests) {
-            let version = name.hasSuffix(".json") ? String(name.dropLast(5)) : name.hasSuffix(".sig") ? String(name.dropLast(4)) : nil
+            let version = name.hasSuffix(".json") ? String(name.dropLast(5)) : name.hasSuffix(".sig") ? String(name.dropLast(4))
+                : name.hasSuffix(".spdx") ? String(name.dropLast(5)) : nil
             if name.contains(".tmp-") || version.map({ !landed.contains($0) }) ?? true {
                 NodeFiles.removeTree("\(layout.manifests)/\(name)")
                 result.removed.append("\(layout.manifests)/\(name)")

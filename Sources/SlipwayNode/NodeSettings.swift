@@ -12,6 +12,7 @@ import SlipwaySystem
 ///     keep = 5                        # releases kept by `prune` without --keep
 ///     trusted_keys = ["/etc/slipway/release.pub"]   # listing keys requires a valid signature
 ///     require_signature = false       # true: refuse unsigned releases (needs trusted_keys)
+///     require_sbom = false            # true: refuse releases without a signed SBOM (docs/sbom.md)
 ///     allow_unsigned = false          # true: with trusted_keys, still land unsigned releases (warns)
 ///     lock_timeout = 60               # seconds a command waits for the app's lock
 ///     hook_timeout = 300              # seconds a hook (pre_activate, start, reload) may run
@@ -50,6 +51,9 @@ public struct NodeSettings: Sendable, Equatable {
     /// The explicit opt-out: with trusted keys, an unsigned release still lands, with a warning
     /// on every use. A signature that is given must still verify.
     public var allowUnsigned: Bool = false
+    /// Refuse a release whose signed manifest lists no SBOM, or that comes without it
+    /// (docs/sbom.md). Needs trusted keys: an SBOM is only worth what its signature is.
+    public var requireSBOM: Bool = false
     public var lockTimeout: Double = 60
     public var hookTimeout: Double = 300
     public var schrootEnabled: Bool = false
@@ -69,6 +73,9 @@ public struct NodeSettings: Sendable, Equatable {
     public func validate() throws {
         if requireSignature && trustedKeys.isEmpty {
             throw NodeError.settings(path: source, detail: "require_signature (--require-signature) is set but no trusted key is listed; add trusted_keys or --trust FILE.pub, the public key files releases are signed with")
+        }
+        if requireSBOM && (trustedKeys.isEmpty || allowUnsigned) {
+            throw NodeError.settings(path: source, detail: "require_sbom needs signed releases: list trusted_keys (and do not set allow_unsigned); an unsigned SBOM proves nothing")
         }
         if requireSignature && allowUnsigned {
             throw NodeError.settings(path: source, detail: "require_signature and allow_unsigned contradict each other; set one of them")
@@ -146,6 +153,7 @@ public struct NodeSettings: Sendable, Equatable {
                 }
             case "require_signature": settings.requireSignature = try bool(key, value)
             case "allow_unsigned": settings.allowUnsigned = try bool(key, value)
+            case "require_sbom": settings.requireSBOM = try bool(key, value)
             case "lock_timeout": settings.lockTimeout = try seconds(key, value)
             case "hook_timeout": settings.hookTimeout = try seconds(key, value)
             case "schroot":
@@ -212,7 +220,7 @@ public struct NodeSettings: Sendable, Equatable {
                 }
                 settings.backendTables[key] = parameters
             default:
-                throw fail(key, "unknown key; node.toml takes root, backend, keep, trusted_keys, require_signature, allow_unsigned, lock_timeout, hook_timeout, [schroot], [front] and a table per backend ([btrfs], [zfs], [lvm])")
+                throw fail(key, "unknown key; node.toml takes root, backend, keep, trusted_keys, require_signature, allow_unsigned, require_sbom, lock_timeout, hook_timeout, [schroot], [front] and a table per backend ([btrfs], [zfs], [lvm])")
             }
         }
         try settings.validate()

@@ -87,3 +87,36 @@ extension NodeStatus {
         return lines
     }
 }
+
+/// What `status --local --packages` shows for an app: the packages of the version `current`
+/// points to, from the SBOM it was landed with (docs/sbom.md).
+public struct NodePackages: Codable, Sendable, Equatable {
+    public var app: String
+    public var version: String?
+    /// nil when the version came without an SBOM (`note` says why).
+    public var packages: [PackageRecord]?
+    public var note: String?
+
+    /// The packages of `app`'s current version.
+    public static func read(app: String, context: NodeContext) throws -> NodePackages {
+        try ReleaseStore.validate(name: app)
+        let layout = context.layout(app)
+        guard let version = layout.currentVersion else {
+            return NodePackages(app: app, version: nil, packages: nil, note: "no version is current")
+        }
+        let path = layout.sbom(version)
+        guard NodeFiles.exists(path) else {
+            return NodePackages(app: app, version: version, packages: nil,
+                                note: "\(app)@\(version) was landed without an SBOM (built or pushed by a slipway without SBOMs)")
+        }
+        return NodePackages(app: app, version: version, packages: try SBOM.packages(spdx: try NodeFiles.read(path), source: path), note: nil)
+    }
+
+    public var textLines: [String] {
+        guard let version else { return ["\(app): \(note ?? "")"] }
+        guard let packages else { return ["\(app)@\(version): \(note ?? "")"] }
+        let deb = packages.filter { $0.ecosystem == .deb }.count
+        return ["\(app)@\(version): \(deb) Debian package(s), \(packages.count - deb) Python distribution(s)"]
+            + packages.map { "  \($0.displayName) \($0.version)" }
+    }
+}

@@ -17,8 +17,12 @@ public enum NodeSignature {
         /// sending whether this node will accept a signature.
         public var trustedKeys: [String]
         public var trustedKeyIDs: [String]
+        /// `require_sbom`: a release must list an SBOM in its signed manifest and send it
+        /// (absent from nodes older than the SBOM).
+        public var requireSBOM: Bool?
 
-        package init(required: Bool, allowUnsigned: Bool, trustedKeys: [String], trustedKeyIDs: [String]) {
+        package init(required: Bool, allowUnsigned: Bool, trustedKeys: [String], trustedKeyIDs: [String], requireSBOM: Bool = false) {
+            self.requireSBOM = requireSBOM
             self.required = required
             self.allowUnsigned = allowUnsigned
             self.trustedKeys = trustedKeys
@@ -29,7 +33,10 @@ public enum NodeSignature {
     /// Whether a release with `manifestBytes` and `signature` (the raw signature bytes, nil
     /// when unsigned) would pass `policy`; nil when it would, else why not. The controller's
     /// check before it sends anything.
-    public static func refusal(of policy: Policy, manifestBytes: Data, signature: Data?) -> String? {
+    public static func refusal(of policy: Policy, manifest: ReleaseManifest, manifestBytes: Data, signature: Data?) -> String? {
+        if policy.requireSBOM == true, manifest.attachment(SBOM.Format.spdx.fileName) == nil {
+            return "the release has no SBOM and the node requires one (require_sbom); rebuild it with this slipway"
+        }
         guard policy.required else { return nil }
         guard let signature else {
             return "the release is unsigned and the node requires signed releases (keys \(policy.trustedKeyIDs.joined(separator: ", ")))"

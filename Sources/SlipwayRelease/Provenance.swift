@@ -95,6 +95,12 @@ public enum Provenance {
         return try encoder.encode(statement)
     }
 
+    /// The subjects a statement names (none when it does not decode).
+    public static func subjects(of statement: Data) -> [Resource] {
+        struct Subjects: Decodable { var subject: [Resource] }
+        return (try? JSONDecoder().decode(Subjects.self, from: statement))?.subject ?? []
+    }
+
     /// A DSSE envelope.
     public struct Envelope: Codable, Equatable, Sendable {
         public struct Signature: Codable, Equatable, Sendable {

@@ -43,6 +43,8 @@ public enum ReleaseError: Error, Equatable, CustomStringConvertible, LocalizedEr
     case system(operation: String, path: String, errno: Int32)
     /// `SOURCE_DATE_EPOCH` is set but is not a number of seconds.
     case invalidSourceDateEpoch(String)
+    /// The release has no attachment `file` (an SBOM, a provenance).
+    case attachmentMissing(release: String, file: String)
 
     public var description: String {
         switch self {
@@ -88,6 +90,11 @@ public enum ReleaseError: Error, Equatable, CustomStringConvertible, LocalizedEr
             return "\(operation) \(path): \(String(cString: strerror(errno)))"
         case let .invalidSourceDateEpoch(value):
             return "SOURCE_DATE_EPOCH='\(value)' is not a number of seconds since 1970; unset it or set it to an integer"
+        case let .attachmentMissing(release, file):
+            let why = file == Provenance.fileName
+                ? "a provenance is written only for a release built from a recipe with --sign-key"
+                : "it was stored by a slipway without SBOMs, or packed from a tree with neither a dpkg database nor Python distributions"
+            return "\(release) has no \(file): \(why); rebuild it with this slipway (docs/sbom.md)"
         }
     }
 

@@ -79,7 +79,15 @@ public enum ReleaseVerifier {
         // The SBOM and provenance: the signed manifest vouches for their bytes too.
         for attachment in release.manifest.attachments ?? [] {
             do {
-                _ = try release.attachment(attachment.file)
+                let data = try release.attachment(attachment.file)
+                // The provenance is signed on its own (DSSE): checked too when a key is trusted.
+                if attachment.file == Provenance.fileName, let data, let trust {
+                    let path = release.directory + "/" + attachment.file
+                    let statement = try Provenance.verify(data, publicKey: trust, source: path)
+                    guard Provenance.subjects(of: statement).contains(where: { $0.digest?.sha256 == release.manifest.archive.sha256 }) else {
+                        throw ReleaseError.manifestMalformed(path: path, detail: "the provenance's subjects do not name this release's archive")
+                    }
+                }
             } catch let error as ReleaseError {
                 problems.append(error)
             }

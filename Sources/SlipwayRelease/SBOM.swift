@@ -455,3 +455,12 @@ public struct PackageChanges: Codable, Equatable, Sendable {
             + ["\(added.count) added, \(removed.count) removed, \(upgraded.count) upgraded"]
     }
 }
+
+extension StoredRelease {
+    /// The packages its SPDX SBOM lists; `attachmentMissing` when it has none.
+    public func packages() throws -> [PackageRecord] {
+        let file = SBOM.Format.spdx.fileName
+        guard let data = try attachment(file) else { throw ReleaseError.attachmentMissing(release: reference.description, file: file) }
+        return try SBOM.packages(spdx: data, source: directory + "/" + file)
+    }
+}
