@@ -62,6 +62,6 @@ let package = Package(
         .testTarget(name: "SlipwayNodeTests", dependencies: ["SlipwayNode", "SlipwayTestSupport"]),
         .testTarget(name: "SlipwayFleetTests", dependencies: ["SlipwayFleet", "SlipwayTestSupport"], exclude: ["FuzzInputs"]),
         .testTarget(name: "SlipwayCommandsTests", dependencies: ["SlipwayCommands", "SlipwayTestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["SlipwayCommands"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["SlipwayCommands", "SlipwayTestSupport"]),
     ]
 )

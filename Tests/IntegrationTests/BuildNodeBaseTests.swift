@@ -36,7 +36,7 @@ extension BuildTests {
         /// `staticBinaryPath` when it exists; nil otherwise.
         static let staticBinary: String? = access(staticBinaryPath, X_OK) == 0 ? staticBinaryPath : nil
 
-        @Test(.needs(.build("mmdebstrap", "tar", "zstd", "unshare"), .staticSlipway))
+        @Test(.needs(.build("mmdebstrap", "tar", "zstd", "unshare", "dpkg-query"), .staticSlipway, .sbomValidators))
         func nodeBaseBuildsAndItsSlipwayRunsWithoutSwift() throws {
             let binary = try #require(Self.staticBinary)
             let temp = try TempDir("slipway-build-node-base")
@@ -68,6 +68,16 @@ extension BuildTests {
                     "\(libraries.out)")
             #expect(try runChecked("sh", ["-c", "ls \(tree)/etc/ssh/ | grep -c '^ssh_host_' || true"]).out == "0\n", "no ssh host keys ship")
             #expect(!FileManager.default.fileExists(atPath: tree + "/usr/sbin/policy-rc.d"))
+            // The SBOM lists exactly dpkg's packages, with the licenses read before the
+            // cleanup removed /usr/share/doc (docs/sbom.md).
+            let release = try ReleaseStore(root: temp.sub("store")).release(name: "node-base", version: "1.0.0")
+            try checkSBOM(release, tree: tree)
+            #expect(!FileManager.default.fileExists(atPath: tree + "/usr/share/doc/openssh-server/copyright"))
+            let spdx = try String(contentsOfFile: release.directory + "/" + SBOM.Format.spdx.fileName, encoding: .utf8)
+            #expect(spdx.contains("\"fileName\" : \"./usr/local/bin/slipway\""), "the recipe's app is listed")
+            let licensed = try JSONSerialization.jsonObject(with: Data(spdx.utf8)) as? [String: Any]
+            let declared = (licensed?["packages"] as? [[String: Any]] ?? []).filter { ($0["licenseDeclared"] as? String) != "NOASSERTION" }
+            #expect(declared.count > 50, "licenses come from the copyright files before the cleanup: \(declared.count) packages have one")
             #expect(mountsUnder(temp.path).isEmpty)
         }
 

@@ -37,8 +37,8 @@ extension Requirement {
 
 func build(_ recipe: Recipe, store: String, cache: String = sharedCacheDirectory,
            compression: ArchiveCompression? = nil, overlayBase: Bool = true, refreshBase: Bool = false,
-           bootstrapTools: [String] = ["mmdebstrap", "debootstrap"], version: String? = nil) throws -> BuildSummary {
-    let options = BuildOptions(version: version, storeRoot: store, refreshBase: refreshBase, cacheDirectory: cache,
+           bootstrapTools: [String] = ["mmdebstrap", "debootstrap"], version: String? = nil, signingKey: String? = nil) throws -> BuildSummary {
+    let options = BuildOptions(version: version, storeRoot: store, signingKeyPath: signingKey, refreshBase: refreshBase, cacheDirectory: cache,
                                bootstrapTools: bootstrapTools, compression: compression, overlayBase: overlayBase)
     return try Builder(recipe: recipe, options: options, output: Output(verbosity: .quiet)).build()
 }

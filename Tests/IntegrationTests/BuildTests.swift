@@ -59,17 +59,24 @@ struct BuildTests {
         #expect(mountsUnder(temp.path).isEmpty)
     }
 
-    @Test(.needs(.build("mmdebstrap")))
+    @Test(.needs(.build("mmdebstrap", "dpkg-query"), .sbomValidators, .securesystemslib, .builtSlipway))
     func pythonWebBuildsReproduciblyFromTheCachedBase() throws {
         let temp = try TempDir("slipway-build-python")
         defer { temp.remove() }
         let recipe = try Recipe.load(path: recipesDirectory + "/python-web.toml")
+        let key = try ReleaseSigning.generateKey(at: temp.sub("release.key"))
         // zstd keeps the test quick; the bytes are as reproducible as with xz.
-        let first = try build(recipe, store: temp.sub("store-a"), compression: .zstd)
-        let second = try build(recipe, store: temp.sub("store-b"), compression: .zstd)
+        let first = try build(recipe, store: temp.sub("store-a"), compression: .zstd, signingKey: key.privateKeyPath)
+        let second = try build(recipe, store: temp.sub("store-b"), compression: .zstd, signingKey: key.privateKeyPath)
         #expect(second.baseCacheHit, "the second build uses the cached base")
         #expect(first.baseKey == second.baseKey)
         #expect(first.sha256 == second.sha256, "two builds from the same cached base are byte-identical")
+        // So are the SBOMs and the provenance (docs/sbom.md).
+        for file in [SBOM.Format.spdx.fileName, SBOM.Format.cyclonedx.fileName, Provenance.fileName] {
+            let a = try Data(contentsOf: URL(fileURLWithPath: first.directory + "/" + file))
+            let b = try Data(contentsOf: URL(fileURLWithPath: second.directory + "/" + file))
+            #expect(a == b && !a.isEmpty, "\(file) is byte-identical in two builds")
+        }
         let base = try #require(second.stages.first { $0.name == "base" })
         print("python-web: warm base stage \(String(format: "%.2f", base.seconds)) s (\(base.detail)), total \(String(format: "%.1f", second.totalSeconds)) s")
         // The work tree copied from the cached base instead of laid on it as an overlay: the
@@ -97,6 +104,32 @@ struct BuildTests {
                 "the bootstrap's dpkg settings (force-unsafe-io) are not in the image: \(dpkgConfig)")
         let conf = try String(contentsOfFile: tree + "/etc/python-web/gunicorn.conf.py", encoding: .utf8)
         #expect(conf.contains("bind = \"127.0.0.1:\" + os.environ.get(\"PORT\", \"8000\")"), "\(conf)")
+
+        // The SBOM: valid SPDX and CycloneDX, exactly dpkg's packages, the venv's
+        // distributions, the recipe's files; the provenance verifies with securesystemslib.
+        let packages = try checkSBOM(release, tree: tree)
+        let python = Dictionary(packages.filter { $0.ecosystem == .pypi }.map { ($0.name.lowercased(), $0.version) }, uniquingKeysWith: { a, _ in a })
+        #expect(python["gunicorn"] == "23.0.0" && python["packaging"] != nil, "the venv's distributions: \(python)")
+        let spdx = try String(contentsOfFile: release.directory + "/" + SBOM.Format.spdx.fileName, encoding: .utf8)
+        #expect(spdx.contains("\"fileName\" : \"./etc/python-web/gunicorn.conf.py\""), "the recipe's files are listed")
+        #expect(spdx.contains("pkg:deb/debian/python3.11@") && spdx.contains("pkg:pypi/gunicorn@23.0.0"))
+        try checkProvenance(release, publicKey: try ReleaseSigning.loadPublicKey(path: key.publicKeyPath))
+        let verified = try ReleaseVerifier.verify(release, trust: try ReleaseSigning.loadPublicKey(path: key.publicKeyPath))
+        #expect(verified.isValid, "\(verified.problems)")
+
+        // One more Debian package, netbase (it depends on nothing minbase lacks): diff
+        // --packages names exactly it.
+        let text = try String(contentsOfFile: recipesDirectory + "/python-web.toml", encoding: .utf8)
+            .replacingOccurrences(of: "version = \"1.0.0\"", with: "version = \"1.1.0\"")
+        let variant = try Recipe.parse(text: "packages = [\"netbase\"]\n" + text, file: temp.sub("python-web-netbase.toml"),
+                                       directory: recipesDirectory)
+        _ = try build(variant, store: temp.sub("store-a"), compression: .zstd)
+        let slipway = try #require(builtSlipway)
+        let diff = try runChecked(slipway, ["diff", "python-web@1.0.0", "python-web@1.1.0", "--packages", "--json", "--store", temp.sub("store-a")])
+        let changes = try JSONDecoder().decode(PackageChanges.self, from: diff.stdout)
+        #expect(changes.added.map(\.name) == ["netbase"] && changes.removed.isEmpty && changes.upgraded.isEmpty, "\(diff.out)")
+        let shown = try runChecked(slipway, ["diff", "python-web@1.0.0", "python-web@1.1.0", "--packages", "--store", temp.sub("store-a")])
+        #expect(shown.out.contains("+ netbase ") && shown.out.contains("1 added, 0 removed, 0 upgraded"), "\(shown.out)")
         // Only the cache itself: other suites may be building in its work/ meanwhile.
         #expect(mountsUnder(sharedCacheDirectory + "/bases").isEmpty)
     }

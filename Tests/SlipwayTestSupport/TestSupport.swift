@@ -59,3 +59,64 @@ public func storeRelease(in store: String, name: String = "web", version: String
     }
     return directory
 }
+
+/// A small tree shaped like a Debian system for SBOM tests (docs/sbom.md): a dpkg status
+/// with four packages in three states and architectures, one machine-readable copyright
+/// file, os-release, a venv with one distribution and a Debian-owned dist-info that must not
+/// count. `extra` adds one more installed package (name and version).
+public func makeDebianLikeTree(at tree: String, extra: (name: String, version: String)? = nil) throws {
+    for directory in ["var/lib/dpkg", "usr/share/doc/base-files", "usr/share/doc/libfoo1", "etc",
+                      "opt/app/venv/lib/python3.11/site-packages/Flask_Login-0.6.3.dist-info",
+                      "usr/lib/python3/dist-packages/six-1.16.0.dist-info"] {
+        try FileManager.default.createDirectory(atPath: tree + "/" + directory, withIntermediateDirectories: true)
+    }
+    var status = """
+        Package: base-files
+        Essential: yes
+        Status: install ok installed
+        Priority: required
+        Architecture: amd64
+        Version: 12.4+deb12u5
+        Description: Debian base system miscellaneous files
+         This package contains the basic filesystem hierarchy.
+
+        Package: libfoo1
+        Status: install ok installed
+        Architecture: i386
+        Multi-Arch: same
+        Source: foo (1:2.3+dfsg-1)
+        Version: 1:2.3+dfsg-1+b1
+
+        Package: oldpkg
+        Status: deinstall ok config-files
+        Architecture: amd64
+        Version: 0.9
+
+        Package: tzdata
+        Status: install ok installed
+        Architecture: all
+        Version: 2024a-0+deb12u1
+
+        """
+    if let extra {
+        status += "\nPackage: \(extra.name)\nStatus: install ok installed\nArchitecture: amd64\nVersion: \(extra.version)\n"
+    }
+    try writeFile(tree + "/var/lib/dpkg/status", status)
+    try writeFile(tree + "/usr/share/doc/base-files/copyright", """
+        Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+        Upstream-Name: base-files
+
+        Files: *
+        Copyright: Santiago Vila
+        License: GPL-2+ or Artistic
+         This is free software.
+
+        Files: debian/*
+        License: MIT
+        """)
+    try writeFile(tree + "/usr/share/doc/libfoo1/copyright", "This is the Debian package of foo.\nIt is under the GPL.\n")
+    try writeFile(tree + "/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n")
+    try writeFile(tree + "/opt/app/venv/lib/python3.11/site-packages/Flask_Login-0.6.3.dist-info/METADATA",
+                  "Metadata-Version: 2.1\nName: Flask-Login\nVersion: 0.6.3\nSummary: x\n\nName: not-this\n")
+    try writeFile(tree + "/usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA", "Name: six\nVersion: 1.16.0\n")
+}
