@@ -243,13 +243,15 @@ public enum SBOM {
             let id = spdxID("File", index, (file.path as NSString).lastPathComponent)
             files.append(.init(SPDXID: id, fileName: "./" + file.path,
                                checksums: [.init(algorithm: "SHA1", checksumValue: file.sha1), .init(algorithm: "SHA256", checksumValue: file.sha256)]))
-            relationships.append(.init(spdxElementId: root, relationshipType: "CONTAINS", relatedSpdxElement: id))
+            // A package whose files were not analysed may not CONTAIN files (SPDX 2.3
+            // §7.8): the document describes them beside the release.
+            relationships.append(.init(spdxElementId: "SPDXRef-DOCUMENT", relationshipType: "DESCRIBES", relatedSpdxElement: id))
         }
         let document = SPDXDocument(
             name: "\(subject.name)@\(subject.version)",
             documentNamespace: "https://spdx.org/spdxdocs/slipway-\(subject.name)-\(subject.version)-\(uuid(subject, "spdx"))",
             creationInfo: .init(created: timestamp(subject.created), creators: ["Tool: slipway-\(SlipwayVersion.string)"]),
-            documentDescribes: [root], packages: packages, files: files.isEmpty ? nil : files, relationships: relationships,
+            documentDescribes: [root] + files.map(\.SPDXID), packages: packages, files: files.isEmpty ? nil : files, relationships: relationships,
             hasExtractedLicensingInfos: extracted.isEmpty ? nil : extracted.sorted { $0.key < $1.key }.map {
                 .init(licenseId: $0.key, name: $0.value,
                       extractedText: "The package's machine-readable debian/copyright names this license \"\($0.value)\"; see /usr/share/doc/<package>/copyright.")
