@@ -122,6 +122,8 @@ public struct ReleaseInspection: Codable, Sendable {
     public var archive: Archive
     public var summary: ManifestSummary
     public var signature: Signature
+    /// The attachments the manifest lists (SBOM, provenance: docs/sbom.md).
+    public var attachments: [ReleaseManifest.Attachment]
     /// One line per problem; empty when the release is sound.
     public var problems: [String]
 
@@ -135,6 +137,7 @@ public struct ReleaseInspection: Codable, Sendable {
                           tarSize: manifest.tarSize, verified: verification.archiveOK)
         summary = manifest.summary
         signature = Signature(status: verification.signature, trustedKeyID: verification.trustedKeyID)
+        attachments = manifest.attachments ?? []
         problems = verification.problems.map(\.description)
     }
 
@@ -168,6 +171,7 @@ public struct ReleaseInspection: Codable, Sendable {
             "file bytes:   \(ByteCount.format(summary.fileBytes)) (\(summary.fileBytes) bytes)",
             "archive hash: \(archive.verified ? "OK" : "MISMATCH")",
             "signature:    \(signatureText)",
+            "attachments:  " + (attachments.isEmpty ? "none (no SBOM)" : attachments.map { "\($0.file) (\(ByteCount.format($0.size)))" }.joined(separator: ", ")),
         ]
     }
 }
