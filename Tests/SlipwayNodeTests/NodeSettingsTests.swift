@@ -38,7 +38,10 @@ struct NodeSettingsTests {
     func rejectsUnknown() {
         for (text, needle) in [("colour = 1", "colour: unknown key"), ("[schroot]\nmode = 1", "schroot.mode: unknown key"),
                                ("backend = \"ext9\"", "unknown backend 'ext9'"), ("keep = 0", "keep:"),
-                               ("require_signature = true", "no trusted key is listed"), ("root = \"relative\"", "absolute")] {
+                               ("require_signature = true", "no trusted key is listed"), ("root = \"relative\"", "absolute"),
+                               ("require_sbom = true", "require_sbom needs signed releases"),
+                               ("trusted_keys = [\"/k.pub\"]\nallow_unsigned = true\nrequire_sbom = true", "require_sbom needs signed releases"),
+                               ("require_sbom = \"yes\"", "require_sbom")] {
             #expect(throws: NodeError.self) { try NodeSettings.parse(text, source: "node.toml") }
             do {
                 _ = try NodeSettings.parse(text, source: "node.toml")
