@@ -382,7 +382,7 @@ public final class FleetPush: Sendable {
         outcome.method = transfer.method
         var remote: [String: String] = [:]
         for item in transfer.items {
-            let offset = transfer.offset(of: item, status: status)
+            var offset = transfer.offset(of: item, status: status)
             let what = item.file == body.file ? (deltaBase.map { "delta from \($0)" } ?? "archive")
                 : item.file.hasSuffix(".sig") ? "signature" : item.file == transfer.sbom?.file ? "SBOM" : "manifest"
             let result: NodeReceive.Result
@@ -392,8 +392,26 @@ public final class FleetPush: Sendable {
             } else {
                 progress.state(client.node.name, "sending \(what)" + (offset > 0 ? " from byte \(offset)" : ""), total: item.size)
                 let name = client.node.name
-                result = try client.receive(reference, file: item.file, path: item.localPath, offset: offset, size: item.size,
-                                            sha256: item.sha256, sent: { [progress] in progress.bytes(name, offset + $0) })
+                var attempts = 0
+                while true {
+                    do {
+                        let start = offset
+                        result = try client.receive(reference, file: item.file, path: item.localPath, offset: start, size: item.size,
+                                                    sha256: item.sha256, sent: { [progress] in progress.bytes(name, start + $0) })
+                        break
+                    } catch let FleetError.nodeCommand(_, _, _, code) where code == .badOffset && attempts < 2 {
+                        // The upload is not where the status said: another controller pushing
+                        // the same version landed it (its apply removed the uploads) or moved
+                        // it on. Ask again and go on from there.
+                        attempts += 1
+                        let now = try client.status(app: reference.name)
+                        if now.releases.contains(where: { $0.version == reference.version && $0.landed }) {
+                            outcome.detail = "landed meanwhile by another command"
+                            return
+                        }
+                        offset = transfer.offset(of: item, status: now)
+                    }
+                }
             }
             outcome.bytesSent += result.received
             guard result.complete else {
@@ -405,12 +423,24 @@ public final class FleetPush: Sendable {
         let manifest = transfer.manifest
         let signature = transfer.signature
         progress.state(client.node.name, "verifying and landing")
-        let applied = try client.apply(
-            archive: deltaBase == nil ? remote[body.file] : nil,
-            delta: deltaBase.map { (remote[body.file] ?? "", $0, body.sha256) },
-            manifest: remote[manifest.file] ?? "",
-            signature: signature.flatMap { remote[$0.file] },
-            sbom: transfer.sbom.flatMap { remote[$0.file] })
+        let applied: NodeApply.Result
+        do {
+            applied = try client.apply(
+                archive: deltaBase == nil ? remote[body.file] : nil,
+                delta: deltaBase.map { (remote[body.file] ?? "", $0, body.sha256) },
+                manifest: remote[manifest.file] ?? "",
+                signature: signature.flatMap { remote[$0.file] },
+                sbom: transfer.sbom.flatMap { remote[$0.file] })
+        } catch {
+            // Another controller pushing the same version landed it first and its apply
+            // removed the uploads (same names in incoming/) this one was about to apply.
+            if let now = try? client.status(app: reference.name),
+               now.releases.contains(where: { $0.version == reference.version && $0.landed }) {
+                outcome.detail = "landed meanwhile by another command"
+                return
+            }
+            throw error
+        }
         if applied.outcome == .alreadyLanded { outcome.detail = "landed meanwhile" }
     }
 

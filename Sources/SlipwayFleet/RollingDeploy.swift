@@ -156,6 +156,13 @@ public struct RollingDeploy: Sendable {
             progress.state(node.name, "confirming")
             do {
                 try client.confirm(reference)
+            } catch let FleetError.nodeCommand(_, _, detail, code) where code == .nothingToConfirm {
+                // Another controller switched the node after this activation (concurrent
+                // deploys or a rollback): the node serialised them and the later one stands.
+                outcome.result = .failed
+                outcome.detail = "superseded: another command switched \(node.name) after this activation (\(detail))"
+                progress.state(node.name, "superseded")
+                return
             } catch {
                 outcome.result = .failed
                 outcome.detail = "not confirmed (\(Output.message(for: error))); the node switches itself back to \(outcome.from ?? "its previous version") within \(Int(confirmTimeout ?? 0)) s"

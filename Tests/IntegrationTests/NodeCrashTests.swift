@@ -17,10 +17,11 @@ import Glibc
 
 @Suite("Node: crash injection and a full disk (dir backend)")
 struct NodeCrashTests {
-    /// kill -9 of `slipway node apply|activate|rollback` at seeded random moments; after each,
-    /// one more command runs and the invariant must hold. SLIPWAY_CRASH_SEED and
+    /// kill -9 of `slipway node apply|activate|rollback|prune|receive` at seeded random
+    /// moments; after each, one more command runs and the invariant must hold, and a killed
+    /// upload resumes from the offset the node reports. SLIPWAY_CRASH_SEED and
     /// SLIPWAY_CRASH_TRIALS reproduce or widen a run.
-    @Test("kill -9 at random moments of apply, activate and rollback leaves the old or the new version", .needs(.nodeBinary))
+    @Test("kill -9 at random moments of apply, activate, rollback, prune and receive leaves the old or the new version", .needs(.nodeBinary))
     func crashInjection() throws {
         let binary = try #require(nodeBinary)
         let environment = ProcessInfo.processInfo.environment
@@ -32,6 +33,8 @@ struct NodeCrashTests {
         // Enough files that apply takes a while, so kills land inside it.
         try fx.release("1", bulk: 150)
         let r2 = try fx.release("2", bulk: 150, big: 2 << 20)
+        // What prune removes: landed again before each prune trial.
+        try fx.release("3", bulk: 150)
         let delta = try ReleaseDelta.make(store: fx.store, from: .init(name: fx.app, version: "1"), to: .init(name: fx.app, version: "2"))
         let context = try fx.context()
         try fx.applyFull("1", context: context)
@@ -51,6 +54,21 @@ struct NodeCrashTests {
             case 1:
                 if try !DirBackend().landedVersions(layout: fx.layout).contains("2") { try fx.applyFull("2", context: context) }
                 return ["node", "activate", "web@\(fx.current == "2" ? "1" : "2")"] + node
+            case 3:
+                // 1 and 2 are current and previous (never pruned); 3 goes.
+                for version in ["2", "3"] where try !DirBackend().landedVersions(layout: fx.layout).contains(version) {
+                    try fx.applyFull(version, context: context)
+                }
+                if fx.current == nil { _ = try NodeActivate.activate(app: fx.app, version: "1", context: context) }
+                if try NodeStatus.read(app: fx.app, context: context).previous == nil {
+                    _ = try NodeActivate.activate(app: fx.app, version: fx.current == "2" ? "1" : "2", context: context)
+                }
+                return ["node", "prune", "web", "--keep", "1"] + node
+            case 4:
+                // A fresh upload of 2's archive from the start, read from stdin.
+                unlink(fx.layout.incoming + "/2.tar.xz")
+                return ["node", "receive", "web@2", "--file", "2.tar.xz", "--offset", "0", "--size", String(r2.manifest.archive.size),
+                        "--sha256", r2.manifest.archive.sha256] + node
             default:
                 if try !DirBackend().landedVersions(layout: fx.layout).contains("2") { try fx.applyFull("2", context: context) }
                 return ["node", "rollback", "web", "--to", fx.current == "2" ? "1" : "2"] + node
@@ -62,10 +80,15 @@ struct NodeCrashTests {
         // test run), and the next draws use that.
         var durations: [String: Double] = [:]
         func key(_ args: [String]) -> String { args[1] + (args.contains("--delta") ? " delta" : "") }
-        for (kind, fullApply) in [(0, true), (0, false), (1, true), (2, true)] {
+        // receive reads the archive on stdin: sh execs slipway with it, keeping the pid.
+        func launch(_ args: [String]) throws -> NodeChild {
+            guard args[1] == "receive" else { return try NodeChild(binary, args) }
+            return try NodeChild("/bin/sh", ["-c", "exec \"$0\" \"$@\" < \"\(r2.archivePath)\"", binary] + args)
+        }
+        for (kind, fullApply) in [(0, true), (0, false), (1, true), (2, true), (3, true), (4, true)] {
             let args = try arguments(kind, fullApply: fullApply)
             let start = Date()
-            let child = try NodeChild(binary, args)
+            let child = try launch(args)
             let (status, stderr) = child.wait()
             #expect(status == 0, "\(args): \(stderr)")
             durations[key(args)] = Date().timeIntervalSince(start)
@@ -77,11 +100,11 @@ struct NodeCrashTests {
         var killedMidway = 0
         for trial in 0..<trials {
             for attempt in 0..<3 {
-                let kind = trial % 3
+                let kind = trial % 5
                 let args = try arguments(kind, fullApply: trial % 2 == 0)
                 let delay = Double.random(in: 0...(durations[key(args), default: 1] * 1.1), using: &random)
                 let start = Date()
-                let child = try NodeChild(binary, args)
+                let child = try launch(args)
                 while child.process.isRunning && Date().timeIntervalSince(start) < delay { usleep(2_000) }
                 let elapsed = Date().timeIntervalSince(start)
                 child.kill9()
@@ -106,6 +129,13 @@ struct NodeCrashTests {
                 let second = try NodeRecovery.recover(app: fx.app, context: context)
                 #expect(second.removed.isEmpty && second.journalAdded.isEmpty && second.journalDropped.isEmpty && second.problems.isEmpty,
                         "\(label): a second recover still did something: \(second)")
+                if args[1] == "receive" {
+                    // The upload resumes from what the node reports it holds, and completes whole.
+                    let have = try NodeStatus.read(app: fx.app, context: context).incoming.first { $0.name == "2.tar.xz" }?.bytes ?? 0
+                    let resumed = try run("/bin/sh", ["-c", "tail -c +$(($1 + 1)) \"$2\" | exec \"$0\" node receive web@2 --file 2.tar.xz --offset \"$1\" --size \"$3\" --sha256 \"$4\" --root \"$5\" --json",
+                                                      binary, String(have), r2.archivePath, String(r2.manifest.archive.size), r2.manifest.archive.sha256, fx.root])
+                    #expect(resumed.ok && resumed.out.contains("\"complete\" : true"), "\(label): resuming from \(have) failed: \(resumed.err) \(resumed.out)")
+                }
                 if landed { break }
             }
         }
