@@ -68,8 +68,9 @@ extension FleetFarmTests {
             let farm = try SSHFarm(nodes: 3, binary: binary)
             defer { farm.down() }
             let app = "web"
-            // The health check takes 2 s: the window between "activating" and "confirming".
-            let slow = ServiceSpec(health: HealthCheck(command: "sleep 2", timeoutSeconds: 10, retries: 1))
+            // The health check takes 3 s: the window between "activating" and "confirming",
+            // in which the test cuts the nodes off from new connections.
+            let slow = ServiceSpec(health: HealthCheck(command: "sleep 3", timeoutSeconds: 10, retries: 1))
             try farm.release(app, "1", service: slow)
             try farm.release(app, "2", shared: 4, own: 12, service: slow)
             try farm.release(app, "3", shared: 4, own: 12, service: slow)
@@ -110,13 +111,13 @@ extension FleetFarmTests {
                 #expect(outcome.bytesSent == 0, "\(node) had 2 landed and got \(outcome.bytesSent) bytes")
             }
 
-            // 3. While it waits to confirm: the nodes switched to 3 with a 2 s health check; new
+            // 3. While it waits to confirm: the nodes switched to 3 with a 3 s health check; new
             // connections to them are dropped (the confirmation travels over a fresh one) and
             // the controller is killed while it tries. The nodes switch themselves back.
             let confirming = try deploy("3")
             #expect(waitFor(confirming, seconds: 120) { $0.hasSuffix(": activating") }, "no activation: \(confirming.stderr)")
-            for node in farm.nodes { try runChecked("bash", [testfarm, "block-new", node]) }
-            defer { for node in farm.nodes { _ = try? run("bash", [testfarm, "unblock", node]) } }
+            try runChecked("bash", [testfarm, "block-new", "all"])
+            defer { _ = try? run("bash", [testfarm, "unblock", "all"]) }
             #expect(waitFor(confirming, seconds: 30) { $0.hasSuffix(": confirming") }, "never confirming: \(confirming.stderr)")
             let confirmedBeforeKill = confirming.stderr.split(separator: "\n").filter { $0.contains(": activated 2 → 3") }.count
             confirming.kill9()
@@ -125,7 +126,7 @@ extension FleetFarmTests {
             // knocking until its ConnectTimeout (10 s). The partition lasts longer, so none
             // gets through and the dead man's switch alone decides.
             sleep(11)
-            for node in farm.nodes { try runChecked("bash", [testfarm, "unblock", node]) }
+            try runChecked("bash", [testfarm, "unblock", "all"])
             #expect(confirmedBeforeKill == 0, "no confirmation could get through: \(confirming.stderr)")
             let afterConfirm = try settled(farm, app: app, old: "2", new: "3")
             #expect(afterConfirm.values.allSatisfy { $0 == "2" }, "every unconfirmed node switched itself back to 2: \(afterConfirm)")
