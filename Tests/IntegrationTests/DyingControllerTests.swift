@@ -62,18 +62,21 @@ extension FleetFarmTests {
         }
 
         @Test("killed while sending, after a batch, and while confirming: old or confirmed new everywhere; a re-run finishes",
-              .needs(.farm, .tools(["nft"]), .nodeBinary))
+              .needs(.farm, .tools(["nft", "nsenter"]), .nodeBinary))
         func killedMidDeploy() throws {
             let binary = try #require(nodeBinary)
             let farm = try SSHFarm(nodes: 3, binary: binary)
             defer { farm.down() }
             let app = "web"
-            // The health check takes 3 s: the window between "activating" and "confirming",
-            // in which the test cuts the nodes off from new connections.
-            let slow = ServiceSpec(health: HealthCheck(command: "sleep 3", timeoutSeconds: 10, retries: 1))
-            try farm.release(app, "1", service: slow)
-            try farm.release(app, "2", shared: 4, own: 12, service: slow)
-            try farm.release(app, "3", shared: 4, own: 12, service: slow)
+            // The health check passes once the test has put go-<version> into the node's
+            // root: the test decides when an activation may end (in 3, only after it has cut
+            // the nodes off from new connections), however loaded the machine.
+            let gated = ServiceSpec(health: HealthCheck(
+                command: "while [ ! -e \"$SLIPWAY_ROOT/go-$SLIPWAY_VERSION\" ]; do sleep 0.1; done", timeoutSeconds: 60, retries: 1))
+            for node in farm.nodes { try #require(try farm.ssh(node, "touch /var/lib/slipway/go-1 /var/lib/slipway/go-2").ok) }
+            try farm.release(app, "1", service: gated)
+            try farm.release(app, "2", shared: 4, own: 12, service: gated)
+            try farm.release(app, "3", shared: 4, own: 12, service: gated)
             let testfarm = repositoryRoot + "/scripts/testfarm"
             func deploy(_ version: String, _ extra: [String] = []) throws -> NodeChild {
                 try NodeChild(binary, ["deploy", "\(app)@\(version)", "--on", "@farm", "--json", "--confirm-timeout", String(Self.confirmTimeout),
@@ -111,13 +114,23 @@ extension FleetFarmTests {
                 #expect(outcome.bytesSent == 0, "\(node) had 2 landed and got \(outcome.bytesSent) bytes")
             }
 
-            // 3. While it waits to confirm: the nodes switched to 3 with a 3 s health check; new
-            // connections to them are dropped (the confirmation travels over a fresh one) and
-            // the controller is killed while it tries. The nodes switch themselves back.
+            // 3. While it waits to confirm: the nodes are switching to 3, held in their health
+            // check; new connections to them are dropped (the confirmation travels over a
+            // fresh one), then the health checks are let through, and the controller is
+            // killed while it tries to confirm. The nodes switch themselves back.
             let confirming = try deploy("3")
-            #expect(waitFor(confirming, seconds: 120) { $0.hasSuffix(": activating") }, "no activation: \(confirming.stderr)")
+            let activating = waitFor(confirming, seconds: 120) { line in
+                farm.nodes.allSatisfy { node in confirming.stderr.contains("\(node): activating") } && line.hasSuffix(": activating")
+            }
+            #expect(activating, "no activation: \(confirming.stderr)")
             try runChecked("bash", [testfarm, "block-new", "all"])
             defer { _ = try? run("bash", [testfarm, "unblock", "all"]) }
+            for node in farm.nodes {
+                // Into the node's own mount namespace (its sshd's): ssh cannot reach it now.
+                let pid = try String(contentsOfFile: repositoryRoot + "/.testfarm/hosts/\(node)/sshd.pid", encoding: .utf8)
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+                try runChecked("nsenter", ["-t", pid, "-m", "touch", "/var/lib/slipway/go-3"])
+            }
             #expect(waitFor(confirming, seconds: 30) { $0.hasSuffix(": confirming") }, "never confirming: \(confirming.stderr)")
             let confirmedBeforeKill = confirming.stderr.split(separator: "\n").filter { $0.contains(": activated 2 → 3") }.count
             confirming.kill9()
