@@ -115,7 +115,15 @@ struct GracefulSwitchTests {
         // (10 s: long enough to see 1.0.1 served first even on a busy machine.)
         let unconfirmed = try node.node(["activate", "hello-static@1.0.1", "--confirm-timeout", "10", "--json"])
         #expect(unconfirmed.ok, "\(unconfirmed.err)")
-        #expect(node.served == "1.0.1")
+        // 1.0.1 is served until the deadline the activation reports. A CI run on a loaded
+        // machine once saw 1.0.0 here: the check is held to the deadline it is about, and
+        // the times are printed should it fail again.
+        let deadline = (try? JSONDecoder().decode(NodeActivate.Result.self, from: unconfirmed.stdout))?.confirmDeadline
+        #expect(deadline != nil, "\(unconfirmed.out)")
+        let served = node.served
+        let checked = Date().timeIntervalSince1970
+        #expect(served == "1.0.1" || checked > deadline ?? .infinity,
+                "served \(served ?? "nothing") at \(checked), before the confirmation deadline \(deadline ?? 0); activate returned after \(unconfirmed.out)")
         #expect(node.waitServed("1.0.0", seconds: 60), "the dead man's switch did not switch back")
         let report = try load.finish()
         print("hello-static (\(backend)): \(report)")
