@@ -185,7 +185,7 @@ extension FleetPush {
             return plan
         }
         plan.from = status?.current
-        let landed = status?.releases.contains { $0.version == reference.version && $0.landed } ?? false
+        let landed = status?.hasLanded(reference.version) ?? false
         if status?.current == reference.version {
             plan.action = "nothing"
             plan.note = "current already"

@@ -158,7 +158,7 @@ public final class FleetPush: Sendable {
             entry.outcome.from = current.current
             if current.current != options.reference.version { entry.outcome.packages = packages(from: current.current).line }
             entry.outcome.result = .pending
-            let landed = current.releases.contains { $0.version == options.reference.version && $0.landed }
+            let landed = current.hasLanded(options.reference.version)
             if !landed, let policy = current.signaturePolicy,
                let refusal = NodeSignature.refusal(of: policy, manifest: release.manifest, manifestBytes: release.manifestBytes, signature: signatureBytes) {
                 entry.refusal = "\(node.name) refuses \(options.reference.name)@\(options.reference.version): \(refusal); nothing was sent"
@@ -216,7 +216,7 @@ public final class FleetPush: Sendable {
         -> (outcome: NodeOutcome, status: NodeStatus?) {
         var outcome = start
         do {
-            if status.releases.contains(where: { $0.version == options.reference.version && $0.landed }) {
+            if status.hasLanded(options.reference.version) {
                 outcome.result = .alreadyLanded
             } else {
                 try land(NodeClient(transport: pool.transport(for: node)), status: status, outcome: &outcome)
@@ -405,7 +405,7 @@ public final class FleetPush: Sendable {
                         // it on. Ask again and go on from there.
                         attempts += 1
                         let now = try client.status(app: reference.name)
-                        if now.releases.contains(where: { $0.version == reference.version && $0.landed }) {
+                        if now.hasLanded(reference.version) {
                             outcome.detail = "landed meanwhile by another command"
                             return
                         }
@@ -435,7 +435,7 @@ public final class FleetPush: Sendable {
             // Another controller pushing the same version landed it first and its apply
             // removed the uploads (same names in incoming/) this one was about to apply.
             if let now = try? client.status(app: reference.name),
-               now.releases.contains(where: { $0.version == reference.version && $0.landed }) {
+               now.hasLanded(reference.version) {
                 outcome.detail = "landed meanwhile by another command"
                 return
             }

@@ -98,6 +98,9 @@ public struct NodeStatus: Codable, Sendable {
     /// Free space for a new version (nil from older nodes, or when the node cannot tell).
     public var space: Space?
 
+    /// Whether `version` is landed here (complete, verified).
+    public func hasLanded(_ version: String) -> Bool { releases.contains { $0.version == version && $0.landed } }
+
     /// The node protocol of the slipway that replied (`NodeWire.version`; nil: version 1).
     public var protocolVersion: Int? = NodeWire.version
 
