@@ -739,9 +739,7 @@ private final class BuildRun {
                                    files: try ReleaseContents.addedFiles(destinations: destinations, entries: packed.entries, tree: tree),
                                    distribution: contents.distribution)
         let subject = SBOM.Subject(name: recipe.release.name, version: version, created: sourceDateEpoch, archiveSHA256: packed.archiveSHA256)
-        var result = try SBOM.Format.allCases.map {
-            ReleaseStore.AttachmentContent(file: $0.fileName, mediaType: $0.mediaType, data: try SBOM.render(full, subject: subject, format: $0))
-        }
+        var result = try SBOM.attachments(full, subject: subject)
         guard let signingKey else { return result }
         var subjects = [Provenance.Resource(name: ReleaseStore.archiveFileName(compression), digest: .init(sha256: packed.archiveSHA256))]
         subjects += result.map { Provenance.Resource(name: $0.file, digest: .init(sha256: FileHasher.hex(SHA256.hash(data: $0.data)))) }

@@ -76,9 +76,7 @@ struct Pack: SlipwayCommand {
                 let contents = try ReleaseContents.read(tree: dir, entries: packed.entries)
                 guard !contents.debian.isEmpty || !contents.python.isEmpty else { return [] }
                 let subject = SBOM.Subject(name: name, version: version, created: created, archiveSHA256: packed.archiveSHA256)
-                return try SBOM.Format.allCases.map {
-                    .init(file: $0.fileName, mediaType: $0.mediaType, data: try SBOM.render(contents, subject: subject, format: $0))
-                }
+                return try SBOM.attachments(contents, subject: subject)
             })
         } catch {
             progress.closeLine()

@@ -48,6 +48,11 @@ public enum SBOM {
         }
     }
 
+    /// The SBOM in every format, as attachments for `ReleaseStore.add`.
+    public static func attachments(_ contents: ReleaseContents, subject: Subject) throws -> [ReleaseStore.AttachmentContent] {
+        try Format.allCases.map { .init(file: $0.fileName, mediaType: $0.mediaType, data: try render(contents, subject: subject, format: $0)) }
+    }
+
     static func encode<T: Encodable>(_ value: T) throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]

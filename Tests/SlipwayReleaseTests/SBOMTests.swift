@@ -59,9 +59,7 @@ struct SBOMTests {
                                                files: try ReleaseContents.addedFiles(destinations: ["/etc/app/"], entries: packed.entries, tree: tree),
                                                distribution: contents.distribution)
                     let subject = SBOM.Subject(name: "web", version: "1.0", created: 1_700_000_000, archiveSHA256: packed.archiveSHA256)
-                    return try SBOM.Format.allCases.map {
-                        .init(file: $0.fileName, mediaType: $0.mediaType, data: try SBOM.render(contents, subject: subject, format: $0))
-                    }
+                    return try SBOM.attachments(contents, subject: subject)
                 }
             }
             let added = try add()
