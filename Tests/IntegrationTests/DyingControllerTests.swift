@@ -62,18 +62,36 @@ extension FleetFarmTests {
         }
 
         @Test("killed while sending, after a batch, and while confirming: old or confirmed new everywhere; a re-run finishes",
-              .needs(.farm, .tools(["nft", "nsenter"]), .nodeBinary))
+              .needs(.farm, .tools(["nft"]), .nodeBinary))
         func killedMidDeploy() throws {
             let binary = try #require(nodeBinary)
             let farm = try SSHFarm(nodes: 3, binary: binary)
             defer { farm.down() }
             let app = "web"
             // The health check passes once the test has put go-<version> into the node's
-            // root: the test decides when an activation may end (in 3, only after it has cut
-            // the nodes off from new connections), however loaded the machine.
+            // /opt/slipway: the test decides when an activation may end (in 3, only after it
+            // has cut the nodes off from new connections), however loaded the machine. That
+            // directory is bound from the farm's hosts/NODE/opt, so the test writes it as a
+            // plain file here, with no ssh (cut off in 3) and no namespace to enter.
             let gated = ServiceSpec(health: HealthCheck(
-                command: "while [ ! -e \"$SLIPWAY_ROOT/go-$SLIPWAY_VERSION\" ]; do sleep 0.1; done", timeoutSeconds: 60, retries: 1))
-            for node in farm.nodes { try #require(try farm.ssh(node, "touch /var/lib/slipway/go-1 /var/lib/slipway/go-2").ok) }
+                command: "while [ ! -e \"/opt/slipway/go-$SLIPWAY_VERSION\" ]; do sleep 0.1; done", timeoutSeconds: 60, retries: 1))
+            func letThrough(_ version: String) throws {
+                for node in farm.nodes {
+                    let gate = repositoryRoot + "/.testfarm/hosts/\(node)/opt/go-\(version)"
+                    try #require(FileManager.default.createFile(atPath: gate, contents: Data()), "cannot write \(gate)")
+                }
+            }
+            for node in farm.nodes {
+                // A gate left by an earlier run must not open 3 early.
+                try? FileManager.default.removeItem(atPath: repositoryRoot + "/.testfarm/hosts/\(node)/opt/go-3")
+                // The node sees the same file: the binding is what the gate relies on.
+                let gate = repositoryRoot + "/.testfarm/hosts/\(node)/opt/go-probe"
+                try #require(FileManager.default.createFile(atPath: gate, contents: Data()))
+                try #require(try farm.ssh(node, "test -e /opt/slipway/go-probe").ok, "\(node) does not see \(gate) as /opt/slipway/go-probe")
+                try FileManager.default.removeItem(atPath: gate)
+            }
+            try letThrough("1")
+            try letThrough("2")
             try farm.release(app, "1", service: gated)
             try farm.release(app, "2", shared: 4, own: 12, service: gated)
             try farm.release(app, "3", shared: 4, own: 12, service: gated)
@@ -125,12 +143,7 @@ extension FleetFarmTests {
             #expect(activating, "no activation: \(confirming.stderr)")
             try runChecked("bash", [testfarm, "block-new", "all"])
             defer { _ = try? run("bash", [testfarm, "unblock", "all"]) }
-            for node in farm.nodes {
-                // Into the node's own mount namespace (its sshd's): ssh cannot reach it now.
-                let pid = try String(contentsOfFile: repositoryRoot + "/.testfarm/hosts/\(node)/sshd.pid", encoding: .utf8)
-                    .trimmingCharacters(in: .whitespacesAndNewlines)
-                try runChecked("nsenter", ["-t", pid, "-m", "touch", "/var/lib/slipway/go-3"])
-            }
+            try letThrough("3")
             #expect(waitFor(confirming, seconds: 30) { $0.hasSuffix(": confirming") }, "never confirming: \(confirming.stderr)")
             let confirmedBeforeKill = confirming.stderr.split(separator: "\n").filter { $0.contains(": activated 2 → 3") }.count
             confirming.kill9()

@@ -187,8 +187,9 @@ struct FleetFarmTests {
         let pid = try String(contentsOfFile: repositoryRoot + "/.testfarm/hosts/node2/sshd.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         var partial: UInt64 = 0
         for _ in 0..<300 {
-            let size = try run("nsenter", ["-t", pid, "-m", "stat", "-c", "%s", "/var/lib/slipway/\(app)/incoming/4.tar.zst"])
-            partial = UInt64(size.out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            // Through /proc/PID/root: the path as sshd sees it, in its own mount namespace.
+            let upload = "/proc/\(pid)/root/var/lib/slipway/\(app)/incoming/4.tar.zst"
+            partial = ((try? FileManager.default.attributesOfItem(atPath: upload))?[.size] as? NSNumber)?.uint64Value ?? 0
             if partial > 1 << 20 { break }
             usleep(50_000)
         }
