@@ -40,10 +40,15 @@ public struct ExtractOptions: Sendable {
     /// Restore numeric owners (default: when running as root).
     public var restoreOwners: Bool
     public var progress: (any ArchiveProgress)?
-    public init(threads: Int = 0, restoreOwners: Bool = geteuid() == 0, progress: (any ArchiveProgress)? = nil) {
+    /// Hash each regular file's bytes as they are written (`ExtractResult.fileHashes`), so a
+    /// caller can check them against a manifest without reading the tree back.
+    public var hashContents: Bool
+    public init(threads: Int = 0, restoreOwners: Bool = geteuid() == 0, progress: (any ArchiveProgress)? = nil,
+                hashContents: Bool = false) {
         self.threads = threads
         self.restoreOwners = restoreOwners
         self.progress = progress
+        self.hashContents = hashContents
     }
 }
 
@@ -51,4 +56,7 @@ public struct ExtractOptions: Sendable {
 public struct ExtractResult: Sendable {
     public var entryCount: Int
     public var tarSize: UInt64
+    /// With `ExtractOptions.hashContents`: the SHA-256 (hex) of the bytes written to each
+    /// regular file, holes of a sparse entry as zeros (hardlinks have none of their own).
+    public var fileHashes: [ArchivePath: String] = [:]
 }

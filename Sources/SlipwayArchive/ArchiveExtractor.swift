@@ -21,14 +21,27 @@ public enum ArchiveExtractor {
         do {
             let creator = TreeCreator(rootFD: rootFD, restoreOwners: options.restoreOwners)
             var count = 0
+            var hashes: [ArchivePath: String] = [:]
             while let header = try reader.nextHeader() {
                 try InterruptedWork.checkpoint()
-                try creator.create(header) { body in try reader.readContent(body) }
+                if options.hashContents && header.kind == .file {
+                    // The bytes handed to the writer are the bytes hashed: no second read.
+                    var hasher = SparseContentHasher()
+                    try creator.create(header) { body in
+                        try reader.readContent { chunk, offset in
+                            hasher.update(chunk, at: offset)
+                            try body(chunk, offset)
+                        }
+                    }
+                    hashes[ArchivePath(bytes: header.path)] = hasher.finish(size: header.size)
+                } else {
+                    try creator.create(header) { body in try reader.readContent(body) }
+                }
                 count += 1
             }
             try creator.finish()
             close(rootFD)
-            return ExtractResult(entryCount: count, tarSize: reader.tarBytes)
+            return ExtractResult(entryCount: count, tarSize: reader.tarBytes, fileHashes: hashes)
         } catch {
             PosixPath.removeContents(directoryFD: rootFD)
             close(rootFD)
@@ -86,9 +99,9 @@ public enum ArchiveReader {
                 record.deviceMinor = header.deviceMinor
             }
             if header.kind == .file {
-                var hasher = SHA256Stream()
-                try reader.readContent { chunk, _ in hasher.update(chunk) }
-                record.sha256 = hasher.hex()
+                var hasher = SparseContentHasher()
+                try reader.readContent { chunk, offset in hasher.update(chunk, at: offset) }
+                record.sha256 = hasher.finish(size: header.size)
             }
             records.append(record)
         }

@@ -100,6 +100,8 @@ struct NodeApplyCommand: SlipwayCommand {
     @Option(help: ArgumentHelp("The release's manifest.json.", valueName: "FILE")) var manifest: String
     @Option(help: ArgumentHelp("The release's manifest.sig.", valueName: "FILE")) var signature: String?
     @Option(help: ArgumentHelp("The release's SBOM (sbom.spdx.json), checked against the manifest and kept beside it.", valueName: "FILE")) var sbom: String?
+    @Flag(help: "Read every landed file back from the disk and hash it, besides the hashes taken as the bytes were written (node.toml: verify_landed).")
+    var verifyLanded = false
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var node: NodeOptions
     @OptionGroup var global: GlobalOptions
@@ -116,7 +118,7 @@ struct NodeApplyCommand: SlipwayCommand {
 
     func run(_ context: CommandContext) throws {
         let source: NodeApply.Request.Source = if let archive { .full(archive: archive) } else { .delta(archive: delta ?? "", base: base ?? "") }
-        let result = try NodeApply.apply(.init(source: source, manifestPath: manifest, signaturePath: signature, deltaSHA256: sha256, sbomPath: sbom),
+        let result = try NodeApply.apply(.init(source: source, manifestPath: manifest, signaturePath: signature, deltaSHA256: sha256, sbomPath: sbom, verifyLanded: verifyLanded),
                                          context: try node.context(context.output))
         try context.output.result(result, text: ["\(result.app)@\(result.version): \(result.outcome)" +
             (result.outcome == .landed ? " (\(result.origin)\(result.base.map { " from \($0)" } ?? ""), \(result.entries) entries, \(String(format: "%.2f", result.seconds)) s)" : "")])

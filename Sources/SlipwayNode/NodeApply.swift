@@ -29,9 +29,14 @@ extension NodeApply {
         public var deltaSHA256: String?
         /// The release's SBOM (`sbom.spdx.json`), checked against the manifest's digest.
         public var sbomPath: String?
+        /// Read every landed file back and hash it (`--verify-landed`), rather than trusting
+        /// the hashes taken as the bytes were written (node.toml `verify_landed` asks the same).
+        public var verifyLanded: Bool
 
-        public init(source: Source, manifestPath: String, signaturePath: String? = nil, deltaSHA256: String? = nil, sbomPath: String? = nil) {
+        public init(source: Source, manifestPath: String, signaturePath: String? = nil, deltaSHA256: String? = nil, sbomPath: String? = nil,
+                    verifyLanded: Bool = false) {
             self.sbomPath = sbomPath
+            self.verifyLanded = verifyLanded
             self.source = source
             self.manifestPath = manifestPath
             self.signaturePath = signaturePath
@@ -80,6 +85,7 @@ extension NodeApply {
                 return result(.alreadyLanded, signature: signature)
             }
 
+            let verifyLanded = request.verifyLanded || context.settings.verifyLanded
             // Everything is checked before anything is created.
             let signature = try NodeSignature.check(manifestBytes, signaturePath: request.signaturePath, what: "\(app)@\(version)",
                                                     context: context)
@@ -115,11 +121,13 @@ extension NodeApply {
                 try NodeTreeCheck.prepareRoot(staging)
                 switch request.source {
                 case let .full(archive):
-                    _ = try ArchiveExtractor.extract(archive: archive, into: staging)
+                    let extracted = try ArchiveExtractor.extract(archive: archive, into: staging,
+                                                                 options: ExtractOptions(hashContents: !verifyLanded))
+                    if !verifyLanded { contents = .written(hashes: extracted.fileHashes) }
                 case let .delta(archive, base):
                     let applied = try NodeDeltaApply.apply(delta: archive, staging: staging,
                                                            expect: (app, base, version, manifest.archive.sha256))
-                    if let baseManifest = baseManifest?.value {
+                    if !verifyLanded, let baseManifest = baseManifest?.value {
                         contents = .changedSince(base: baseManifest, touched: applied.touched)
                     }
                 }

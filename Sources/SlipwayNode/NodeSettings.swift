@@ -13,6 +13,7 @@ import SlipwaySystem
 ///     trusted_keys = ["/etc/slipway/release.pub"]   # listing keys requires a valid signature
 ///     require_signature = false       # true: refuse unsigned releases (needs trusted_keys)
 ///     require_sbom = false            # true: refuse releases without a signed SBOM (docs/sbom.md)
+///     verify_landed = false           # true: read every landed file back and hash it (docs/node.md)
 ///     allow_unsigned = false          # true: with trusted_keys, still land unsigned releases (warns)
 ///     lock_timeout = 60               # seconds a command waits for the app's lock
 ///     hook_timeout = 300              # seconds a hook (pre_activate, start, reload) may run
@@ -54,6 +55,9 @@ public struct NodeSettings: Sendable, Equatable {
     /// Refuse a release whose signed manifest lists no SBOM, or that comes without it
     /// (docs/sbom.md). Needs trusted keys: an SBOM is only worth what its signature is.
     public var requireSBOM: Bool = false
+    /// Hash every file of a landed tree from the disk, after the write, rather than the
+    /// bytes as they were written (docs/node.md "What apply checks").
+    public var verifyLanded: Bool = false
     public var lockTimeout: Double = 60
     public var hookTimeout: Double = 300
     public var schrootEnabled: Bool = false
@@ -154,6 +158,7 @@ public struct NodeSettings: Sendable, Equatable {
             case "require_signature": settings.requireSignature = try bool(key, value)
             case "allow_unsigned": settings.allowUnsigned = try bool(key, value)
             case "require_sbom": settings.requireSBOM = try bool(key, value)
+            case "verify_landed": settings.verifyLanded = try bool(key, value)
             case "lock_timeout": settings.lockTimeout = try seconds(key, value)
             case "hook_timeout": settings.hookTimeout = try seconds(key, value)
             case "schroot":
@@ -220,7 +225,7 @@ public struct NodeSettings: Sendable, Equatable {
                 }
                 settings.backendTables[key] = parameters
             default:
-                throw fail(key, "unknown key; node.toml takes root, backend, keep, trusted_keys, require_signature, allow_unsigned, require_sbom, lock_timeout, hook_timeout, [schroot], [front] and a table per backend ([btrfs], [zfs], [lvm])")
+                throw fail(key, "unknown key; node.toml takes root, backend, keep, trusted_keys, require_signature, allow_unsigned, require_sbom, verify_landed, lock_timeout, hook_timeout, [schroot], [front] and a table per backend ([btrfs], [zfs], [lvm])")
             }
         }
         try settings.validate()

@@ -18,6 +18,11 @@ enum NodeTreeCheck {
         /// owners, size, xattr names and place checked, and its content is the base's
         /// verified content. See docs/node.md "A delta".
         case changedSince(base: ReleaseManifest, touched: Set<ArchivePath>)
+        /// A full apply: each file's hash as the extractor computed it over the bytes it
+        /// wrote (`ExtractResult.fileHashes`); the tree is not read back. Every entry still
+        /// has its kind, mode, owners, size, link target, xattr names and place checked from
+        /// the disk. A file with no recorded hash is hashed from the disk.
+        case written(hashes: [ArchivePath: String])
     }
 
     /// The differences between the tree at `root` and `manifest`, one line each (empty when
@@ -99,17 +104,28 @@ enum NodeTreeCheck {
 
     /// The tree's records, with content hashes as `contents` asks.
     static func records(root: String, manifest: ReleaseManifest, contents: Contents) throws -> [EntryRecord] {
-        guard case let .changedSince(base, touched) = contents else { return try TreeWalker.records(root: root, hashing: true) }
-        var baseFiles: [ArchivePath: String] = [:]
-        for entry in base.entries where entry.kind == .file { baseFiles[entry.path] = entry.sha256 }
-        var wanted: [ArchivePath: String] = [:]
-        for entry in manifest.entries where entry.kind == .file { wanted[entry.path] = entry.sha256 }
+        let known: (ArchivePath) -> String?
+        switch contents {
+        case .all:
+            return try TreeWalker.records(root: root, hashing: true)
+        case let .written(hashes):
+            known = { hashes[$0] }
+        case let .changedSince(base, touched):
+            var baseFiles: [ArchivePath: String] = [:]
+            for entry in base.entries where entry.kind == .file { baseFiles[entry.path] = entry.sha256 }
+            var wanted: [ArchivePath: String] = [:]
+            for entry in manifest.entries where entry.kind == .file { wanted[entry.path] = entry.sha256 }
+            known = { path in
+                // Untouched since the base was verified: the base's hash is this file's.
+                guard !touched.contains(path), let hash = baseFiles[path], wanted[path] == hash else { return nil }
+                return hash
+            }
+        }
         var records = try TreeWalker.records(root: root, hashing: false)
         for index in records.indices where records[index].kind == .file {
             let path = records[index].path
-            if !touched.contains(path), let known = baseFiles[path], let want = wanted[path], known == want {
-                // Untouched since the base was verified: the base's hash is this file's.
-                records[index].sha256 = known
+            if let hash = known(path) {
+                records[index].sha256 = hash
                 continue
             }
             let disk = root + "/" + path.description

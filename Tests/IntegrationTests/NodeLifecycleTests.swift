@@ -352,6 +352,67 @@ struct NodeLifecycleTests {
         #expect(hidden.isEmpty, "leftovers: \(hidden)")
     }
 
+    /// Issue 18: a full apply hashes each file as it writes it and does not read the tree
+    /// back; the check must still catch content that is not the manifest's, and holes of a
+    /// sparse file must count as zeros. `verify_landed` reads it all back and agrees.
+    @Test("apply checks each file's bytes as written: a file unlike its manifest entry is refused; sparse files land; verify_landed agrees",
+          .enabled(if: toolPath("tar") != nil && toolPath("xz") != nil, "needs GNU tar and xz"))
+    func verifiedAsWritten() throws {
+        let fx = try NodeFixture()
+        defer { fx.remove() }
+
+        /// GNU tar's archive of `version`'s tree (sparse files kept sparse), with a manifest
+        /// of the tree as it was before `edit` changed it.
+        func publish(_ version: String, edit: (String) throws -> Void = { _ in }) throws -> (archive: String, manifest: String) {
+            let tree = try fx.tree(version)
+            chmod(tree, 0o755)
+            // 8 MiB with two written islands: a sparse file in the archive.
+            let sparse = open(tree + "/usr/bin/sparse", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            try #require(sparse >= 0)
+            #expect(ftruncate(sparse, 8 << 20) == 0)
+            #expect(pwrite(sparse, "island one", 10, 1 << 20) == 10)
+            #expect(pwrite(sparse, "island two", 10, 5 << 20) == 10)
+            close(sparse)
+            let entries = try TreeWalker.records(root: tree)
+            try edit(tree)
+            let archive = fx.dir.sub("gnu-\(version).tar.xz")
+            try runChecked("tar", ["--numeric-owner", "--sparse", "-C", tree, "-cJf", archive, "."])
+            let hash = try FileHasher.sha256(path: archive)
+            let manifest = ReleaseManifest(name: fx.app, version: version, created: 1_700_000_000, compression: .xz,
+                                           archive: .init(sha256: hash.hex, size: hash.size), tarSize: 16 << 20, entries: entries)
+            let manifestPath = fx.dir.sub("gnu-\(version).json")
+            try manifest.encoded().write(to: URL(fileURLWithPath: manifestPath))
+            return (archive, manifestPath)
+        }
+        for verifyLanded in [false, true] {
+            let context = try fx.context { $0.verifyLanded = verifyLanded }
+            let v1 = verifyLanded ? "3" : "1", v2 = verifyLanded ? "4" : "2"
+            // A sound release, sparse file included, lands.
+            let sound = try publish(v1)
+            let listing = try runChecked("tar", ["-tvf", sound.archive]).out
+            #expect(listing.contains("usr/bin/sparse"), Comment(rawValue: listing))
+            let landed = try NodeApply.apply(.init(source: .full(archive: sound.archive), manifestPath: sound.manifest), context: context)
+            #expect(landed.outcome == .landed)
+            let copy = try Data(contentsOf: URL(fileURLWithPath: fx.layout.release(v1) + "/usr/bin/sparse"))
+            #expect(copy.count == 8 << 20 && copy[(1 << 20)..<((1 << 20) + 10)] == Data("island one".utf8))
+
+            // The archive's hash is the manifest's, but one file's bytes are not its entry's
+            // (same size): refused, naming the file, nothing landed.
+            let forged = try publish(v2) { tree in
+                try Data("#!/bin/sh\necho app 6+\n".utf8).write(to: URL(fileURLWithPath: tree + "/usr/bin/app"))
+            }
+            do {
+                let result = try NodeApply.apply(.init(source: .full(archive: forged.archive), manifestPath: forged.manifest), context: context)
+                Issue.record("landed (\(result.outcome)) a file whose bytes are not its manifest's (verify_landed \(verifyLanded))")
+            } catch {
+                #expect("\(error)".contains("usr/bin/app: sha256 differ"), "\(error)")
+            }
+            #expect(!exists(fx.layout.release(v2)))
+            let hidden = try FileManager.default.contentsOfDirectory(atPath: fx.layout.releases).filter { $0.hasPrefix(".") }
+            #expect(hidden.isEmpty, "leftovers: \(hidden)")
+        }
+    }
+
     /// Issue 13: an upload that outgrows its announced `--size` must not stay in incoming/.
     @Test("node receive refuses and removes an upload larger than its --size")
     func receiveOversize() throws {
