@@ -17,14 +17,20 @@ import Glibc
 
 @Suite("Node: dir backend lifecycle, health, hostile inputs, lock")
 struct NodeLifecycleTests {
-    @Test("apply v1, activate, apply v2 as a delta, activate, rollback, prune")
-    func lifecycle() throws {
+    /// With `[dir] link_unchanged = true` a delta's staged copy hardlinks the base's files:
+    /// the untouched ones stay shared, the changed ones are new files, the base is unchanged.
+    @Test("apply v1, activate, apply v2 as a delta, activate, rollback, prune", arguments: [false, true])
+    func lifecycle(linkUnchanged: Bool) throws {
         let fx = try NodeFixture()
         defer { fx.remove() }
         try fx.release("1")
         try fx.release("2")
         try fx.release("3")
-        let context = try fx.context()
+        let context = try fx.context { if linkUnchanged { $0.backendTables["dir"] = ["link_unchanged": "true"] } }
+        func inode(_ version: String, _ path: String) -> ino_t? {
+            var st = stat()
+            return lstat(fx.layout.release(version) + "/" + path, &st) == 0 ? st.st_ino : nil
+        }
 
         #expect(try fx.applyFull("1", context: context).outcome == .landed)
         #expect(try fx.applyFull("1", context: context).outcome == .alreadyLanded)
@@ -41,6 +47,12 @@ struct NodeLifecycleTests {
         try fx.checkInvariant("after activate 2 (delta)")
         #expect(try String(contentsOfFile: fx.layout.current + "/etc/app/version", encoding: .utf8) == "2\n")
         #expect(!exists(fx.layout.current + "/etc/app/legacy"))
+        // The untouched file is shared exactly when asked; the changed one never is, and the
+        // base keeps its own bytes.
+        #expect((inode("1", "etc/app/config") == inode("2", "etc/app/config")) == linkUnchanged)
+        #expect(inode("1", "etc/app/version") != inode("2", "etc/app/version"))
+        #expect(try String(contentsOfFile: fx.layout.release("1") + "/etc/app/version", encoding: .utf8) == "1\n")
+        #expect(exists(fx.layout.release("1") + "/etc/app/legacy"))
 
         let back = try NodeRollback.rollback(app: fx.app, context: context)
         #expect(back.version == "1" && fx.current == "1")
@@ -58,6 +70,25 @@ struct NodeLifecycleTests {
         let status = try NodeStatus.read(app: fx.app, context: context)
         #expect(status.current == "3" && status.previous == "2")
         #expect(status.activations.map(\.result).allSatisfy { $0 == .activated })
+        // The versions left still match their manifests (removing 1 removed links only).
+        for version in ["2", "3"] {
+            let manifest = try ReleaseManifest.read(path: fx.layout.manifest(version)).manifest
+            #expect(try NodeTreeCheck.differences(root: fx.layout.release(version), manifest: manifest, layout: fx.layout) == [])
+        }
+    }
+
+    @Test("[dir] takes link_unchanged = true or false; anything else is refused by name")
+    func dirSettings() throws {
+        let fx = try NodeFixture()
+        defer { fx.remove() }
+        for (table, wanted) in [(["link_unchanged": "yes"], "link_unchanged = yes"), (["hardlinks": "true"], "[dir] hardlinks")] {
+            do {
+                _ = try fx.context { $0.backendTables["dir"] = table }
+                Issue.record("accepted [dir] \(table)")
+            } catch {
+                #expect("\(error)".contains(wanted), "\(error)")
+            }
+        }
     }
 
     @Test("a failed health check switches back, reloads the old version and says so", .needs(.nodeBinary))

@@ -7,14 +7,34 @@ import SlipwaySystem
 
 /// The plain-directory backend: each version is `releases/<version>`, staged as
 /// `releases/.partial-<version>` and committed by rename(2). A delta's base copy is
-/// `cp -a --reflink=auto` (a reflink clone on XFS/btrfs, a real copy elsewhere). A pruned
-/// version is first renamed to `releases/.removing-<version>`, so it disappears at once and a
-/// crash mid-removal leaves only a leftover that recovery deletes.
+/// `cp -a --reflink=auto` (a reflink clone on XFS/btrfs, a real copy elsewhere), or with
+/// `[dir] link_unchanged = true`, `cp -a --link`: new directories, every other entry a
+/// hardlink to the base's (the delta then replaces what changed by rename, never in place).
+/// A pruned version is first renamed to `releases/.removing-<version>`, so it disappears at
+/// once and a crash mid-removal leaves only a leftover that recovery deletes.
 public struct DirBackend: NodeBackend {
     public var kind: BackendKind { .dir }
     let runner: CommandRunner
+    /// `[dir] link_unchanged`: a delta's staged copy hardlinks the base's files instead of
+    /// copying them (docs/backends.md "dir").
+    let linkUnchanged: Bool
 
-    public init(runner: CommandRunner = CommandRunner()) { self.runner = runner }
+    public init(runner: CommandRunner = CommandRunner(), linkUnchanged: Bool = false) {
+        self.runner = runner
+        self.linkUnchanged = linkUnchanged
+    }
+
+    /// The backend with node.toml's `[dir]` table.
+    public init(settings: [String: String], runner: CommandRunner = CommandRunner()) throws {
+        for key in settings.keys where key != "link_unchanged" {
+            throw NodeError.invalidArgument("[dir] \(key): unknown setting; [dir] takes link_unchanged (true or false)")
+        }
+        switch settings["link_unchanged"] {
+        case nil, "false": self.init(runner: runner)
+        case "true": self.init(runner: runner, linkUnchanged: true)
+        case let other?: throw NodeError.invalidArgument("[dir] link_unchanged = \(other): expected true or false")
+        }
+    }
 
     public func createStaging(_ request: StagingRequest, layout: NodeLayout) throws -> String {
         guard let base = request.base else { return try createEmptyStaging(version: request.version, layout: layout) }
@@ -37,7 +57,8 @@ public struct DirBackend: NodeBackend {
             throw NodeError.baseMissing(app: layout.app, base: base, landed: (try? landedVersions(layout: layout)) ?? [])
         }
         do {
-            try runner.run(Command(["cp", "-a", "--reflink=auto", "--no-target-directory", source, staging]))
+            let how = linkUnchanged ? "--link" : "--reflink=auto"
+            try runner.run(Command(["cp", "-a", how, "--no-target-directory", source, staging]))
         } catch {
             NodeFiles.removeTree(staging)
             throw error
