@@ -13,6 +13,7 @@ import SlipwayFleet
 /// `slipway build RECIPE`: a recipe into a new release in the store.
 struct Build: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "build",
         abstract: "Build a release from a recipe (must run as root).",
         discussion: """
             Stages: base, users, packages, files, app, venv, run, cleanup, pack, sign; each prints its duration. \

@@ -13,6 +13,7 @@ import SlipwayFleet
 /// `slipway deploy NAME@V --on SEL`: push, then switch in rolling batches.
 struct Deploy: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "deploy",
         abstract: "Push a release, then switch nodes to it in rolling batches, each confirmed; stop and switch back on failure.")
 
     @Argument(help: ArgumentHelp("The release.", valueName: "NAME@V")) var reference: String

@@ -12,6 +12,7 @@ import SlipwayFleet
 /// `slipway diff NAME@A NAME@B`: entries added, removed and changed from A to B.
 struct Diff: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "diff",
         abstract: "List the files (or, with --packages, the packages) added, removed and changed between two releases."
     )
 

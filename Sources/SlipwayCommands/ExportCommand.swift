@@ -12,6 +12,7 @@ import SlipwayFleet
 /// `slipway export NAME@V --format ext4|squashfs --out FILE`: a release as a filesystem image.
 struct Export: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "export",
         abstract: "Write a release as an ext4 or squashfs filesystem image.",
         discussion: """
             ext4 is writable, with free space: --size (e.g. 512M, 2G), by default the tree plus 30 % \

@@ -12,6 +12,7 @@ import SlipwayFleet
 /// `slipway inspect NAME@V`: the manifest's summary and whether the release checks out.
 struct Inspect: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "inspect",
         abstract: "Show a release's manifest summary and verify its archive (and signature with --trust).",
         discussion: "Exits non-zero when the archive or the signature does not match."
     )

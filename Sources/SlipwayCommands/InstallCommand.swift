@@ -12,6 +12,7 @@ import SlipwayFleet
 /// `slipway install NAME@V`: this machine as the node; apply from the local store, then activate.
 struct Install: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "install",
         abstract: "Land a release from the local store on this machine and switch to it.")
 
     @Argument(help: ArgumentHelp("The release.", valueName: "NAME@V")) var reference: String

@@ -12,6 +12,7 @@ import SlipwayFleet
 /// `slipway keygen --out FILE`: a new Ed25519 key pair.
 struct Keygen: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "keygen",
         abstract: "Create an Ed25519 key pair: FILE (private, mode 0600) and FILE.pub.",
         discussion: "Never overwrites an existing key."
     )

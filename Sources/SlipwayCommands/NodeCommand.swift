@@ -78,6 +78,7 @@ struct NodeOptions: ParsableArguments {
 /// `slipway node <verb>`: the node side, as the controller calls it over SSH (`--json`).
 struct Node: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "node",
         abstract: "Land, switch, roll back and inspect releases on this node (what the controller runs over SSH).",
         subcommands: [NodeApplyCommand.self, NodeActivateCommand.self, NodeConfirmCommand.self, NodeRollbackCommand.self,
                       NodeStatusCommand.self, NodePruneCommand.self, NodeRecoverCommand.self, NodeReceiveCommand.self,

@@ -12,6 +12,7 @@ import SlipwayFleet
 /// `slipway pack DIR --name NAME --version V`: a tree into a new release in the store.
 struct Pack: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "pack",
         abstract: "Pack a directory tree into a release in the store.",
         discussion: "With SOURCE_DATE_EPOCH set, mtimes are clamped to it and it is the release's creation time."
     )

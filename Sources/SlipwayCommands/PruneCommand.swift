@@ -5,6 +5,7 @@ import SlipwayFleet
 /// `slipway prune NAME --on SEL [--keep N] [--plan]`: old versions off every node.
 struct Prune: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "prune",
         abstract: "Remove the oldest versions of an app on nodes, keeping N (never the current or previous one); `slipway node prune` on this machine.")
 
     @Argument(help: ArgumentHelp("The app.", valueName: "NAME")) var app: String

@@ -12,6 +12,7 @@ import SlipwayFleet
 /// `slipway push NAME@V --on SEL`: land a release on nodes without switching.
 struct Push: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "push",
         abstract: "Send a release to nodes (delta when they have an older version) and land it, without switching.")
 
     @Argument(help: ArgumentHelp("The release.", valueName: "NAME@V")) var reference: String

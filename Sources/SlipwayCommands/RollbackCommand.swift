@@ -12,6 +12,7 @@ import SlipwayFleet
 /// `slipway rollback NAME --on SEL [--to V]` (the fleet) or `--local` (this machine).
 struct Rollback: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "rollback",
         abstract: "Switch nodes back to their previous version, or --to V, with no transfer (--local: this machine).")
 
     @Argument(help: ArgumentHelp("The app.", valueName: "NAME")) var app: String

@@ -7,6 +7,7 @@ import SlipwayRelease
 /// provenance, as stored and checked against the manifest's digest (docs/sbom.md).
 struct Sbom: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "sbom",
         abstract: "Print a release's SBOM (SPDX 2.3 or CycloneDX 1.5 JSON) or its signed provenance.",
         discussion: "The bytes are checked against the digest the manifest records; with --trust the manifest's signature (and the provenance's) is checked too."
     )

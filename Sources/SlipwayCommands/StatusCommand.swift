@@ -12,6 +12,7 @@ import SlipwayFleet
 /// `slipway status [NAME] --on SEL` (the fleet) or `--local` (this machine).
 struct Status: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "status",
         abstract: "Show which versions nodes run, and drift (--local: this machine).")
 
     @Argument(help: ArgumentHelp("The app (default: every app).", valueName: "NAME")) var app: String?

@@ -12,6 +12,7 @@ import SlipwayFleet
 /// `slipway unpack ARCHIVE DEST`: safe extraction of any tar.xz, tar.zst or tar.
 struct Unpack: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "unpack",
         abstract: "Extract a tar.xz, tar.zst or tar archive safely into a new or empty directory."
     )
 

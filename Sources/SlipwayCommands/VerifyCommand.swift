@@ -12,6 +12,7 @@ import SlipwayFleet
 /// `slipway verify NAME@V --trust FILE.pub`: signature and archive hash, or a non-zero exit.
 struct Verify: SlipwayCommand {
     static let configuration = CommandConfiguration(
+        commandName: "verify",
         abstract: "Verify a release's signature against a trusted key and re-hash its archive."
     )
 
