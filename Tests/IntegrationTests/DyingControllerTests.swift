@@ -77,15 +77,15 @@ extension FleetFarmTests {
                 command: "while [ ! -e \"/opt/slipway/go-$SLIPWAY_VERSION\" ]; do sleep 0.1; done", timeoutSeconds: 60, retries: 1))
             func letThrough(_ version: String) throws {
                 for node in farm.nodes {
-                    let gate = repositoryRoot + "/.testfarm/hosts/\(node)/opt/go-\(version)"
+                    let gate = farm.hostFile(node, "opt/go-\(version)")
                     try #require(FileManager.default.createFile(atPath: gate, contents: Data()), "cannot write \(gate)")
                 }
             }
             for node in farm.nodes {
                 // A gate left by an earlier run must not open 3 early.
-                try? FileManager.default.removeItem(atPath: repositoryRoot + "/.testfarm/hosts/\(node)/opt/go-3")
+                try? FileManager.default.removeItem(atPath: farm.hostFile(node, "opt/go-3"))
                 // The node sees the same file: the binding is what the gate relies on.
-                let gate = repositoryRoot + "/.testfarm/hosts/\(node)/opt/go-probe"
+                let gate = farm.hostFile(node, "opt/go-probe")
                 try #require(FileManager.default.createFile(atPath: gate, contents: Data()))
                 try #require(try farm.ssh(node, "test -e /opt/slipway/go-probe").ok, "\(node) does not see \(gate) as /opt/slipway/go-probe")
                 try FileManager.default.removeItem(atPath: gate)

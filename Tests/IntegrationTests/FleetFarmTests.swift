@@ -58,6 +58,17 @@ final class SSHFarm {
         try run("ssh", ["-F", repositoryRoot + "/.testfarm/ssh_config", node, command])
     }
 
+    /// A file of the node's directory on this machine, `.testfarm/hosts/NODE/NAME`
+    /// (`opt/…` is the node's /opt/slipway, bound).
+    func hostFile(_ node: String, _ name: String) -> String { repositoryRoot + "/.testfarm/hosts/\(node)/\(name)" }
+
+    /// What a node's own sshd sees at `path`, through /proc/PID/root: its root and mount
+    /// namespace, with no ssh and no namespace to enter.
+    func nodePath(_ node: String, _ path: String) throws -> String {
+        let pid = try String(contentsOfFile: hostFile(node, "sshd.pid"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        return "/proc/\(pid)/root" + path
+    }
+
     func outcomes(_ result: CommandResult) throws -> [String: NodeOutcome] {
         let list = try JSONDecoder().decode([NodeOutcome].self, from: result.stdout)
         return Dictionary(uniqueKeysWithValues: list.map { ($0.node, $0) })
@@ -184,11 +195,9 @@ struct FleetFarmTests {
         let started = Date()
         defer { _ = try? run("bash", [testfarm, "netem", "all", "off"]) }
         let push = try NodeChild(binary, ["push", "\(app)@4", "--full", "--on", "@farm", "--json", "--inventory", farm.inventory, "--store", farm.store.root])
-        let pid = try String(contentsOfFile: repositoryRoot + "/.testfarm/hosts/node2/sshd.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let upload = try farm.nodePath("node2", "/var/lib/slipway/\(app)/incoming/4.tar.zst")
         var partial: UInt64 = 0
         for _ in 0..<300 {
-            // Through /proc/PID/root: the path as sshd sees it, in its own mount namespace.
-            let upload = "/proc/\(pid)/root/var/lib/slipway/\(app)/incoming/4.tar.zst"
             partial = ((try? FileManager.default.attributesOfItem(atPath: upload))?[.size] as? NSNumber)?.uint64Value ?? 0
             if partial > 1 << 20 { break }
             usleep(50_000)
