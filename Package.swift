@@ -8,7 +8,8 @@ import PackageDescription
 //   SlipwayBuild → SlipwayRecipe → SlipwayRelease
 //   SlipwayExport → SlipwayRelease
 //   SlipwayNode → SlipwayNodeProtocol → SlipwayRelease
-//   SlipwayFleet → SlipwayNodeProtocol (never SlipwayNode: the controller needs only the wire types)
+//   SlipwayFleet → SlipwayNodeProtocol, SlipwayRegistry (never SlipwayNode: the controller needs only the wire types)
+//   SlipwayRegistry → SlipwayRelease (releases as OCI artifacts, over curl)
 //   SlipwayRelease → SlipwayArchive → SlipwaySystem
 let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
 
@@ -20,7 +21,7 @@ let package = Package(
         // untrusted input. No program of this package uses it; building it adds nothing.
         .library(
             name: "SlipwayLibraries",
-            targets: ["SlipwaySystem", "SlipwayArchive", "SlipwayRelease", "SlipwayRecipe", "SlipwayNodeProtocol", "SlipwayNode", "SlipwayFleet"]
+            targets: ["SlipwaySystem", "SlipwayArchive", "SlipwayRelease", "SlipwayRecipe", "SlipwayNodeProtocol", "SlipwayNode", "SlipwayRegistry", "SlipwayFleet"]
         ),
     ],
     dependencies: [
@@ -41,11 +42,12 @@ let package = Package(
         .target(name: "SlipwayExport", dependencies: ["SlipwayRelease"]),
         .target(name: "SlipwayNodeProtocol", dependencies: ["SlipwayRelease"]),
         .target(name: "SlipwayNode", dependencies: ["SlipwayNodeProtocol"]),
-        .target(name: "SlipwayFleet", dependencies: ["SlipwayNodeProtocol", .product(name: "Yams", package: "Yams")]),
+        .target(name: "SlipwayRegistry", dependencies: ["SlipwayRelease", crypto]),
+        .target(name: "SlipwayFleet", dependencies: ["SlipwayNodeProtocol", "SlipwayRegistry", .product(name: "Yams", package: "Yams")]),
         .target(
             name: "SlipwayCommands",
             dependencies: [
-                "SlipwayBuild", "SlipwayExport", "SlipwayNode", "SlipwayFleet",
+                "SlipwayBuild", "SlipwayExport", "SlipwayNode", "SlipwayRegistry", "SlipwayFleet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -62,6 +64,6 @@ let package = Package(
         .testTarget(name: "SlipwayNodeTests", dependencies: ["SlipwayNode", "SlipwayTestSupport"]),
         .testTarget(name: "SlipwayFleetTests", dependencies: ["SlipwayFleet", "SlipwayTestSupport"], exclude: ["FuzzInputs"]),
         .testTarget(name: "SlipwayCommandsTests", dependencies: ["SlipwayCommands", "SlipwayTestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["SlipwayCommands", "SlipwayTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["SlipwayCommands", "SlipwayRegistry", "SlipwayTestSupport"]),
     ]
 )

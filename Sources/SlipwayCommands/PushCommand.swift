@@ -8,6 +8,7 @@ import SlipwayExport
 import SlipwayNodeProtocol
 import SlipwayNode
 import SlipwayFleet
+import SlipwayRegistry
 
 /// `slipway push NAME@V --on SEL`: land a release on nodes without switching.
 struct Push: SlipwayCommand {
@@ -44,7 +45,7 @@ struct Push: SlipwayCommand {
 
 /// How release bytes travel: `--pull-from`, `--full`, `--slipway-binary`.
 struct TransferOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Nodes fetch the release from this HTTP store (the store directory served as is).", valueName: "URL"))
+    @Option(help: ArgumentHelp("Nodes fetch the release from this HTTP store (the store directory served as is), or from the OCI registry where it is published (oci://HOST[:PORT]/REPO, oci+http://…).", valueName: "URL"))
     var pullFrom: String?
 
     @Flag(help: "Always send the full archive, never a delta.")
@@ -54,8 +55,10 @@ struct TransferOptions: ParsableArguments {
     var slipwayBinary: String?
 
     func validate() throws {
-        if let pullFrom, !(pullFrom.hasPrefix("http://") || pullFrom.hasPrefix("https://")) {
-            throw ValidationError("--pull-from takes an http:// or https:// URL, not '\(pullFrom)'.")
+        if let pullFrom, RegistryLocation.isRegistry(pullFrom) {
+            _ = try RegistryLocation(parsing: pullFrom)
+        } else if let pullFrom, !(pullFrom.hasPrefix("http://") || pullFrom.hasPrefix("https://")) {
+            throw ValidationError("--pull-from takes an http:// or https:// URL or an oci:// registry location, not '\(pullFrom)'.")
         }
     }
 

@@ -30,7 +30,7 @@ public struct Slipway: ParsableCommand {
             reproducible packs.
             """,
         version: SlipwayVersion.string,
-        subcommands: [Build.self, Pack.self, Export.self, Inspect.self, Verify.self, Diff.self, Sbom.self, Unpack.self, Keygen.self, Deploy.self, Push.self, Status.self, Rollback.self, Prune.self, Install.self, Node.self]
+        subcommands: [Build.self, Pack.self, Export.self, Inspect.self, Verify.self, Diff.self, Sbom.self, Unpack.self, Keygen.self, Deploy.self, Push.self, Status.self, Rollback.self, Prune.self, Install.self, Publish.self, Pull.self, Node.self]
     )
 
     public static func main() {

@@ -4,6 +4,7 @@ import SlipwayNodeProtocol
 import SlipwayRelease
 import SlipwayArchive
 import SlipwaySystem
+import SlipwayRegistry
 
 /// One node's line in the end table of push, deploy and rollback.
 /// What a fleet command did on one node, as its JSON and summary say it.
@@ -64,7 +65,8 @@ public struct PushOptions: Sendable {
     public var store: ReleaseStore
     public var reference: ReleaseReference
     public var parallel: Int = 8
-    /// Nodes fetch from this static HTTP store (the store directory served as is).
+    /// Nodes fetch from this static HTTP store (the store directory served as is), or from
+    /// an OCI registry (`oci://HOST[:PORT]/REPO`, `oci+http://…`) where the release is published.
     public var pullFrom: String?
     /// Never send deltas.
     public var fullOnly = false
@@ -92,6 +94,10 @@ public final class FleetPush: Sendable {
     private let deltaLock = Mutex(())
     /// Package changes by the version a node comes from, worked out once per version.
     private let packageChanges = Mutex<[String: PackageSummary]>([:])
+    /// With `--pull-from oci://…`: the registry and the release's artifact, resolved once.
+    let registry: (client: RegistryClient, pinned: ReleaseRegistry.Pinned)?
+    /// The registry's deltas by base (nil: it has none from that base), looked up once.
+    private let registryDeltas = Mutex<[String: OCIDescriptor?]>([:])
 
     public init(options: PushOptions, pool: TransportPool, progress: FleetProgress, log: @escaping @Sendable (String) -> Void) throws {
         self.options = options
@@ -99,6 +105,16 @@ public final class FleetPush: Sendable {
         self.pool = pool
         self.progress = progress
         self.log = log
+        if let pull = options.pullFrom, RegistryLocation.isRegistry(pull) {
+            // The tag is read once and its blobs pinned by digest; the artifact must be the
+            // store's release, so what the nodes fetch is what the plan and the checks saw.
+            let client = try RegistryClient(location: try RegistryLocation(parsing: pull), scratch: pool.controlDirectory)
+            let pinned = try ReleaseRegistry.resolve(options.reference, client: client)
+            try ReleaseRegistry.check(pinned, matches: release)
+            registry = (client, pinned)
+        } else {
+            registry = nil
+        }
     }
 
     /// Pushes to every node, `parallel` at a time. Every node is asked what it has and what
@@ -340,7 +356,14 @@ public final class FleetPush: Sendable {
         var body = Payload(file: "\(version).\(archiveName.hasSuffix(".zst") ? "tar.zst" : "tar.xz")", localPath: release.archivePath,
                            urlPath: "\(directory)/\(archiveName)", size: release.manifest.archive.size, sha256: release.manifest.archive.sha256)
         var deltaBase: String? = nil
-        if !options.fullOnly, let base = chooseBase(status) {
+        if !options.fullOnly, let registry, let base = chooseBase(status) {
+            // From a registry: the delta published there, if any (its digest pins it).
+            if let layer = try registryDelta(from: base, client: registry.client), layer.size < body.size, layer.digest.hasPrefix("sha256:") {
+                body = Payload(file: "\(version).from-\(base).tar.xz", localPath: "", urlPath: "", size: layer.size,
+                               sha256: String(layer.digest.dropFirst("sha256:".count)))
+                deltaBase = base
+            }
+        } else if !options.fullOnly, let base = chooseBase(status) {
             let made = try delta(from: base)
             if let size = made.metadata.archiveSize, let sha = made.metadata.archiveSHA256, size < body.size {
                 body = Payload(file: "\(version).from-\(base).tar.xz", localPath: made.archivePath,
@@ -388,7 +411,8 @@ public final class FleetPush: Sendable {
             let result: NodeReceive.Result
             if let pull {
                 progress.state(client.node.name, "fetching \(what)" + (offset > 0 ? " from byte \(offset)" : ""))
-                result = try client.fetch(reference, file: item.file, url: Self.join(pull, item.urlPath), size: item.size, sha256: item.sha256)
+                let url = registry.map { $0.pinned.blobURL(sha256: item.sha256) } ?? Self.join(pull, item.urlPath)
+                result = try client.fetch(reference, file: item.file, url: url, size: item.size, sha256: item.sha256)
             } else {
                 progress.state(client.node.name, "sending \(what)" + (offset > 0 ? " from byte \(offset)" : ""), total: item.size)
                 let name = client.node.name
@@ -481,6 +505,14 @@ public final class FleetPush: Sendable {
             try writeFileAtomically(path, patch)
             return path
         }
+    }
+
+    /// The registry's delta from `base` to this release, looked up once per base.
+    func registryDelta(from base: String, client: RegistryClient) throws -> OCIDescriptor? {
+        if let known = registryDeltas.withLock({ $0[base] }) { return known }
+        let found = try ReleaseRegistry.delta(options.reference, base: base, client: client)
+        registryDeltas.withLock { $0[base] = found }
+        return found
     }
 
     func payload(file: String, path: String, urlPath: String) throws -> Payload {

@@ -270,6 +270,60 @@ public struct ReleaseStore: Sendable {
         }
     }
 
+    // MARK: Adopting a release made elsewhere
+
+    /// Moves a complete release directory that was fetched from elsewhere (`slipway pull`)
+    /// into the store, after the checks `verify` makes: the manifest names `reference`, the
+    /// archive and every attachment have the manifest's digests, and with `trust` the
+    /// signature verifies with that key (a release without one is then refused). Only the
+    /// release's own files may be there. `directory` must be on the store's file system (a
+    /// dot-directory of the app's): it is renamed into place, so a reader never sees half a
+    /// release. A version stored with the same archive is `alreadyPresent` and `directory`
+    /// is removed; with another archive it is an error.
+    public func adopt(directory: String, reference: ReleaseReference, trust: ReleasePublicKey? = nil) throws -> AddResult {
+        try Self.validate(name: reference.name)
+        try Self.validate(version: reference.version)
+        let manifestPath = directory + "/" + Self.manifestFileName
+        let (manifest, bytes) = try ReleaseManifest.read(path: manifestPath)
+        guard manifest.name == reference.name, manifest.version == reference.version else {
+            throw ReleaseError.manifestMismatch(path: manifestPath, expected: reference.description, found: manifest.reference)
+        }
+        let archiveName = Self.archiveFileName(manifest.compression)
+        let signaturePath = directory + "/" + Self.signatureFileName
+        let signature = access(signaturePath, F_OK) == 0 ? try readFile(signaturePath) : nil
+        let allowed = Set([Self.manifestFileName, archiveName, Self.signatureFileName] + (manifest.attachments ?? []).map(\.file))
+        let present = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        if let stray = present.sorted().first(where: { !allowed.contains($0) }) {
+            throw ReleaseError.manifestMalformed(path: directory + "/" + stray, detail: "the file is not one of the release's (its manifest does not list it)")
+        }
+        let staged = StoredRelease(reference: reference, directory: directory, manifestPath: manifestPath,
+                                   archivePath: directory + "/" + archiveName, signaturePath: signaturePath,
+                                   manifest: manifest, manifestBytes: bytes, signatureFile: signature)
+        try ReleaseVerifier.verify(staged, trust: trust).requireValid()
+        for file in present { try syncFile(directory + "/" + file) }
+        try syncDirectory(directory)
+
+        let appDir = appDirectory(reference.name)
+        let target = releaseDirectory(reference)
+        return try withAppLock(appDir) {
+            if FileManager.default.fileExists(atPath: target) {
+                let existing = try release(reference)
+                guard existing.manifest.archive.sha256 == manifest.archive.sha256 else {
+                    throw ReleaseError.versionExists(name: reference.name, version: reference.version, path: target)
+                }
+                removeTree(directory)
+                try appendToIndex(reference)
+                return AddResult(outcome: .alreadyPresent, release: existing)
+            }
+            guard rename(directory, target) == 0 else {
+                throw ReleaseError.system(operation: "rename \(directory) to", path: target, errno: errno)
+            }
+            try syncDirectory(appDir)
+            try appendToIndex(reference)
+            return AddResult(outcome: .added, release: try release(reference))
+        }
+    }
+
     // MARK: Attachments
 
     /// Checks that an attachment's file name is a plain file name of the release's directory

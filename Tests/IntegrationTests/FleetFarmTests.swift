@@ -14,6 +14,7 @@ import Glibc
 @testable import SlipwayNodeProtocol
 @testable import SlipwayNode
 @testable import SlipwayFleet
+@testable import SlipwayRegistry
 
 /// The repository's root, from this file's path.
 private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -257,6 +258,67 @@ struct FleetFarmTests {
         let log = try String(contentsOfFile: server.accessLog, encoding: .utf8)
         #expect(log.components(separatedBy: "/\(app)/1/rootfs.tar.xz").count - 1 >= 3)
         #expect(log.components(separatedBy: "/\(app)/2/deltas/1.tar.xz").count - 1 >= 3)
+    }
+}
+
+extension FleetFarmTests {
+    @Test("pull from an OCI registry: the release is published once, nodes fetch its blobs by digest, then the published delta",
+          .needs(.farm, .registry, .nodeBinary))
+    func pullFromRegistry() throws {
+        let binary = try #require(nodeBinary)
+        let farm = try SSHFarm(nodes: 3, binary: binary)
+        defer { farm.down() }
+        let app = "registered"
+        try farm.release(app, "1")
+        try farm.release(app, "2", own: 1)
+        // The registry on the farm's bridge, where the nodes reach it.
+        let server = try RegistryServer(address: "10.231.0.1", scratch: farm.temp.sub("registry"))
+        defer { server.stop() }
+        let location = server.location("farm/\(app)")
+        let store = ["--store", farm.store.root]
+
+        // Not published yet: the deploy says so and touches no node.
+        let early = try farm.slipway(["deploy", "\(app)@1", "--on", "@farm", "--json", "--pull-from", location])
+        #expect(early.status != 0 && early.err.contains("slipway publish"), "unpublished: \(early.err)")
+
+        let published = try run(binary, ["publish", "\(app)@1", "--to", location] + store)
+        #expect(published.status == 0, "publish 1: \(published.err)")
+        let first = try farm.slipway(["deploy", "\(app)@1", "--on", "@farm", "--json", "--pull-from", location])
+        #expect(first.status == 0, "deploy 1: \(first.err)")
+        let release1 = try farm.store.release(name: app, version: "1")
+        for (node, outcome) in try farm.outcomes(first) {
+            #expect(outcome.result == .activated && outcome.method == "pull full", "\(node): \(outcome)")
+            #expect(try farm.current(node, app: app) == "1")
+        }
+        // Every node fetched the archive from the registry, by its digest.
+        #expect(server.requests("GET", containing: "/blobs/sha256:\(release1.manifest.archive.sha256)") >= 3)
+
+        // Version 2 with the delta from 1 made and published: each node fetches the delta.
+        _ = try ReleaseDelta.make(store: farm.store, from: .init(name: app, version: "1"), to: .init(name: app, version: "2"))
+        let published2 = try run(binary, ["publish", "\(app)@2", "--to", location] + store)
+        #expect(published2.status == 0, "publish 2: \(published2.err)")
+        let delta = try #require(try JSONDecoder().decode(DeltaMetadata.self, from: Data(contentsOf: URL(fileURLWithPath:
+            ReleaseDelta.metadataPath(store: farm.store, name: app, from: "1", to: "2")))).archiveSHA256)
+        let second = try farm.slipway(["deploy", "\(app)@2", "--on", "@farm", "--json", "--pull-from", location])
+        #expect(second.status == 0, "deploy 2: \(second.err)")
+        let release2 = try farm.store.release(name: app, version: "2")
+        for (node, outcome) in try farm.outcomes(second) {
+            #expect(outcome.result == .activated && outcome.method == "pull delta from 1", "\(node): \(outcome)")
+            #expect(outcome.bytesSent < release2.manifest.archive.size, "\(node) fetched \(outcome.bytesSent)")
+            #expect(try farm.current(node, app: app) == "2")
+        }
+        #expect(server.requests("GET", containing: "/blobs/sha256:\(delta)") >= 3)
+        #expect(server.requests("GET", containing: "/blobs/sha256:\(release2.manifest.archive.sha256)") == 0)
+
+        // The store's release is not the registry's any more (rebuilt under the same version):
+        // the deploy refuses before any node fetches.
+        let other = try farm.release(app, "3")
+        _ = try run(binary, ["publish", "\(app)@3", "--to", location] + store)
+        try FileManager.default.removeItem(atPath: other.directory)
+        try farm.release(app, "3", own: 1)
+        let mismatch = try farm.slipway(["deploy", "\(app)@3", "--on", "@farm", "--json", "--pull-from", location])
+        #expect(mismatch.status != 0 && mismatch.err.contains("not the store's"), "mismatch: \(mismatch.err)")
+        for node in farm.nodes { #expect(try farm.current(node, app: app) == "2") }
     }
 }
 

@@ -153,7 +153,7 @@ struct FleetPlanTests {
         let tree = fixture.dir.sub("tree")
         try FileManager.default.createDirectory(atPath: tree, withIntermediateDirectories: true)
         try Data((0..<(2 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }).write(to: URL(fileURLWithPath: tree + "/data"))
-        try fixture.store.add(tree: tree, name: fixture.app, version: "1", created: 1_700_000_000, configuration: .init(level: 1))
+        _ = try fixture.store.add(tree: tree, name: fixture.app, version: "1", created: 1_700_000_000, configuration: .init(level: 1))
 
         let result = try run(binary, ["deploy", "\(fixture.app)@1", "--on", "ok,signed,small,gone", "--plan", "--json",
                                       "--inventory", inventory, "--store", fixture.store.root])

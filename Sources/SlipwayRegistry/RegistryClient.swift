@@ -1,0 +1,220 @@
+import Foundation
+import Glibc
+import Crypto
+import SlipwaySystem
+import SlipwayArchive
+
+/// The OCI distribution API over `curl`, one request per run (the same tool the nodes fetch
+/// with; no HTTP stack inside slipway). Requests carry no credentials yet (docs/registry.md).
+public struct RegistryClient: Sendable {
+    public let location: RegistryLocation
+    let runner = CommandRunner()
+    /// Scratch space for request and response bodies.
+    let scratch: String
+
+    public init(location: RegistryLocation, scratch: String) throws {
+        guard CommandRunner.isInstalled("curl") else { throw RegistryError.toolMissing("curl") }
+        self.location = location
+        self.scratch = scratch
+    }
+
+    public static let manifestMediaType = "application/vnd.oci.image.manifest.v1+json"
+    public static let indexMediaType = "application/vnd.oci.image.index.v1+json"
+
+    /// One response: status, the headers slipway reads (lower-case names), and the body when
+    /// it was kept.
+    struct Response {
+        var status: Int
+        var headers: [String: String]
+        var body: Data
+    }
+
+    enum Body {
+        case none
+        case data(Data)
+        case file(String)
+    }
+
+    /// Runs one request. `output` keeps the body in a file instead of memory.
+    func request(_ method: String, _ url: String, headers: [String] = [], body: Body = .none, continueAt: UInt64 = 0,
+                 output: String? = nil) throws -> Response {
+        let bodyPath = output ?? "\(scratch)/response-\(UInt32.random(in: .min ... .max))"
+        defer { if output == nil { unlink(bodyPath) } }
+        var arguments = ["curl", "--silent", "--show-error", "--globoff", "--location", "--max-redirs", "5",
+                         "--connect-timeout", "10", "--dump-header", "-", "--output", bodyPath, "--request", method]
+        if method == "HEAD" { arguments = arguments.filter { $0 != "--request" && $0 != "HEAD" } + ["--head"] }
+        for header in headers { arguments += ["--header", header] }
+        if continueAt > 0 { arguments += ["--continue-at", String(continueAt)] }
+        var input = Command.Input.null
+        switch body {
+        case .none: break
+        case let .data(data):
+            arguments += ["--data-binary", "@-"]
+            input = .bytes(data)
+        case let .file(path):
+            arguments += ["--upload-file", path, "--header", "Expect:"]
+            // --upload-file sets PUT; the method given wins.
+        }
+        arguments += ["--url", url]
+        let result = try runner.runAllowingFailure(Command(arguments, input: input))
+        guard result.succeeded else {
+            let line = result.standardErrorTail.split(separator: "\n").last.map(String.init) ?? "curl exited with status \(result.status)"
+            throw RegistryError.unreachable(url: url, detail: line.hasPrefix("curl: ") ? String(line.dropFirst(6)) : line)
+        }
+        // Header blocks of interim answers (100 Continue) and redirects come first; the last is the answer.
+        let text = String(decoding: result.standardOutput, as: UTF8.self)
+        let blocks = text.components(separatedBy: "\r\n\r\n").filter { $0.hasPrefix("HTTP/") }
+        guard let last = blocks.last else { throw RegistryError.unreachable(url: url, detail: "no HTTP answer") }
+        var lines = last.components(separatedBy: "\r\n")
+        let statusLine = lines.removeFirst().split(separator: " ")
+        guard statusLine.count >= 2, let status = Int(statusLine[1]) else {
+            throw RegistryError.unreachable(url: url, detail: "a malformed status line")
+        }
+        var headers: [String: String] = [:]
+        for line in lines {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        let data = output == nil ? ((try? Data(contentsOf: URL(fileURLWithPath: bodyPath))) ?? Data()) : Data()
+        return Response(status: status, headers: headers, body: data)
+    }
+
+    /// The registry's own error text (`{"errors":[{"code":…,"message":…}]}`), or the body's start.
+    static func detail(_ body: Data) -> String {
+        struct Errors: Decodable {
+            struct Item: Decodable { var code: String?; var message: String? }
+            var errors: [Item]
+        }
+        if let errors = try? JSONDecoder().decode(Errors.self, from: body), !errors.errors.isEmpty {
+            return errors.errors.map { [$0.code, $0.message].compactMap { $0 }.joined(separator: ": ") }.joined(separator: "; ")
+        }
+        return String(decoding: body.prefix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func check(_ response: Response, _ method: String, _ url: String, expect: Set<Int>) throws {
+        guard expect.contains(response.status) else {
+            throw RegistryError.http(method: method, url: url, status: response.status, detail: Self.detail(response.body))
+        }
+    }
+
+    /// Checks that the registry speaks the distribution API (`GET /v2/`).
+    public func ping() throws {
+        let url = "\(location.scheme)://\(location.host)/v2/"
+        try check(try request("GET", url), "GET", url, expect: [200])
+    }
+
+    /// Whether the repository holds the blob.
+    public func hasBlob(_ digest: String) throws -> Bool {
+        let url = location.blobURL(digest)
+        let response = try request("HEAD", url)
+        if response.status == 404 { return false }
+        try check(response, "HEAD", url, expect: [200])
+        return true
+    }
+
+    /// What `putBlob` did.
+    public enum BlobOutcome: String, Sendable {
+        /// The repository had it.
+        case present
+        /// Mounted from another repository of the registry: no bytes sent.
+        case mounted
+        /// Uploaded.
+        case uploaded
+    }
+
+    /// Makes sure the repository holds the file as the blob `digest`: nothing when it has it,
+    /// a cross-repository mount when one of `mountFrom` has it, else a monolithic upload.
+    public func putBlob(path: String, digest: String, mountFrom: [String] = []) throws -> BlobOutcome {
+        if try hasBlob(digest) { return .present }
+        let uploads = "\(location.apiBase)/blobs/uploads/"
+        var start: Response? = nil
+        for other in mountFrom where other != location.repository {
+            let url = uploads + "?mount=\(digest)&from=\(other)"
+            let response = try request("POST", url)
+            if response.status == 201 { return .mounted }
+            try check(response, "POST", url, expect: [202])
+            start = response
+            break
+        }
+        if start == nil {
+            let response = try request("POST", uploads)
+            try check(response, "POST", uploads, expect: [202])
+            start = response
+        }
+        guard let where_ = start?.headers["location"] else {
+            throw RegistryError.unexpected(what: "POST \(uploads)", detail: "the registry gave no Location for the upload")
+        }
+        let target = absolute(where_)
+        let url = target + (target.contains("?") ? "&" : "?") + "digest=\(digest)"
+        let response = try request("PUT", url, headers: ["Content-Type: application/octet-stream"], body: .file(path))
+        try check(response, "PUT", url, expect: [201])
+        if let stored = response.headers["docker-content-digest"], stored != digest {
+            throw RegistryError.digestMismatch(what: "blob upload", expected: digest, actual: stored)
+        }
+        return .uploaded
+    }
+
+    /// A Location header may be a path on the registry.
+    func absolute(_ location: String) -> String {
+        location.hasPrefix("http://") || location.hasPrefix("https://") ? location : "\(self.location.scheme)://\(self.location.host)\(location)"
+    }
+
+    /// Stores a manifest (or index) under `reference` (a tag or its digest); returns its digest.
+    @discardableResult
+    public func putManifest(_ bytes: Data, mediaType: String, reference: String) throws -> String {
+        let digest = Self.digest(bytes)
+        let url = location.manifestURL(reference)
+        let response = try request("PUT", url, headers: ["Content-Type: \(mediaType)"], body: .data(bytes))
+        try check(response, "PUT", url, expect: [201])
+        if let stored = response.headers["docker-content-digest"], stored != digest {
+            throw RegistryError.digestMismatch(what: "manifest \(reference)", expected: digest, actual: stored)
+        }
+        return digest
+    }
+
+    /// A manifest as the registry holds it: bytes, digest (checked against the bytes when the
+    /// reference is a digest) and media type; nil when there is none.
+    public func manifest(_ reference: String, accept: [String] = [RegistryClient.manifestMediaType]) throws -> (bytes: Data, digest: String, mediaType: String)? {
+        let url = location.manifestURL(reference)
+        let response = try request("GET", url, headers: ["Accept: \(accept.joined(separator: ", "))"])
+        if response.status == 404 { return nil }
+        try check(response, "GET", url, expect: [200])
+        let digest = Self.digest(response.body)
+        if reference.hasPrefix("sha256:"), digest != reference {
+            throw RegistryError.digestMismatch(what: "manifest \(reference)", expected: reference, actual: digest)
+        }
+        return (response.body, digest, response.headers["content-type"] ?? "")
+    }
+
+    /// Downloads a blob into `path` (resuming a partial file with a Range request) and checks
+    /// its size and digest; a wrong file is removed.
+    public func fetchBlob(_ digest: String, size: UInt64, to path: String, what: String) throws {
+        let url = location.blobURL(digest)
+        var have = UInt64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)??.uint64Value ?? 0)
+        if have > size { unlink(path); have = 0 }
+        if have < size {
+            // curl appends from `have` (--continue-at) and refuses a server that answers a ranged
+            // request with the whole file; then it starts over.
+            var response: Response
+            do {
+                response = try request("GET", url, continueAt: have, output: path)
+            } catch RegistryError.unreachable where have > 0 {
+                unlink(path)
+                response = try request("GET", url, output: path)
+            }
+            if !(response.status == 200 || response.status == 206) {
+                unlink(path)
+                try check(response, "GET", url, expect: [200, 206])
+            }
+        }
+        let hash = try FileHasher.sha256(path: path)
+        guard hash.size == size, "sha256:" + hash.hex == digest else {
+            unlink(path)
+            throw RegistryError.digestMismatch(what: what, expected: "\(digest) (\(size) bytes)", actual: "sha256:\(hash.hex) (\(hash.size) bytes)")
+        }
+    }
+
+    public static func digest(_ data: Data) -> String {
+        "sha256:" + SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,199 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import SlipwaySystem
+@testable import SlipwayArchive
+@testable import SlipwayRelease
+@testable import SlipwayRegistry
+
+/// Releases in a real OCI registry (Debian's docker-registry, distribution 2.8), through the
+/// real binary: publish, pull, what travels, what is refused (docs/registry.md).
+@Suite("Registry: publish and pull releases as OCI artifacts")
+struct RegistryTests {
+    /// A store with signed releases 1 and 2 and the delta 1 → 2 cached, a key pair, and a
+    /// registry.
+    struct Published {
+        let fx: NodeFixture
+        let server: RegistryServer
+        let keyPath: String
+        let binary: String
+
+        init(binary: String) throws {
+            self.binary = binary
+            fx = try NodeFixture("slipway-registry")
+            do {
+                keyPath = fx.dir.sub("release.key")
+                _ = try ReleaseSigning.generateKey(at: keyPath)
+                let key = try ReleaseSigning.loadSigningKey(path: keyPath)
+                try fx.release("1", big: 1_000_000, signingKey: key)
+                try fx.release("2", big: 1_000_000, signingKey: key)
+                _ = try ReleaseDelta.make(store: fx.store, from: .init(name: fx.app, version: "1"), to: .init(name: fx.app, version: "2"))
+                server = try RegistryServer(scratch: fx.dir.sub("registry"))
+            } catch {
+                fx.remove()
+                throw error
+            }
+        }
+
+        func stop() {
+            server.stop()
+            fx.remove()
+        }
+
+        func slipway(_ arguments: [String], store: String? = nil) throws -> CommandResult {
+            try run(binary, arguments + ["--store", store ?? fx.store.root])
+        }
+
+        /// The release's files (deltas aside) as bytes, by name.
+        func files(_ store: String, _ version: String) throws -> [String: Data] {
+            let directory = "\(store)/\(fx.app)/\(version)"
+            var files: [String: Data] = [:]
+            for name in try FileManager.default.contentsOfDirectory(atPath: directory) where name != "deltas" {
+                files[name] = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name))
+            }
+            return files
+        }
+    }
+
+    @Test("publish, publish again (nothing sent, same digest), pull byte for byte with the signature checked, a wrong key refused",
+          .needs(.registry, .builtSlipway))
+    func publishAndPull() throws {
+        let setup = try Published(binary: try #require(builtSlipway))
+        defer { setup.stop() }
+        let app = setup.fx.app
+        let location = setup.server.location("farm/web")
+
+        let first = try setup.slipway(["publish", "\(app)@2", "--to", location, "--json"])
+        #expect(first.status == 0, "publish: \(first.err)")
+        let report = try JSONDecoder().decode(ReleaseRegistry.PublishReport.self, from: first.stdout)
+        let release = try setup.fx.store.release(name: app, version: "2")
+        #expect(report.tag == "2" && report.digest.hasPrefix("sha256:"))
+        #expect(Set(report.blobs.map(\.file)) == ["rootfs.tar.xz", "manifest.json", "manifest.sig", "deltas/1.tar.xz"])
+        #expect(report.blobs.allSatisfy { $0.outcome == "uploaded" }, "\(report.blobs)")
+        #expect(report.bytesUploaded > release.manifest.archive.size)
+        #expect(Set(report.artifacts.map(\.kind)) == ["release", "signature", "delta"])
+        #expect(report.artifacts.first { $0.kind == "delta" }?.base == "1")
+
+        // The artifact as the registry serves it: the release's type, the empty config, the
+        // archive's digest; and the referrers under the tag schema (no referrers API in 2.8).
+        let client = try RegistryClient(location: try RegistryLocation(parsing: location), scratch: setup.fx.dir.path)
+        let pinned = try ReleaseRegistry.resolve(release.reference, client: client)
+        #expect(pinned.digest == report.digest)
+        #expect(pinned.layer("rootfs.tar.xz")?.digest == "sha256:" + release.manifest.archive.sha256)
+        let referrers = try ReleaseRegistry.referrers(of: report.digest, client: client)
+        #expect(Set(referrers.compactMap(\.artifactType)) == [ReleaseRegistry.signatureType, ReleaseRegistry.deltaType], "\(referrers)")
+        #expect(try ReleaseRegistry.delta(release.reference, base: "1", client: client)?.digest
+                == report.blobs.first { $0.file == "deltas/1.tar.xz" }?.digest)
+
+        // Again: every blob is there (HEAD), nothing is uploaded, the digest is the same.
+        let puts = setup.server.requests("PUT", containing: "/blobs/uploads/")
+        let second = try setup.slipway(["publish", "\(app)@2", "--to", location, "--json"])
+        #expect(second.status == 0, "publish again: \(second.err)")
+        let again = try JSONDecoder().decode(ReleaseRegistry.PublishReport.self, from: second.stdout)
+        #expect(again.digest == report.digest && again.bytesUploaded == 0 && again.blobs.allSatisfy { $0.outcome == "present" })
+        #expect(setup.server.requests("PUT", containing: "/blobs/uploads/") == puts)
+
+        // Another repository of the registry: the blobs are mounted, not sent.
+        let mounted = try setup.slipway(["publish", "\(app)@2", "--to", setup.server.location("mirror/web"), "--mount-from", "farm/web", "--json"])
+        #expect(mounted.status == 0, "publish with mounts: \(mounted.err)")
+        let mountReport = try JSONDecoder().decode(ReleaseRegistry.PublishReport.self, from: mounted.stdout)
+        #expect(mountReport.bytesUploaded == 0 && mountReport.blobs.allSatisfy { $0.outcome == "mounted" }, "\(mountReport.blobs)")
+        #expect(mountReport.digest == report.digest)
+
+        // Pull into an empty store with the right key: the same bytes, the signature verified.
+        let other = setup.fx.dir.sub("store-pulled")
+        let pulled = try setup.slipway(["pull", "\(app)@2", "--from", location, "--trust", setup.keyPath + ".pub", "--json"], store: other)
+        #expect(pulled.status == 0, "pull: \(pulled.err)")
+        let pullReport = try JSONDecoder().decode(ReleaseRegistry.PullReport.self, from: pulled.stdout)
+        #expect(pullReport.outcome == "added" && pullReport.signature == "verified" && pullReport.digest == report.digest)
+        #expect(try setup.files(other, "2") == setup.files(setup.fx.store.root, "2"))
+        #expect(try ReleaseStore(root: other).versions(of: app) == ["2"])
+        let verified = try setup.slipway(["verify", "\(app)@2", "--trust", setup.keyPath + ".pub"], store: other)
+        #expect(verified.status == 0, "verify after pull: \(verified.err)")
+        let repeated = try setup.slipway(["pull", "\(app)@2", "--from", location, "--json"], store: other)
+        #expect(repeated.status == 0, "pull again: \(repeated.err)")
+        let repeatedReport = try JSONDecoder().decode(ReleaseRegistry.PullReport.self, from: repeated.stdout)
+        #expect(repeatedReport.outcome == "alreadyPresent")
+
+        // A key that did not sign it: refused, and nothing of it stays in the store.
+        let otherKey = setup.fx.dir.sub("other.key")
+        _ = try ReleaseSigning.generateKey(at: otherKey)
+        let refusedStore = setup.fx.dir.sub("store-refused")
+        let refused = try setup.slipway(["pull", "\(app)@2", "--from", location, "--trust", otherKey + ".pub"], store: refusedStore)
+        #expect(refused.status != 0 && refused.err.contains("signature"), "wrong key: \(refused.err)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: refusedStore + "/" + app)) ?? []).filter { $0 != ".lock" }.isEmpty)
+
+        // A version that was never published: named.
+        let missing = try setup.slipway(["pull", "\(app)@9", "--from", location], store: refusedStore)
+        #expect(missing.status != 0 && missing.err.contains("web@9"), "missing: \(missing.err)")
+    }
+
+    @Test("a blob whose bytes the registry changed is refused and not kept; an interrupted pull resumes with a Range request",
+          .needs(.registry, .builtSlipway))
+    func wrongDigestAndResume() throws {
+        let setup = try Published(binary: try #require(builtSlipway))
+        defer { setup.stop() }
+        let app = setup.fx.app
+        let location = setup.server.location("farm/web")
+        let published = try setup.slipway(["publish", "\(app)@1", "--to", location])
+        #expect(published.status == 0, "publish: \(published.err)")
+        let release = try setup.fx.store.release(name: app, version: "1")
+        let blob = setup.server.blobFile("sha256:" + release.manifest.archive.sha256)
+
+        // An interrupted pull left the first half of the archive: the next pull asks for the
+        // rest only, and the release is whole.
+        let store = setup.fx.dir.sub("store-resumed")
+        let work = "\(store)/\(app)/.pulling-1"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let whole = try Data(contentsOf: URL(fileURLWithPath: release.archivePath))
+        try whole.prefix(whole.count / 2).write(to: URL(fileURLWithPath: work + "/rootfs.tar.xz"))
+        let resumed = try setup.slipway(["pull", "\(app)@1", "--from", location, "--json"], store: store)
+        #expect(resumed.status == 0, "resumed pull: \(resumed.err)")
+        let report = try JSONDecoder().decode(ReleaseRegistry.PullReport.self, from: resumed.stdout)
+        let rest = UInt64(whole.count - whole.count / 2)
+        let others = (try? Data(contentsOf: URL(fileURLWithPath: release.manifestPath)).count).map(UInt64.init) ?? 0
+        #expect(report.bytesFetched < UInt64(whole.count) && report.bytesFetched >= rest + others, "fetched \(report.bytesFetched)")
+        #expect(try setup.files(store, "1") == setup.files(setup.fx.store.root, "1"))
+        #expect(access(work, F_OK) != 0, "the pull's work directory is gone")
+
+        // The registry's copy of the archive changes under it (a disk fault, a hostile
+        // mirror): the pull fails naming the digest, and nothing is stored.
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: blob))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: blob))
+        let tampered = setup.fx.dir.sub("store-tampered")
+        let refused = try setup.slipway(["pull", "\(app)@1", "--from", location], store: tampered)
+        // Refused as it arrives (the blob's digest), before the store's own checks would.
+        #expect(refused.status != 0 && refused.err.contains(release.manifest.archive.sha256) && refused.err.contains("the registry sent bytes"),
+                "tampered: \(refused.err)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: tampered + "/" + app)) ?? []).filter { !$0.hasPrefix(".pulling") && $0 != ".lock" }.isEmpty)
+        #expect(try ReleaseStore(root: tampered).versions(of: app).isEmpty)
+        let leftover = ((try? FileManager.default.contentsOfDirectory(atPath: "\(tampered)/\(app)/.pulling-1")) ?? [])
+        #expect(!leftover.contains("rootfs.tar.xz"), "the wrong archive was kept: \(leftover)")
+    }
+
+    @Test("skopeo reads a published release: the same manifest bytes, and a copy to an OCI layout holds the same blobs",
+          .needs(.registry, .builtSlipway, .tools(["skopeo"])))
+    func skopeoReadsIt() throws {
+        let setup = try Published(binary: try #require(builtSlipway))
+        defer { setup.stop() }
+        let app = setup.fx.app
+        let published = try setup.slipway(["publish", "\(app)@2", "--to", setup.server.location("farm/web"), "--json"])
+        #expect(published.status == 0, "publish: \(published.err)")
+        let report = try JSONDecoder().decode(ReleaseRegistry.PublishReport.self, from: published.stdout)
+        let reference = "docker://\(setup.server.hostPort)/farm/web:2"
+        let raw = try run("skopeo", ["inspect", "--raw", "--tls-verify=false", reference])
+        #expect(raw.ok, "skopeo inspect: \(raw.err)")
+        #expect(RegistryClient.digest(raw.stdout) == report.digest)
+        let layout = setup.fx.dir.sub("layout")
+        let copied = try run("skopeo", ["copy", "--src-tls-verify=false", reference, "oci:\(layout):2"])
+        #expect(copied.ok, "skopeo copy: \(copied.err)")
+        for blob in report.blobs where blob.file != "deltas/1.tar.xz" {
+            let path = "\(layout)/blobs/sha256/\(blob.digest.dropFirst("sha256:".count))"
+            #expect(try FileHasher.sha256(path: path).hex == String(blob.digest.dropFirst("sha256:".count)), "\(blob.file)")
+        }
+    }
+}
