@@ -7,7 +7,7 @@ import PackageDescription
 //   slipway (one-file main) → SlipwayCommands → Build, Export, Node, Fleet
 //   SlipwayBuild → SlipwayRecipe → SlipwayRelease
 //   SlipwayExport → SlipwayRelease
-//   SlipwayNode → SlipwayNodeProtocol → SlipwayRelease
+//   SlipwayNode → SlipwayNodeProtocol → SlipwayRelease; SlipwayNode → SlipwayRegistry (a fetch's credentials)
 //   SlipwayFleet → SlipwayNodeProtocol, SlipwayRegistry (never SlipwayNode: the controller needs only the wire types)
 //   SlipwayRegistry → SlipwayRelease (releases as OCI artifacts, over curl)
 //   SlipwayRelease → SlipwayArchive → SlipwaySystem
@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "SlipwayBuild", dependencies: ["SlipwayRecipe"]),
         .target(name: "SlipwayExport", dependencies: ["SlipwayRelease"]),
         .target(name: "SlipwayNodeProtocol", dependencies: ["SlipwayRelease"]),
-        .target(name: "SlipwayNode", dependencies: ["SlipwayNodeProtocol"]),
+        .target(name: "SlipwayNode", dependencies: ["SlipwayNodeProtocol", "SlipwayRegistry"]),
         .target(name: "SlipwayRegistry", dependencies: ["SlipwayRelease", crypto]),
         .target(name: "SlipwayFleet", dependencies: ["SlipwayNodeProtocol", "SlipwayRegistry", .product(name: "Yams", package: "Yams")]),
         .target(

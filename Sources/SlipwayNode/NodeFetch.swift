@@ -4,6 +4,7 @@ import SlipwayNodeProtocol
 import SlipwayRelease
 import SlipwayArchive
 import SlipwaySystem
+import SlipwayRegistry
 
 /// Pull mode: the node fetches release bytes from a static HTTP store (nginx, a CDN, an S3
 /// bucket's endpoint) into `incoming/<file>` itself, with `curl` through the command runner.
@@ -91,8 +92,23 @@ public enum NodeFetch {
 
         var received: UInt64 = 0
         do {
+            // A registry's blob: answer its challenge first (node.toml's registry_auth), and
+            // hand curl the header through a file only root can read.
+            var headerFile: String? = nil
+            var scratch: String? = nil
+            defer { if let scratch { PosixPath.removeTree(scratch) } }
+            if let registry = RegistryLocation(blobURL: request.url), try size() < request.size {
+                var template = Array("/tmp/slipway-fetch-XXXXXX".utf8CString)
+                guard let made = mkdtemp(&template) else { throw NodeError.system(operation: "mkdtemp", path: "/tmp", errno: errno) }
+                scratch = String(cString: made)
+                let credentials = try RegistryCredentials.load(host: registry.host, file: context.settings.registryAuth)
+                let client = try RegistryClient(location: registry, scratch: scratch!, credentials: .some(credentials))
+                if let authorization = try client.authorization(for: request.url) {
+                    headerFile = try RegistryAuth.headerFile(authorization, directory: scratch!)
+                }
+            }
             try download(request, path: path, size: size, startOver: startOver, received: &received, log: context.log,
-                         runner: context.runner)
+                         headerFile: headerFile, runner: context.runner)
         } catch {
             // An empty file only held the lock: it is no partial upload to resume.
             if (try? size()) == 0 { unlink(path) }
@@ -112,7 +128,7 @@ public enum NodeFetch {
     /// Runs curl until the file has `request.size` bytes or the server says it is done,
     /// resuming transfers that end early and starting over when the server ignores Range.
     private static func download(_ request: Request, path: String, size: () throws -> UInt64, startOver: (String) throws -> Void,
-                                 received: inout UInt64, log: (String) -> Void, runner: CommandRunner) throws {
+                                 received: inout UInt64, log: (String) -> Void, headerFile: String?, runner: CommandRunner) throws {
         var restarted = false
         var resumes = 0
         if try size() > request.size { try startOver("\(path) is larger than the expected \(request.size) bytes") }
@@ -120,7 +136,7 @@ public enum NodeFetch {
             let offset = try size()
             if offset == request.size { break }
             log(offset == 0 ? "fetching \(request.url)" : "fetching \(request.url) from byte \(offset)")
-            let outcome = try transfer(request, to: path, offset: offset, runner: runner)
+            let outcome = try transfer(request, to: path, offset: offset, headerFile: headerFile, runner: runner)
             let now = try size()
             received += now > offset ? now - offset : 0
             let status = outcome.httpStatus
@@ -152,7 +168,7 @@ public enum NodeFetch {
 
     /// One curl run: appends to `path` from `offset` (curl's `--continue-at` opens the file
     /// for appending and refuses to write a 200 answer to its Range request).
-    static func transfer(_ request: Request, to path: String, offset: UInt64,
+    static func transfer(_ request: Request, to path: String, offset: UInt64, headerFile: String? = nil,
                          runner: CommandRunner) throws -> (result: CommandResult, httpStatus: Int) {
         let stall = Int(request.stallTimeout.rounded(.up))
         var arguments = ["curl", "--fail", "--silent", "--show-error", "--location", "--max-redirs", "5",
@@ -160,6 +176,7 @@ public enum NodeFetch {
                          "--connect-timeout", String(min(stall, 30)), "--speed-limit", "1", "--speed-time", String(stall),
                          "--write-out", "%{http_code}", "--output", path]
         if offset > 0 { arguments += ["--continue-at", String(offset)] }
+        if let headerFile { arguments += ["--header", "@" + headerFile] }
         arguments += ["--url", request.url]
         let result = try runner.runAllowingFailure(Command(arguments))
         let status = Int(result.outputText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0

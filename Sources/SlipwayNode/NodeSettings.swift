@@ -60,6 +60,9 @@ public struct NodeSettings: Sendable, Equatable {
     public var verifyLanded: Bool = false
     public var lockTimeout: Double = 60
     public var hookTimeout: Double = 300
+    /// Credentials for registries a pull-mode fetch asks (docker's config.json format;
+    /// docs/registry.md). A missing file means none.
+    public var registryAuth: String = "/etc/slipway/registry-auth.json"
     public var schrootEnabled: Bool = false
     public var schrootDirectory: String = "/etc/schroot/chroot.d"
     /// The front that makes switches graceful (`[front]`); nil: none configured.
@@ -161,6 +164,10 @@ public struct NodeSettings: Sendable, Equatable {
             case "verify_landed": settings.verifyLanded = try bool(key, value)
             case "lock_timeout": settings.lockTimeout = try seconds(key, value)
             case "hook_timeout": settings.hookTimeout = try seconds(key, value)
+            case "registry_auth":
+                let path = try string(key, value)
+                guard path.hasPrefix("/") else { throw fail(key, "expected an absolute path") }
+                settings.registryAuth = path
             case "schroot":
                 guard let sub = value.table else { throw fail(key, "expected a table [schroot]") }
                 for subkey in sub.keys.sorted() {
@@ -225,7 +232,7 @@ public struct NodeSettings: Sendable, Equatable {
                 }
                 settings.backendTables[key] = parameters
             default:
-                throw fail(key, "unknown key; node.toml takes root, backend, keep, trusted_keys, require_signature, allow_unsigned, require_sbom, verify_landed, lock_timeout, hook_timeout, [schroot], [front] and a table per backend ([btrfs], [zfs], [lvm])")
+                throw fail(key, "unknown key; node.toml takes root, backend, keep, trusted_keys, require_signature, allow_unsigned, require_sbom, verify_landed, lock_timeout, hook_timeout, registry_auth, [schroot], [front] and a table per backend ([btrfs], [zfs], [lvm])")
             }
         }
         try settings.validate()

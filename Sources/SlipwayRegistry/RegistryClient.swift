@@ -1,21 +1,40 @@
 import Foundation
 import Glibc
 import Crypto
+import Synchronization
 import SlipwaySystem
 import SlipwayArchive
 
 /// The OCI distribution API over `curl`, one request per run (the same tool the nodes fetch
-/// with; no HTTP stack inside slipway). Requests carry no credentials yet (docs/registry.md).
+/// with; no HTTP stack inside slipway). A `401` is answered once per request from its
+/// challenge (`RegistryAuth`), and the `Authorization` found is sent from then on, from a
+/// private header file, never on curl's command line (docs/registry.md, "Credentials").
 public struct RegistryClient: Sendable {
     public let location: RegistryLocation
     let runner = CommandRunner()
-    /// Scratch space for request and response bodies.
+    /// Scratch space for request and response bodies and the header file.
     let scratch: String
+    let credentials: RegistryCredentials?
+    /// The `Authorization` value the last challenge was answered with.
+    private let authorization = AuthorizationBox()
 
-    public init(location: RegistryLocation, scratch: String) throws {
+    final class AuthorizationBox: Sendable {
+        let value = Mutex<String?>(nil)
+    }
+
+    /// `credentials` default to the controller's file for the registry's host
+    /// (`RegistryCredentials.controllerFile`).
+    public init(location: RegistryLocation, scratch: String, credentials: RegistryCredentials?? = nil) throws {
         guard CommandRunner.isInstalled("curl") else { throw RegistryError.toolMissing("curl") }
         self.location = location
         self.scratch = scratch
+        if let given = credentials {
+            self.credentials = given
+        } else if let file = RegistryCredentials.controllerFile() {
+            self.credentials = try RegistryCredentials.load(host: location.host, file: file)
+        } else {
+            self.credentials = nil
+        }
     }
 
     public static let manifestMediaType = "application/vnd.oci.image.manifest.v1+json"
@@ -35,15 +54,44 @@ public struct RegistryClient: Sendable {
         case file(String)
     }
 
-    /// Runs one request. `output` keeps the body in a file instead of memory.
+    /// Runs one request. `output` keeps the body in a file instead of memory. A `401` with a
+    /// challenge is answered (`RegistryAuth`) and the request made once more.
     func request(_ method: String, _ url: String, headers: [String] = [], body: Body = .none, continueAt: UInt64 = 0,
                  output: String? = nil) throws -> Response {
+        let sent = authorization.value.withLock { $0 }
+        let response = try perform(method, url, headers: headers, body: body, continueAt: continueAt, output: output, authorization: sent)
+        guard response.status == 401, let header = response.headers["www-authenticate"], let challenge = RegistryAuth.parse(header) else {
+            return response
+        }
+        let answer = try RegistryAuth.authorization(for: challenge, credentials: credentials, what: "\(method) \(url)") { tokenURL, basic in
+            let token = try perform("GET", tokenURL, headers: [], body: .none, continueAt: 0, output: nil, authorization: basic)
+            return (token.status, token.body)
+        }
+        authorization.value.withLock { $0 = answer }
+        let again = try perform(method, url, headers: headers, body: body, continueAt: continueAt, output: output, authorization: answer)
+        if again.status == 401 {
+            throw RegistryError.unauthorized(what: "\(method) \(url)", detail: credentials == nil
+                ? "the registry refuses anonymous access (no credentials are configured for \(location.host))"
+                : "the registry refuses the credentials of \(credentials!.username)")
+        }
+        return again
+    }
+
+    /// One curl run, with `authorization` from a header file.
+    func perform(_ method: String, _ url: String, headers: [String], body: Body, continueAt: UInt64,
+                 output: String?, authorization: String?) throws -> Response {
         let bodyPath = output ?? "\(scratch)/response-\(UInt32.random(in: .min ... .max))"
         defer { if output == nil { unlink(bodyPath) } }
         var arguments = ["curl", "--silent", "--show-error", "--globoff", "--location", "--max-redirs", "5",
                          "--connect-timeout", "10", "--dump-header", "-", "--output", bodyPath, "--request", method]
         if method == "HEAD" { arguments = arguments.filter { $0 != "--request" && $0 != "HEAD" } + ["--head"] }
         for header in headers { arguments += ["--header", header] }
+        var headerFile: String? = nil
+        defer { if let headerFile { unlink(headerFile) } }
+        if let authorization {
+            headerFile = try RegistryAuth.headerFile(authorization, directory: scratch)
+            arguments += ["--header", "@" + headerFile!]
+        }
         if continueAt > 0 { arguments += ["--continue-at", String(continueAt)] }
         var input = Command.Input.null
         switch body {
@@ -95,6 +143,18 @@ public struct RegistryClient: Sendable {
         guard expect.contains(response.status) else {
             throw RegistryError.http(method: method, url: url, status: response.status, detail: Self.detail(response.body))
         }
+    }
+
+    /// The `Authorization` value a GET of `url` needs (answering the registry's challenge to
+    /// a HEAD), nil when the registry lets it through as it is. A node's fetch hands it to
+    /// its own curl through a header file.
+    public func authorization(for url: String) throws -> String? {
+        let response = try request("HEAD", url)
+        guard response.status < 400 || response.status == 404 else {
+            try check(response, "HEAD", url, expect: [200])
+            return nil
+        }
+        return authorization.value.withLock { $0 }
     }
 
     /// Checks that the registry speaks the distribution API (`GET /v2/`).
@@ -193,6 +253,8 @@ public struct RegistryClient: Sendable {
         var have = UInt64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)??.uint64Value ?? 0)
         if have > size { unlink(path); have = 0 }
         if have < size {
+            // Answer any challenge on a HEAD first: a ranged GET that got a 401 would append its body.
+            _ = try request("HEAD", url)
             // curl appends from `have` (--continue-at) and refuses a server that answers a ranged
             // request with the whole file; then it starts over.
             var response: Response

@@ -12,6 +12,8 @@ public enum RegistryError: Error, CustomStringConvertible, Sendable {
     /// Downloaded bytes do not have the digest they were asked for by.
     case digestMismatch(what: String, expected: String, actual: String)
     case notFound(what: String, location: String)
+    /// The registry wants credentials slipway does not have, or refused them.
+    case unauthorized(what: String, detail: String)
 
     public var description: String {
         switch self {
@@ -22,6 +24,7 @@ public enum RegistryError: Error, CustomStringConvertible, Sendable {
         case let .unexpected(what, detail): "\(what): \(detail)"
         case let .digestMismatch(what, expected, actual): "\(what): expected \(expected), the registry sent bytes with digest \(actual); nothing was kept"
         case let .notFound(what, location): "\(location) has no \(what)"
+        case let .unauthorized(what, detail): "\(what): \(detail); put credentials for the registry into $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json or ~/.docker/config.json (docker's format; on a node, the file node.toml's registry_auth names)"
         }
     }
 }

@@ -19,6 +19,21 @@ public struct RegistryLocation: Sendable, Equatable, CustomStringConvertible {
         self.repository = repository
     }
 
+    /// The registry of a blob URL (`SCHEME://HOST/v2/REPO/blobs/sha256:HEX`, what a pull-mode
+    /// deploy hands a node); nil for any other URL.
+    public init?(blobURL url: String) {
+        let scheme: String
+        let rest: Substring
+        if url.hasPrefix("https://") { scheme = "https"; rest = url.dropFirst(8) } else if url.hasPrefix("http://") { scheme = "http"; rest = url.dropFirst(7) } else { return nil }
+        guard let slash = rest.firstIndex(of: "/") else { return nil }
+        let host = String(rest[..<slash])
+        let path = rest[slash...]
+        guard path.hasPrefix("/v2/"), let blobs = path.range(of: "/blobs/sha256:", options: .backwards) else { return nil }
+        let repository = String(path[path.index(path.startIndex, offsetBy: 4)..<blobs.lowerBound])
+        guard (try? Self.validate(repository: repository, in: url)) != nil, !host.isEmpty else { return nil }
+        self.init(scheme: scheme, host: host, repository: repository)
+    }
+
     /// Whether `text` names a registry (and is not an http:// store).
     public static func isRegistry(_ text: String) -> Bool {
         text.hasPrefix("oci://") || text.hasPrefix("oci+http://")

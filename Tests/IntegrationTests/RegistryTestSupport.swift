@@ -24,7 +24,8 @@ final class RegistryServer {
     /// `oci+http://ADDRESS:PORT/REPO`.
     func location(_ repository: String) -> String { "oci+http://\(hostPort)/\(repository)" }
 
-    init(address: String = "127.0.0.1", scratch: String) throws {
+    /// `auth`: a section for the configuration (`TokenService.registryConfig`).
+    init(address: String = "127.0.0.1", scratch: String, auth: String? = nil) throws {
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         self.address = address
         storage = scratch + "/storage"
@@ -42,7 +43,7 @@ final class RegistryServer {
                 enabled: true
             http:
               addr: \(address):\(port)
-            """
+            """ + (auth.map { "\n" + $0 } ?? "")
         try Data(config.utf8).write(to: URL(fileURLWithPath: scratch + "/config.yml"))
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.executableURL = URL(fileURLWithPath: toolPath("docker-registry") ?? "/usr/bin/docker-registry")
@@ -54,7 +55,7 @@ final class RegistryServer {
         try process.run()
         try? handle.close()
         for _ in 0..<200 {
-            if let answer = try? run("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://\(hostPort)/v2/"]), answer.out == "200" { return }
+            if let answer = try? run("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://\(hostPort)/v2/"]), ["200", "401"].contains(answer.out) { return }
             if !process.isRunning { break }
             usleep(50_000)
         }
@@ -86,4 +87,134 @@ final class RegistryServer {
     }
 
     deinit { stop() }
+}
+
+/// A token service for a registry's Bearer flow (distribution's token authentication): it
+/// checks a user and password given with Basic and signs an ES256 JWT that grants the
+/// scope asked for, with its self-signed certificate in the header (`x5c`) and in the
+/// registry's `rootcertbundle`. Anonymous requests get a token that grants nothing. Debian's
+/// python3 and python3-cryptography run it; stopped by its pid.
+final class TokenService {
+    static let python = "/usr/bin/python3"
+    let port: Int
+    let certificate: String
+    let service = "slipway-test"
+    let issuer = "slipway-test-issuer"
+    let log: String
+    private let process = Process()
+
+    var realm: String { "http://127.0.0.1:\(port)/token" }
+
+    init(user: String, password: String, scratch: String) throws {
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        port = try freeLocalPort()
+        certificate = scratch + "/token.pem"
+        log = scratch + "/token.log"
+        let script = scratch + "/token_service.py"  // not token.py: that would shadow the standard module
+        try Data(Self.source.utf8).write(to: URL(fileURLWithPath: script))
+        process.executableURL = URL(fileURLWithPath: Self.python)
+        process.arguments = [script, String(port), certificate, issuer, service, user, password]
+        process.standardInput = FileHandle.nullDevice
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        try? handle.close()
+        for _ in 0..<200 where process.isRunning {
+            if access(certificate, F_OK) == 0, isListening(port) { return }
+            usleep(50_000)
+        }
+        stop()
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        throw TestSupportError.commandFailed("token service on 127.0.0.1:\(port)", -1, "did not start: \(text.suffix(2000))")
+    }
+
+    /// The registry configuration's `auth` section.
+    var registryConfig: String {
+        """
+        auth:
+          token:
+            realm: \(realm)
+            service: \(service)
+            issuer: \(issuer)
+            rootcertbundle: \(certificate)
+        """
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning, Date() < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+
+    static let source = #"""
+    import base64, datetime, json, os, sys, time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from urllib.parse import urlparse, parse_qs
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    port, cert_path, issuer, service, user, password = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)])
+    now = datetime.datetime.utcnow()
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    der = cert.public_bytes(serialization.Encoding.DER)
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    def token(subject, access):
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(der).decode()]}
+        t = int(time.time())
+        claims = {"iss": issuer, "sub": subject, "aud": service, "exp": t + 300, "nbf": t - 10, "iat": t,
+                  "jti": os.urandom(8).hex(), "access": access}
+        signing = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
+        r, s = decode_dss_signature(key.sign(signing.encode(), ec.ECDSA(hashes.SHA256())))
+        return signing + "." + b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            query = parse_qs(urlparse(self.path).query)
+            auth = self.headers.get("Authorization", "")
+            subject = ""
+            if auth.startswith("Basic "):
+                given = base64.b64decode(auth[6:]).decode()
+                if given != user + ":" + password:
+                    self.send_response(401); self.end_headers(); return
+                subject = user
+            access = []
+            for scope in query.get("scope", []):
+                kind, _, rest = scope.partition(":")
+                repo, _, actions = rest.rpartition(":")
+                if subject:
+                    access.append({"type": kind, "name": repo, "actions": [a for a in actions.split(",") if a]})
+            body = json.dumps({"token": token(subject, access)}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, fmt, *args):
+            sys.stderr.write("token: " + (fmt % args) + " auth=" + ("basic" if self.headers.get("Authorization", "").startswith("Basic ") else "none") + "\n")
+
+    server = HTTPServer(("127.0.0.1", int(port)), Handler)
+    with open(cert_path + ".tmp", "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    os.rename(cert_path + ".tmp", cert_path)
+    server.serve_forever()
+    """#
 }

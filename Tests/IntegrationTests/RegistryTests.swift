@@ -8,6 +8,7 @@ import Glibc
 @testable import SlipwayArchive
 @testable import SlipwayRelease
 @testable import SlipwayRegistry
+@testable import SlipwayNode
 
 /// Releases in a real OCI registry (Debian's docker-registry, distribution 2.8), through the
 /// real binary: publish, pull, what travels, what is refused (docs/registry.md).
@@ -195,5 +196,65 @@ struct RegistryTests {
             let path = "\(layout)/blobs/sha256/\(blob.digest.dropFirst("sha256:".count))"
             #expect(try FileHasher.sha256(path: path).hex == String(blob.digest.dropFirst("sha256:".count)), "\(blob.file)")
         }
+    }
+
+    @Test("credentials: a registry with token authentication refuses anonymous publishes; publish, pull and a node's fetch get in with docker config.json credentials",
+          .needs(.registry, .builtSlipway, .tools(["python3"]), .that(access(TokenService.python, X_OK) == 0, "\(TokenService.python) is not installed")))
+    func credentials() throws {
+        let binary = try #require(builtSlipway)
+        let fx = try NodeFixture("slipway-registry-auth")
+        defer { fx.remove() }
+        try fx.release("1", big: 500_000)
+        let password = UUID().uuidString
+        let token = try TokenService(user: "ci", password: password, scratch: fx.dir.sub("token"))
+        defer { token.stop() }
+        let server = try RegistryServer(scratch: fx.dir.sub("registry"), auth: token.registryConfig)
+        defer { server.stop() }
+        let location = server.location("farm/web")
+        func authFile(_ name: String, password: String) throws -> String {
+            let path = fx.dir.sub(name)
+            let auth = Data("ci:\(password)".utf8).base64EncodedString()
+            try Data(#"{"auths": {"\#(server.hostPort)": {"auth": "\#(auth)"}}}"#.utf8).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let good = try authFile("auth.json", password: password)
+        let wrong = try authFile("wrong.json", password: "not-" + password)
+        func slipway(_ arguments: [String], auth: String, store: String? = nil) throws -> CommandResult {
+            try run(binary, arguments + ["--store", store ?? fx.store.root], environment: ["REGISTRY_AUTH_FILE": auth])
+        }
+
+        let anonymous = try slipway(["publish", "web@1", "--to", location], auth: fx.dir.sub("absent.json"))
+        #expect(anonymous.status != 0 && anonymous.err.contains("no credentials are configured"), "anonymous: \(anonymous.err)")
+        let refused = try slipway(["publish", "web@1", "--to", location], auth: wrong)
+        #expect(refused.status != 0 && refused.err.contains("answered 401 for user ci"), "wrong password: \(refused.err)")
+
+        let published = try slipway(["publish", "web@1", "--to", location, "--json"], auth: good)
+        #expect(published.status == 0, "publish: \(published.err)")
+        let report = try JSONDecoder().decode(ReleaseRegistry.PublishReport.self, from: published.stdout)
+        #expect(report.bytesUploaded > 0)
+        let pulled = try slipway(["pull", "web@1", "--from", location], auth: good, store: fx.dir.sub("store-pulled"))
+        #expect(pulled.status == 0, "pull: \(pulled.err)")
+        // The token service saw the password (Basic) and the registry only tokens: the access
+        // log has no request refused once a token was in hand.
+        let tokenLog = try String(contentsOfFile: token.log, encoding: .utf8)
+        #expect(tokenLog.contains("auth=basic"))
+
+        // A node's fetch of the archive blob, with node.toml's registry_auth.
+        let release = try fx.store.release(name: "web", version: "1")
+        let url = "http://\(server.hostPort)/v2/farm/web/blobs/sha256:\(release.manifest.archive.sha256)"
+        let request = NodeFetch.Request(app: fx.app, fileName: "1.tar.xz", url: url, size: release.manifest.archive.size,
+                                        sha256: release.manifest.archive.sha256)
+        let without = try fx.context { $0.registryAuth = fx.dir.sub("absent.json") }
+        #expect(throws: (any Error).self) { try NodeFetch.fetch(request, context: without) }
+        do {
+            _ = try NodeFetch.fetch(request, context: without)
+        } catch {
+            #expect("\(error)".contains("no credentials are configured"), "\(error)")
+        }
+        let with = try fx.context { $0.registryAuth = good }
+        let fetched = try NodeFetch.fetch(request, context: with)
+        #expect(fetched.complete && fetched.sha256 == release.manifest.archive.sha256)
+        // No credentials or header files are left behind, in incoming/ or in /tmp.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fx.layout.incoming) == ["1.tar.xz"])
     }
 }
