@@ -40,8 +40,8 @@ struct Deploy: SlipwayCommand {
         defer { pool.close(nodes) }
         let push = try transfer.push(reference: try parseReference(reference), store: storeOptions.releaseStore, parallel: fleet.parallel,
                                      pool: pool, nodes: nodes, output: context.output)
-        if plan { return try finish(push.plan(nodes, activate: try rollout.policy(parallel: fleet.parallel)), output: context.output) }
-        let deploy = RollingDeploy(push: push, policy: try rollout.policy(parallel: fleet.parallel),
+        if plan { return try finish(push.plan(nodes, activate: try rollout.policy(parallel: fleet.parallel, nodes: nodes.count)), output: context.output) }
+        let deploy = RollingDeploy(push: push, policy: try rollout.policy(parallel: fleet.parallel, nodes: nodes.count),
                                    confirmTimeout: confirmTimeout > 0 ? confirmTimeout : nil)
         try finish(deploy.run(nodes), output: context.output) { nodes in
             ["deploy", reference] + fleet.arguments(on: nodes) + rollout.arguments + transfer.arguments

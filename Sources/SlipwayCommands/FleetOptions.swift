@@ -47,29 +47,30 @@ struct RolloutOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Nodes per batch: a number or a share (25%). Default: all at once.", valueName: "N|P%"))
     var batch: String = "100%"
 
-    @Option(help: ArgumentHelp("Failed nodes tolerated before the rollout stops.", valueName: "K"))
-    var maxFailures: Int = 0
+    @Option(help: ArgumentHelp("Failed nodes tolerated before the rollout stops: a number, or a share of the selected nodes (5%, rounded down).", valueName: "K|P%"))
+    var maxFailures: String = "0"
 
     @Flag(help: "When the rollout stops, also switch back the nodes already done.")
     var rollbackAllOnFailure = false
 
     func validate() throws {
         guard canary >= 0 else { throw ValidationError("--canary must be 0 or more.") }
-        guard maxFailures >= 0 else { throw ValidationError("--max-failures must be 0 or more.") }
+        do { _ = try RolloutPolicy.FailureBudget(parsing: maxFailures) } catch { throw ValidationError(Output.message(for: error)) }
         do { _ = try RolloutPolicy.BatchSize(parsing: batch) } catch { throw ValidationError(Output.message(for: error)) }
     }
 
     /// These options again, as given (defaults left out).
     var arguments: [String] {
         (canary > 0 ? ["--canary", String(canary)] : []) + (batch != "100%" ? ["--batch", batch] : [])
-            + (maxFailures > 0 ? ["--max-failures", String(maxFailures)] : []) + (rollbackAllOnFailure ? ["--rollback-all-on-failure"] : [])
+            + (maxFailures != "0" ? ["--max-failures", maxFailures] : []) + (rollbackAllOnFailure ? ["--rollback-all-on-failure"] : [])
     }
 
-    func policy(parallel: Int) throws -> RolloutPolicy {
+    /// The policy for a rollout over `nodes` selected nodes (a share of failures is of them).
+    func policy(parallel: Int, nodes: Int) throws -> RolloutPolicy {
         var policy = RolloutPolicy()
         policy.canary = canary
         policy.batch = try RolloutPolicy.BatchSize(parsing: batch)
-        policy.maxFailures = maxFailures
+        policy.maxFailures = try RolloutPolicy.FailureBudget(parsing: maxFailures).allowed(of: nodes)
         policy.rollbackAllOnFailure = rollbackAllOnFailure
         policy.parallel = parallel
         return policy

@@ -40,7 +40,7 @@ struct Rollback: SlipwayCommand {
         let nodes = try fleet.nodes(output: context.output)
         let pool = try TransportPool()
         defer { pool.close(nodes) }
-        let rollback = FleetRollback(app: app, to: to, policy: try rollout.policy(parallel: fleet.parallel), pool: pool,
+        let rollback = FleetRollback(app: app, to: to, policy: try rollout.policy(parallel: fleet.parallel, nodes: nodes.count), pool: pool,
                                      progress: FleetProgress(nodes: nodes.map(\.name), output: context.output),
                                      log: { [output = context.output] in output.log($0) })
         if plan { return try finish(rollback.plan(nodes), output: context.output) }

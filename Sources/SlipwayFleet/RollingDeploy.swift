@@ -31,6 +31,30 @@ public struct RolloutPolicy: Sendable {
         }
     }
 
+    /// `--max-failures K|P%`: a number of nodes, or a share of the selected nodes,
+    /// rounded down (5% of 30 nodes tolerates 1 failure; of 10 nodes, none).
+    public enum FailureBudget: Sendable, Equatable {
+        case count(Int)
+        case percent(Int)
+
+        public init(parsing text: String) throws {
+            if text.hasSuffix("%"), let value = Int(text.dropLast()), (0...100).contains(value) {
+                self = .percent(value)
+            } else if let value = Int(text), value >= 0 {
+                self = .count(value)
+            } else {
+                throw FleetError.invalidArgument("--max-failures '\(text)' is not a failure budget: give a number of nodes (2) or a share of the selected nodes (5%)")
+            }
+        }
+
+        public func allowed(of total: Int) -> Int {
+            switch self {
+            case let .count(n): n
+            case let .percent(p): total * p / 100
+            }
+        }
+    }
+
     public var canary = 0
     public var batch = BatchSize.percent(100)
     /// Failures tolerated before the rollout stops.

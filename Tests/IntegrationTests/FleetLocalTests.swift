@@ -145,6 +145,24 @@ struct FleetLocalTests {
         let retried = try run("/bin/sh", ["-c", retry.replacingOccurrences(of: "slipway ", with: "'\(binary)' ") + " --json"])
         #expect(retried.status == 0, "\(retried.err)")
         #expect(farm.current("n3") == "3" && farm.current("n4") == "3" && farm.current("n1") == "2")
+
+        // A failure budget as a share of the selection: 20% of 4 nodes tolerates none, so the
+        // rollout stops at unhealthy n2; 25% tolerates one, so n3 and n4 go on to 4.
+        try farm.release("4", service: health)
+        try #require(FileManager.default.createFile(atPath: farm.root("n2") + "/unhealthy-4", contents: Data()))
+        let strict = try farm.slipway(["deploy", "\(app)@4", "--on", "n1,n2,n3,n4", "--json", "--batch", "1", "--max-failures", "20%"])
+        #expect(strict.status != 0)
+        let v4 = try farm.outcomes(strict)
+        #expect(v4["n1"]?.result == .activated && v4["n2"]?.result == .rolledBack)
+        #expect(v4["n3"]?.result == .notTouched && v4["n4"]?.result == .notTouched, "\(v4)")
+        let tolerant = try farm.slipway(["deploy", "\(app)@4", "--on", "n1,n2,n3,n4", "--json", "--batch", "1", "--max-failures", "25%"])
+        #expect(tolerant.status != 0, "a failed node still fails the command")
+        let v4b = try farm.outcomes(tolerant)
+        #expect(v4b["n2"]?.result == .rolledBack && v4b["n3"]?.result == .activated && v4b["n4"]?.result == .activated, "\(v4b)")
+        #expect(farm.current("n3") == "4" && farm.current("n4") == "4" && farm.current("n2") != "4")
+        #expect(tolerant.err.contains("--max-failures 25%"), "the retry line keeps the budget: \(tolerant.err)")
+        let bad = try farm.slipway(["deploy", "\(app)@4", "--on", "n1", "--max-failures", "150%"])
+        #expect(bad.status != 0 && bad.err.contains("not a failure budget"), "\(bad.err)")
     }
 
     @Test("an interrupted upload resumes from the node's offset", .needs(.nodeBinary))

@@ -307,6 +307,19 @@ struct InventoryTests {
         #expect(errorText { try RolloutPolicy.BatchSize(parsing: "150%") } != nil)
     }
 
+    @Test("failure budgets: a count, or a share of the selected nodes rounded down")
+    func failureBudgets() throws {
+        #expect(try RolloutPolicy.FailureBudget(parsing: "2").allowed(of: 100) == 2)
+        #expect(try RolloutPolicy.FailureBudget(parsing: "0").allowed(of: 100) == 0)
+        #expect(try RolloutPolicy.FailureBudget(parsing: "5%").allowed(of: 30) == 1)
+        #expect(try RolloutPolicy.FailureBudget(parsing: "5%").allowed(of: 10) == 0)
+        #expect(try RolloutPolicy.FailureBudget(parsing: "25%").allowed(of: 2000) == 500)
+        #expect(try RolloutPolicy.FailureBudget(parsing: "100%").allowed(of: 7) == 7)
+        for bad in ["-1", "101%", "x", "%", "5 %"] {
+            #expect(errorText { try RolloutPolicy.FailureBudget(parsing: bad) } != nil, "\(bad)")
+        }
+    }
+
     @Test("slipway versions compare by number")
     func versions() {
         #expect(SemanticVersion.isOlder("0.1.0", than: "0.2.0"))
