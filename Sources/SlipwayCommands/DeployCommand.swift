@@ -38,7 +38,7 @@ struct Deploy: SlipwayCommand {
         let nodes = try fleet.nodes(output: context.output)
         let pool = try TransportPool()
         defer { pool.close(nodes) }
-        let push = try transfer.push(reference: try parseReference(reference), store: storeOptions.releaseStore, parallel: fleet.parallel,
+        let push = try transfer.push(reference: try parseReference(reference), store: storeOptions.releaseStore, fleet: fleet,
                                      pool: pool, nodes: nodes, output: context.output)
         if plan { return try finish(push.plan(nodes, activate: try rollout.policy(parallel: fleet.parallel, nodes: nodes.count)), output: context.output) }
         let deploy = RollingDeploy(push: push, policy: try rollout.policy(parallel: fleet.parallel, nodes: nodes.count),

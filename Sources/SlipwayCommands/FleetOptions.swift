@@ -10,6 +10,8 @@ import SlipwayNodeProtocol
 import SlipwayNode
 import SlipwayFleet
 
+extension FleetProgress.Mode: ExpressibleByArgument {}
+
 /// `--inventory`, `--on` and `--parallel`: which nodes a fleet command talks to.
 struct FleetOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The inventory (default: $SLIPWAY_INVENTORY, else ./inventory.toml; *.ini: Ansible INI).", valueName: "FILE"))
@@ -21,6 +23,9 @@ struct FleetOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Nodes worked on at once.", valueName: "N"))
     var parallel: Int = 8
 
+    @Option(help: ArgumentHelp("Progress on stderr: auto (a live view on a terminal, else lines), lines, or json (one object per line per change).", valueName: "auto|lines|json"))
+    var progress: FleetProgress.Mode = .auto
+
     func validate() throws {
         guard parallel >= 1 else { throw ValidationError("--parallel must be at least 1.") }
     }
@@ -28,7 +33,12 @@ struct FleetOptions: ParsableArguments {
     /// These options again, selecting `nodes` instead (the retry line of a failed command).
     func arguments(on nodes: [String]) -> [String] {
         ["--on", nodes.joined(separator: ",")] + (inventory.map { ["--inventory", $0] } ?? [])
-            + (parallel != 8 ? ["--parallel", String(parallel)] : [])
+            + (parallel != 8 ? ["--parallel", String(parallel)] : []) + (progress != .auto ? ["--progress", progress.rawValue] : [])
+    }
+
+    /// The progress display for `nodes`.
+    func progress(_ nodes: [FleetNode], output: Output) -> FleetProgress {
+        FleetProgress(nodes: nodes.map(\.name), output: output, mode: progress)
     }
 
     /// The selected nodes of the inventory; what it ignores is logged as a warning.

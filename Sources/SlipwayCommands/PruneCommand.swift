@@ -26,7 +26,7 @@ struct Prune: SlipwayCommand {
         let pool = try TransportPool()
         defer { pool.close(nodes) }
         let prune = FleetPrune(app: app, keep: keep, parallel: fleet.parallel, pool: pool,
-                               progress: FleetProgress(nodes: nodes.map(\.name), output: context.output))
+                               progress: fleet.progress(nodes, output: context.output))
         if plan { return try finish(prune.plan(nodes), output: context.output) }
         try finish(prune.run(nodes), output: context.output) { nodes in
             ["prune", app] + (keep.map { ["--keep", String($0)] } ?? []) + fleet.arguments(on: nodes)

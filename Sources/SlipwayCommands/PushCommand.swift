@@ -32,7 +32,7 @@ struct Push: SlipwayCommand {
         let nodes = try fleet.nodes(output: context.output)
         let pool = try TransportPool()
         defer { pool.close(nodes) }
-        let push = try transfer.push(reference: try parseReference(reference), store: storeOptions.releaseStore, parallel: fleet.parallel,
+        let push = try transfer.push(reference: try parseReference(reference), store: storeOptions.releaseStore, fleet: fleet,
                                      pool: pool, nodes: nodes, output: context.output)
         if plan { return try finish(push.plan(nodes, activate: nil), output: context.output) }
         let outcomes = push.push(nodes).map(\.outcome)
@@ -67,14 +67,14 @@ struct TransferOptions: ParsableArguments {
         (pullFrom.map { ["--pull-from", $0] } ?? []) + (full ? ["--full"] : []) + (slipwayBinary.map { ["--slipway-binary", $0] } ?? [])
     }
 
-    func push(reference: ReleaseReference, store: ReleaseStore, parallel: Int, pool: TransportPool, nodes: [FleetNode],
+    func push(reference: ReleaseReference, store: ReleaseStore, fleet: FleetOptions, pool: TransportPool, nodes: [FleetNode],
               output: Output) throws -> FleetPush {
         var options = PushOptions(store: store, reference: reference)
-        options.parallel = parallel
+        options.parallel = fleet.parallel
         options.pullFrom = pullFrom
         options.fullOnly = full
         options.slipwayBinary = slipwayBinary
-        return try FleetPush(options: options, pool: pool, progress: FleetProgress(nodes: nodes.map(\.name), output: output),
+        return try FleetPush(options: options, pool: pool, progress: fleet.progress(nodes, output: output),
                              log: { output.log($0) })
     }
 }

@@ -41,7 +41,7 @@ struct Rollback: SlipwayCommand {
         let pool = try TransportPool()
         defer { pool.close(nodes) }
         let rollback = FleetRollback(app: app, to: to, policy: try rollout.policy(parallel: fleet.parallel, nodes: nodes.count), pool: pool,
-                                     progress: FleetProgress(nodes: nodes.map(\.name), output: context.output),
+                                     progress: fleet.progress(nodes, output: context.output),
                                      log: { [output = context.output] in output.log($0) })
         if plan { return try finish(rollback.plan(nodes), output: context.output) }
         try finish(rollback.run(nodes), output: context.output) { nodes in

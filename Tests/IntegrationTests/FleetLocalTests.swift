@@ -165,6 +165,28 @@ struct FleetLocalTests {
         #expect(bad.status != 0 && bad.err.contains("not a failure budget"), "\(bad.err)")
     }
 
+    @Test("--progress json: one JSON object per line and state change, every node from its first state to its result", .needs(.nodeBinary))
+    func progressJSON() throws {
+        let binary = try #require(nodeBinary)
+        let farm = try LocalFarm(nodes: 2, binary: binary)
+        defer { farm.fixture.remove() }
+        try farm.release("1")
+        let push = try farm.slipway(["push", "\(farm.fixture.app)@1", "--on", "n1,n2", "--progress", "json", "-q"])
+        #expect(push.status == 0, "push: \(push.err)")
+        struct Event: Decodable { var time: String; var node: String; var state: String; var total: UInt64? }
+        let lines = push.err.split(separator: "\n").filter { $0.hasPrefix("{") }
+        let events = try lines.map { try JSONDecoder().decode(Event.self, from: Data($0.utf8)) }
+        for node in ["n1", "n2"] {
+            let states = events.filter { $0.node == node }.map(\.state)
+            #expect(states.first == "asking what it has" && states.last?.hasPrefix("landed") == true, "\(node): \(states)")
+            #expect(states.contains { $0.hasPrefix("sending archive") }, "\(node): \(states)")
+        }
+        #expect(events.contains { $0.total != nil && $0.total! > 0 })
+        #expect(events.allSatisfy { $0.time.hasSuffix("Z") && $0.time.contains("T") }, "\(events.map(\.time))")
+        let bad = try farm.slipway(["push", "\(farm.fixture.app)@1", "--on", "n1", "--progress", "fancy"])
+        #expect(bad.status != 0 && bad.err.contains("fancy"), "\(bad.err)")
+    }
+
     @Test("an interrupted upload resumes from the node's offset", .needs(.nodeBinary))
     func resume() throws {
         let binary = try #require(nodeBinary)
