@@ -92,11 +92,15 @@ public struct RollingDeploy: Sendable {
     public var policy: RolloutPolicy
     /// Seconds a node waits for the controller's confirmation (nil: no confirmation).
     public var confirmTimeout: Double?
+    /// Called with every node's outcome so far: after the push phase and after each batch
+    /// (the rollout state file, `RolloutState`).
+    public var record: (@Sendable ([NodeOutcome]) -> Void)?
 
-    public init(push: FleetPush, policy: RolloutPolicy, confirmTimeout: Double?) {
+    public init(push: FleetPush, policy: RolloutPolicy, confirmTimeout: Double?, record: (@Sendable ([NodeOutcome]) -> Void)? = nil) {
         self.push = push
         self.policy = policy
         self.confirmTimeout = confirmTimeout
+        self.record = record
     }
 
     public func run(_ nodes: [FleetNode]) -> [NodeOutcome] {
@@ -106,6 +110,7 @@ public struct RollingDeploy: Sendable {
         var outcomes = pushed.map(\.outcome)
         var failures = outcomes.filter(\.isFailure).count
         let index = Dictionary(uniqueKeysWithValues: nodes.enumerated().map { ($1.name, $0) })
+        record?(outcomes)
         if failures > policy.maxFailures {
             push.log("push failed on \(failures) node\(failures == 1 ? "" : "s") (at most \(policy.maxFailures) allowed); nothing was switched")
             for i in outcomes.indices where !outcomes[i].isFailure {
@@ -147,6 +152,7 @@ public struct RollingDeploy: Sendable {
                     for outcome in back { outcomes[index[outcome.node]!] = outcome }
                 }
             }
+            record?(outcomes)
         }
         progress.finish()
         return outcomes

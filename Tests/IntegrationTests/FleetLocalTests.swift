@@ -187,6 +187,57 @@ struct FleetLocalTests {
         #expect(bad.status != 0 && bad.err.contains("fancy"), "\(bad.err)")
     }
 
+    @Test("deploy --resume works only on the nodes the rollout state does not record as done, and contacts none of the others", .needs(.nodeBinary))
+    func resumeRollout() throws {
+        let binary = try #require(nodeBinary)
+        let farm = try LocalFarm(nodes: 4, binary: binary)
+        defer { farm.fixture.remove() }
+        let app = farm.fixture.app
+        let health = ServiceSpec(health: HealthCheck(command: "[ ! -e \"$SLIPWAY_ROOT/unhealthy-$SLIPWAY_VERSION\" ]", timeoutSeconds: 5, retries: 1))
+        try farm.release("1", service: health)
+        let store = farm.fixture.store
+
+        // Nothing to resume yet: said so.
+        let none = try farm.slipway(["deploy", "\(app)@1", "--on", "n1,n2,n3,n4", "--resume"])
+        #expect(none.status != 0 && none.err.contains("no rollout of \(app)@1 to resume"), "\(none.err)")
+
+        // n2 is unhealthy: in batches of one the rollout stops there; n3 and n4 are not touched.
+        try FileManager.default.createDirectory(atPath: farm.root("n2"), withIntermediateDirectories: true)
+        try #require(FileManager.default.createFile(atPath: farm.root("n2") + "/unhealthy-1", contents: Data()))
+        let first = try farm.slipway(["deploy", "\(app)@1", "--on", "n1,n2,n3,n4", "--json", "--batch", "1"])
+        #expect(first.status != 0)
+        let state = try #require(try RolloutState.load(store: store, reference: .init(name: app, version: "1")))
+        #expect(state.ended && Set(state.unfinished) == ["n2", "n3", "n4"], "\(state.nodes)")
+
+        // The state file a controller killed after the first batch would leave: n1 done, the
+        // rest pending. --resume takes the rest and never asks n1 (its node root is made
+        // unreadable to the controller: any contact would fail).
+        var killed = state
+        killed.ended = false
+        for i in killed.nodes.indices where killed.nodes[i].node != "n1" { killed.nodes[i].result = .pending }
+        try killed.save(store: store, reference: .init(name: app, version: "1"))
+        try FileManager.default.removeItem(atPath: farm.root("n2") + "/unhealthy-1")
+        let hidden = farm.root("n1") + ".away"
+        try FileManager.default.moveItem(atPath: farm.root("n1"), toPath: hidden)
+        let resumed = try farm.slipway(["deploy", "\(app)@1", "--on", "n1,n2,n3,n4", "--json", "--batch", "1", "--resume"])
+        try FileManager.default.moveItem(atPath: hidden, toPath: farm.root("n1"))
+        #expect(resumed.status == 0, "resume: \(resumed.err)")
+        let outcomes = try farm.outcomes(resumed)
+        #expect(Set(outcomes.keys) == ["n2", "n3", "n4"], "\(outcomes.keys)")
+        // They had landed 1 in the first run: nothing is sent again.
+        for (node, outcome) in outcomes {
+            #expect(outcome.result == .activated && outcome.bytesSent == 0, "\(node): \(outcome)")
+        }
+        #expect(resumed.err.contains("3 nodes to do, 1 done already"), "\(resumed.err)")
+        for node in farm.nodes { #expect(farm.current(node) == "1", "\(node)") }
+        let after = try #require(try RolloutState.load(store: store, reference: .init(name: app, version: "1")))
+        #expect(after.ended && after.unfinished.isEmpty && after.nodes.count == 4, "\(after.nodes)")
+
+        // Everything done: a resume has nothing to do and contacts no node.
+        let again = try farm.slipway(["deploy", "\(app)@1", "--on", "n1,n2,n3,n4", "--resume"])
+        #expect(again.status == 0 && again.err.contains("0 nodes to do"), "\(again.err)")
+            }
+
     @Test("an interrupted upload resumes from the node's offset", .needs(.nodeBinary))
     func resume() throws {
         let binary = try #require(nodeBinary)
