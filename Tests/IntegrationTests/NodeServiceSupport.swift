@@ -158,12 +158,7 @@ final class NginxServer {
     func stop() {
         guard let process else { return }
         self.process = nil
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGQUIT)
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning, Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        stopDaemon(process, signal: SIGQUIT)
     }
 
     deinit { stop() }

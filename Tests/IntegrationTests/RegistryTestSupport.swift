@@ -77,14 +77,7 @@ final class RegistryServer {
     }
 
     /// Stops it by its pid (SIGTERM, then SIGKILL after 5 s).
-    func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning, Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
+    func stop() { stopDaemon(process) }
 
     deinit { stop() }
 }
@@ -142,14 +135,7 @@ final class TokenService {
         """
     }
 
-    func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning, Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
+    func stop() { stopDaemon(process) }
 
     deinit { stop() }
 

@@ -287,3 +287,13 @@ func expectSameRecords(_ actual: [EntryRecord], _ expected: [EntryRecord], _ lab
 
 /// The SHA-256 of a file, or nil when it cannot be read.
 func sha256(_ path: String) -> String? { try? FileHasher.sha256(path: path).hex }
+
+/// Stops a daemon a test started, by its pid: `signal`, then SIGKILL after 5 s; waits for it.
+func stopDaemon(_ process: Process, signal: Int32 = SIGTERM) {
+    guard process.isRunning else { return }
+    kill(process.processIdentifier, signal)
+    let deadline = Date().addingTimeInterval(5)
+    while process.isRunning, Date() < deadline { usleep(20_000) }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
+}
