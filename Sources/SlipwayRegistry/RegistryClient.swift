@@ -105,6 +105,8 @@ public struct RegistryClient: Sendable {
         }
         arguments += ["--url", url]
         let result = try runner.runAllowingFailure(Command(arguments, input: input))
+        // 33: the server answered a ranged request with the whole file, which curl will not append.
+        if result.status == 33 { throw RegistryError.rangeIgnored(url: url) }
         guard result.succeeded else {
             let line = result.standardErrorTail.split(separator: "\n").last.map(String.init) ?? "curl exited with status \(result.status)"
             throw RegistryError.unreachable(url: url, detail: line.hasPrefix("curl: ") ? String(line.dropFirst(6)) : line)
@@ -248,10 +250,13 @@ public struct RegistryClient: Sendable {
 
     /// Downloads a blob into `path` (resuming a partial file with a Range request) and checks
     /// its size and digest; a wrong file is removed.
-    public func fetchBlob(_ digest: String, size: UInt64, to path: String, what: String) throws {
+    /// Returns the bytes it downloaded (0 when the file was complete already).
+    @discardableResult
+    public func fetchBlob(_ digest: String, size: UInt64, to path: String, what: String) throws -> UInt64 {
         let url = location.blobURL(digest)
         var have = UInt64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)??.uint64Value ?? 0)
         if have > size { unlink(path); have = 0 }
+        var fetched: UInt64 = 0
         if have < size {
             // Answer any challenge on a HEAD first: a ranged GET that got a 401 would append its body.
             _ = try request("HEAD", url)
@@ -260,20 +265,23 @@ public struct RegistryClient: Sendable {
             var response: Response
             do {
                 response = try request("GET", url, continueAt: have, output: path)
-            } catch RegistryError.unreachable where have > 0 {
+            } catch RegistryError.rangeIgnored where have > 0 {
                 unlink(path)
+                have = 0
                 response = try request("GET", url, output: path)
             }
             if !(response.status == 200 || response.status == 206) {
                 unlink(path)
                 try check(response, "GET", url, expect: [200, 206])
             }
+            fetched = size - have
         }
         let hash = try FileHasher.sha256(path: path)
         guard hash.size == size, "sha256:" + hash.hex == digest else {
             unlink(path)
             throw RegistryError.digestMismatch(what: what, expected: "\(digest) (\(size) bytes)", actual: "sha256:\(hash.hex) (\(hash.size) bytes)")
         }
+        return fetched
     }
 
     public static func digest(_ data: Data) -> String {

@@ -308,9 +308,7 @@ public enum ReleaseRegistry {
                 throw RegistryError.unexpected(what: "\(client.location):\(pinned.tag)", detail: "layer \(title) has a digest that is not sha256")
             }
             let path = work + "/" + title
-            let before = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value ?? 0
-            try client.fetchBlob(layer.digest, size: layer.size, to: path, what: "\(title) of \(reference)")
-            report.bytesFetched += layer.size - min(before, layer.size)
+            report.bytesFetched += try client.fetchBlob(layer.digest, size: layer.size, to: path, what: "\(title) of \(reference)")
             log("\(title): \(ByteCount.format(layer.size))")
         }
         do {

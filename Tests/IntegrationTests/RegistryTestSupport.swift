@@ -70,6 +70,15 @@ final class RegistryServer {
         return text.split(separator: "\n").filter { $0.contains("\"\(method) ") && $0.contains(path) }.count
     }
 
+    /// The HTTP statuses of the requests for `path` (a substring of the URL path), in order.
+    func statuses(_ method: String, containing path: String) -> [Int] {
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").filter { $0.contains("\"\(method) ") && $0.contains(path) }.compactMap { line in
+            guard let quote = line.range(of: "HTTP/1.1\" ") ?? line.range(of: "HTTP/1.0\" ") else { return nil }
+            return Int(line[quote.upperBound...].prefix { $0.isNumber })
+        }
+    }
+
     /// The file the registry keeps a blob's bytes in.
     func blobFile(_ digest: String) -> String {
         let hex = String(digest.dropFirst("sha256:".count))
@@ -203,4 +212,63 @@ final class TokenService {
     os.rename(cert_path + ".tmp", cert_path)
     server.serve_forever()
     """#
+}
+
+/// nginx in front of a registry on 127.0.0.1:`port`, passing every request through
+/// (uncached), optionally slowed to `rate` per response (`limit_rate`), so that a test can
+/// cut a blob transfer in the middle by killing it; stopped by its pid.
+final class RegistryProxy {
+    let port: Int
+    private let process = Process()
+
+    init(upstream: String, port: Int? = nil, rate: String? = nil, scratch: String) throws {
+        try FileManager.default.createDirectory(atPath: scratch + "/temp", withIntermediateDirectories: true)
+        self.port = try port ?? freeLocalPort()
+        let config = """
+            daemon off;
+            master_process off;
+            \(geteuid() == 0 ? "user root;" : "")
+            worker_processes 1;
+            pid \(scratch)/nginx.pid;
+            error_log \(scratch)/error.log;
+            events { worker_connections 64; }
+            http {
+                access_log \(scratch)/access.log;
+                client_body_temp_path \(scratch)/temp; proxy_temp_path \(scratch)/temp; fastcgi_temp_path \(scratch)/temp;
+                uwsgi_temp_path \(scratch)/temp; scgi_temp_path \(scratch)/temp;
+                server {
+                    listen 127.0.0.1:\(self.port);
+                    location / {
+                        proxy_pass http://\(upstream);
+                        client_max_body_size 0;
+                        \(rate.map { "limit_rate \($0);" } ?? "")
+                    }
+                }
+            }
+            """
+        try Data(config.utf8).write(to: URL(fileURLWithPath: scratch + "/nginx.conf"))
+        process.executableURL = URL(fileURLWithPath: NginxServer.binary)
+        process.arguments = ["-c", scratch + "/nginx.conf", "-p", scratch + "/", "-e", scratch + "/error.log"]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        for _ in 0..<200 where process.isRunning {
+            if isListening(self.port) { return }
+            usleep(25_000)
+        }
+        stop()
+        throw TestSupportError.commandFailed("nginx proxy on 127.0.0.1:\(self.port)", -1, "did not listen")
+    }
+
+    /// Kills it at once (SIGKILL, by pid): its connections drop mid-transfer.
+    func kill9() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func stop() { stopDaemon(process, signal: SIGQUIT) }
+
+    deinit { stop() }
 }

@@ -257,4 +257,46 @@ struct RegistryTests {
         // No credentials or header files are left behind, in incoming/ or in /tmp.
         #expect(try FileManager.default.contentsOfDirectory(atPath: fx.layout.incoming) == ["1.tar.xz"])
     }
+
+    @Test("a pull cut off mid-blob (the registry's front killed) fails, keeps its bytes, and the next pull fetches only the rest",
+          .needs(.registry, .builtSlipway, .that(access(NginxServer.binary, X_OK) == 0, "nginx is not installed at \(NginxServer.binary)")))
+    func killedMidBlob() throws {
+        let binary = try #require(builtSlipway)
+        let fx = try NodeFixture("slipway-registry-cut")
+        defer { fx.remove() }
+        let release = try fx.release("1", big: 6_000_000)
+        let server = try RegistryServer(scratch: fx.dir.sub("registry"))
+        defer { server.stop() }
+        let published = try run(binary, ["publish", "web@1", "--to", server.location("farm/web"), "--store", fx.store.root])
+        #expect(published.status == 0, "publish: \(published.err)")
+
+        // The pull goes through a front slowed to 1 MB/s, killed once 1 MB of the archive is in.
+        let proxy = try RegistryProxy(upstream: server.hostPort, rate: "1m", scratch: fx.dir.sub("proxy"))
+        let port = proxy.port
+        let store = fx.dir.sub("store-pulled")
+        let partial = "\(store)/web/.pulling-1/rootfs.tar.xz"
+        let child = try NodeChild(binary, ["pull", "web@1", "--from", "oci+http://127.0.0.1:\(port)/farm/web", "--store", store, "--json"])
+        let deadline = Date().addingTimeInterval(60)
+        func partialSize() -> UInt64 { (try? FileManager.default.attributesOfItem(atPath: partial)[.size] as? NSNumber)??.uint64Value ?? 0 }
+        while partialSize() < 1_000_000, Date() < deadline, child.process.isRunning { usleep(20_000) }
+        proxy.kill9()
+        let cut = child.wait()
+        let kept = partialSize()
+        let size = release.manifest.archive.size
+        #expect(cut.status != 0, "the cut pull must fail: \(cut.stderr)")
+        #expect(kept >= 1_000_000 && kept < size, "kept \(kept) of \(size)")
+        #expect(try ReleaseStore(root: store).versions(of: "web").isEmpty)
+
+        // The front comes back on the same port, unslowed: the next pull asks for the rest.
+        let again = try RegistryProxy(upstream: server.hostPort, port: port, scratch: fx.dir.sub("proxy2"))
+        defer { again.stop() }
+        let resumed = try run(binary, ["pull", "web@1", "--from", "oci+http://127.0.0.1:\(port)/farm/web", "--store", store, "--json"])
+        #expect(resumed.status == 0, "resumed pull: \(resumed.err)")
+        let report = try JSONDecoder().decode(ReleaseRegistry.PullReport.self, from: resumed.stdout)
+        #expect(report.bytesFetched <= size - kept + 100_000, "fetched \(report.bytesFetched) after keeping \(kept) of \(size)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: "\(store)/web/1/rootfs.tar.xz")) == Data(contentsOf: URL(fileURLWithPath: release.archivePath)))
+        // The registry answered the second GET of the archive with its rest (206).
+        #expect(server.statuses("GET", containing: "/blobs/sha256:\(release.manifest.archive.sha256)").last == 206,
+                "\(server.statuses("GET", containing: "/blobs/sha256:\(release.manifest.archive.sha256)"))")
+    }
 }
