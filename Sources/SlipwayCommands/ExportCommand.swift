@@ -9,26 +9,28 @@ import SlipwayNodeProtocol
 import SlipwayNode
 import SlipwayFleet
 
-/// `slipway export NAME@V --format ext4|squashfs --out FILE`: a release as a filesystem image.
+/// `slipway export NAME@V --format ext4|squashfs|oci --out FILE|DIR`: a release as a filesystem
+/// image or an OCI image layout.
 struct Export: SlipwayCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Write a release as an ext4 or squashfs filesystem image.",
+        abstract: "Write a release as an ext4 or squashfs filesystem image, or as an OCI image layout.",
         discussion: """
             ext4 is writable, with free space: --size (e.g. 512M, 2G), by default the tree plus 30 % \
             and at least 64 MiB. squashfs is read-only and zstd-compressed. Exporting the same \
             release again gives a byte-identical image. Needs root, and e2fsprogs or squashfs-tools. \
-            See docs/export.md.
+            oci writes a directory (an OCI image layout, the tree as one layer) that skopeo and \
+            podman take: podman run --rm -it oci:DIR:VERSION. See docs/export.md.
             """
     )
 
     @Argument(help: ArgumentHelp("The release.", valueName: "NAME@V"))
     var release: String
 
-    @Option(help: "ext4 (writable) or squashfs (read-only, compressed).")
+    @Option(help: "ext4 (writable), squashfs (read-only, compressed) or oci (an image layout directory).")
     var format: ImageFormat
 
-    @Option(help: ArgumentHelp("The image file to write.", valueName: "FILE"))
+    @Option(help: ArgumentHelp("The image file to write (oci: the layout directory).", valueName: "FILE|DIR"))
     var out: String
 
     @Option(help: ArgumentHelp("ext4 only: the image size, e.g. 512M or 2G (default: the tree plus 30 %, at least 64M).", valueName: "SIZE"))

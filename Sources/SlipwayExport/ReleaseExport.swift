@@ -10,12 +10,15 @@ public enum ImageFormat: String, Codable, Sendable, CaseIterable {
     case ext4
     /// Read-only, zstd-compressed squashfs.
     case squashfs
+    /// An OCI image layout (a directory) with the tree as one layer (docs/export.md).
+    case oci
 
     /// The programs the format needs, with the Debian package of each.
     var tools: [(program: String, package: String)] {
         switch self {
         case .ext4: [("mke2fs", "e2fsprogs"), ("debugfs", "e2fsprogs"), ("dumpe2fs", "e2fsprogs"), ("e2fsck", "e2fsprogs")]
         case .squashfs: [("mksquashfs", "squashfs-tools")]
+        case .oci: []
         }
     }
 }
@@ -69,6 +72,12 @@ public struct ExportResult: Codable, Sendable {
 
     /// The human-readable report.
     public var textLines: [String] {
+        if format == .oci {
+            let version = release.split(separator: "@").last.map(String.init) ?? ""
+            return ["\(release) exported to \(path) (an OCI image layout)",
+                    "layer \(ImageSize.format(size)) (\(size) bytes)" + (compression.map { ", \($0)-compressed" } ?? ", uncompressed tar"),
+                    "manifest sha256 \(sha256); try it: podman run --rm -it oci:\(path):\(version)"]
+        }
         var detail = "\(format.rawValue), \(ImageSize.format(size)) (\(size) bytes)"
         if let freeBytes { detail += ", \(ImageSize.format(freeBytes)) free" }
         if let uuid { detail += ", uuid \(uuid)" }
@@ -107,6 +116,15 @@ public struct ReleaseExporter: Sendable {
 
         // Everything that can be refused without work, first.
         if request.format != .ext4, request.size != nil { throw ExportError.sizeNotApplicable(format: request.format) }
+        if request.format == .oci {
+            // A directory of blobs, no file system to make: no root needed.
+            try ReleaseVerifier.verify(release, trust: request.trust).requireValid()
+            let written = try OCILayout.write(release, to: request.output, force: request.force, runner: runner)
+            return ExportResult(release: reference, format: .oci, path: request.output, size: written.layerSize,
+                                sha256: String(written.manifestDigest.dropFirst("sha256:".count)), uuid: nil, freeBytes: nil,
+                                compression: written.layerType.hasSuffix("+zstd") ? "zstd" : nil,
+                                seconds: Self.seconds(clock.now - start))
+        }
         if let size = request.size, size < ImageSize.minimum {
             throw ExportError.invalidSize(ImageSize.format(size), reason: "an ext4 image needs at least \(ImageSize.format(ImageSize.minimum))")
         }
@@ -202,6 +220,8 @@ public struct ReleaseExporter: Sendable {
             output.log("making a squashfs image of \(reference) (mksquashfs, \(SquashfsImage.compressor))")
             try SquashfsImage.make(tree: tree, image: image, created: release.manifest.created, threads: threads, runner: runner)
             return nil
+        case .oci:
+            preconditionFailure("an OCI layout is written by OCILayout, before any tree is unpacked")
         }
     }
 
