@@ -13,6 +13,9 @@ public enum ImageFormat: String, Codable, Sendable, CaseIterable {
     /// An OCI image layout (a directory) with the tree as one layer (docs/export.md).
     case oci
 
+    /// The formats that are file system images (not `oci`, a directory).
+    public static let filesystems: [ImageFormat] = [.ext4, .squashfs]
+
     /// The programs the format needs, with the Debian package of each.
     var tools: [(program: String, package: String)] {
         switch self {

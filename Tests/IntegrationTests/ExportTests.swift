@@ -111,7 +111,7 @@ struct ExportTests {
         }
     }
 
-    @Test("an image of each format holds the release exactly", .needs(.export(ImageFormat.allCases)), arguments: ImageFormat.allCases)
+    @Test("an image of each format holds the release exactly", .needs(.export(ImageFormat.filesystems)), arguments: ImageFormat.filesystems)
     func imageMatchesManifest(format: ImageFormat) throws {
         let tmp = try TempDir()
         defer { tmp.remove() }
@@ -136,7 +136,7 @@ struct ExportTests {
     }
 
     @Test("exporting the same release twice gives byte-identical images",
-          .needs(.export(ImageFormat.allCases)), arguments: ImageFormat.allCases)
+          .needs(.export(ImageFormat.filesystems)), arguments: ImageFormat.filesystems)
     func reproducible(format: ImageFormat) throws {
         let tmp = try TempDir()
         defer { tmp.remove() }
