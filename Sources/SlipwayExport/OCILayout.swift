@@ -159,7 +159,7 @@ enum OCILayout {
         try Data(#"{"imageLayoutVersion":"1.0.0"}"#.utf8).write(to: URL(fileURLWithPath: work + "/oci-layout"))
 
         // Whole, then into place.
-        _ = sync()
+        sync()
         if lstat(output, &st) == 0 { PosixPath.removeTree(output) }
         guard rename(work, output) == 0 else { throw ExportError.system(operation: "rename \(work) to", path: output, errno: errno) }
         return Written(manifestDigest: manifestDescriptor.digest, layerSize: layer.size, layerType: layer.mediaType)
