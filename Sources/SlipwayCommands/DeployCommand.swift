@@ -63,11 +63,11 @@ struct Deploy: SlipwayCommand {
                                      pool: pool, nodes: nodes, output: context.output)
         if plan { return try finish(push.plan(nodes, activate: try rollout.policy(parallel: fleet.parallel, nodes: nodes.count)), output: context.output) }
         // The rollout's state, rewritten as it goes: what --resume reads after a controller died.
-        let started = RolloutState.now()
+        let started = FleetProgress.timestamp()
         let output = context.output
         let kept = earlier
         let save: @Sendable ([NodeOutcome], Bool) -> Void = { outcomes, ended in
-            let state = RolloutState(release: reference.description, started: started, updated: RolloutState.now(), ended: ended,
+            let state = RolloutState(release: reference.description, started: started, updated: FleetProgress.timestamp(), ended: ended,
                                      nodes: kept + outcomes)
             do { try state.save(store: store, reference: reference) } catch { output.log("warning: \(Output.message(for: error))") }
         }

@@ -138,7 +138,7 @@ enum OCILayout {
         }
 
         let reference = release.reference
-        let created = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(release.manifest.created)))
+        let created = release.manifest.createdTimestamp
         let service = release.manifest.service
         let labels = ["org.opencontainers.image.title": reference.name, "org.opencontainers.image.version": reference.version]
         let config = ImageConfig(

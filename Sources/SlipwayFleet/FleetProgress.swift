@@ -20,6 +20,14 @@ public final class FleetProgress: Sendable {
         case json
     }
 
+    /// `date` in ISO 8601, UTC, with milliseconds: the time of a progress event or of a
+    /// rollout state (`RolloutState`).
+    public static func timestamp(_ date: Date = Date()) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: date)
+    }
+
     /// Nodes above which a terminal shows counts instead of a line per node.
     static let summaryAbove = 40
 
@@ -68,9 +76,7 @@ public final class FleetProgress: Sendable {
             line.total = total
             s.lines[node] = line
             if json {
-                let formatter = ISO8601DateFormatter()
-                formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-                let event = Event(time: formatter.string(from: Date()), node: node, state: text, total: total > 0 ? total : nil)
+                let event = Event(time: Self.timestamp(), node: node, state: text, total: total > 0 ? total : nil)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 if let data = try? encoder.encode(event) { Output.write(2, String(decoding: data, as: UTF8.self) + "\n") }

@@ -67,10 +67,4 @@ public struct RolloutState: Codable, Sendable {
             throw FleetError.invalidArgument("cannot rename \(temp) to \(path): \(String(cString: strerror(code)))")
         }
     }
-
-    public static func now() -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date())
-    }
 }

@@ -100,7 +100,7 @@ public enum ReleaseRegistry {
             layers.append(try put(file: attachment.file, path: release.directory + "/" + attachment.file, mediaType: attachment.mediaType,
                                   digest: "sha256:" + attachment.sha256, size: attachment.size))
         }
-        let created = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(release.manifest.created)))
+        let created = release.manifest.createdTimestamp
         let manifest = OCIManifest(artifactType: releaseType, layers: layers, annotations: [
             nameAnnotation: reference.name, versionAnnotation: reference.version,
             "org.opencontainers.image.version": reference.version, "org.opencontainers.image.created": created,
@@ -276,12 +276,16 @@ public enum ReleaseRegistry {
         try ReleaseStore.validate(name: reference.name)
         try ReleaseStore.validate(version: reference.version)
         let pinned = try resolve(reference, client: client)
+        // What the report says of a stored release's signature (checked with `trust` when given).
+        func signatureStatus(_ release: StoredRelease) -> String {
+            release.signatureFile == nil ? "absent" : trust == nil ? "unchecked" : "verified"
+        }
         var report = PullReport(release: reference.description, location: client.location.description, tag: pinned.tag,
                                 digest: pinned.digest, outcome: "added", bytesFetched: 0, signature: "absent")
         if let existing = try? store.release(reference) {
             try check(pinned, matches: existing)
             report.outcome = "alreadyPresent"
-            report.signature = existing.signatureFile == nil ? "absent" : trust == nil ? "unchecked" : "verified"
+            report.signature = signatureStatus(existing)
             if let trust { try ReleaseVerifier.verify(existing, trust: trust).requireValid() }
             return report
         }
@@ -314,7 +318,7 @@ public enum ReleaseRegistry {
         do {
             let added = try store.adopt(directory: work, reference: reference, trust: trust)
             report.outcome = added.outcome.rawValue
-            report.signature = added.release.signatureFile == nil ? "absent" : trust == nil ? "unchecked" : "verified"
+            report.signature = signatureStatus(added.release)
         } catch {
             // What was fetched is not this release: nothing of it is kept.
             try? FileManager.default.removeItem(atPath: work)

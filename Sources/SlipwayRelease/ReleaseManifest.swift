@@ -83,6 +83,10 @@ public struct ReleaseManifest: Codable, Equatable, Sendable {
     /// `NAME@VERSION`.
     public var reference: String { "\(name)@\(version)" }
 
+    /// `created` in ISO 8601, UTC (`2023-11-14T22:13:20Z`), as the SBOM, the OCI artifact and
+    /// the OCI image layout carry it.
+    public var createdTimestamp: String { SBOM.timestamp(created) }
+
     /// The manifest's canonical bytes: the exact bytes that are written and signed.
     public func encoded() throws -> Data {
         let encoder = JSONEncoder()
