@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import Glibc
 import SlipwaySystem
 import SlipwayRelease
 import SlipwayRegistry
@@ -82,12 +81,7 @@ struct Pull: SlipwayCommand {
     }
 }
 
-/// Runs `body` with a client for `location`, its scratch directory removed afterwards.
+/// Runs `body` with a client for `location` (the controller's credentials).
 func withRegistry<T>(_ location: String, _ body: (RegistryClient) throws -> T) throws -> T {
-    let parsed = try RegistryLocation(parsing: location)
-    var template = Array("\(FileManager.default.temporaryDirectory.path)/slipway-registry-XXXXXX".utf8CString)
-    guard let made = mkdtemp(&template) else { throw RegistryError.unexpected(what: "mkdtemp", detail: String(cString: strerror(errno))) }
-    let scratch = String(cString: made)
-    defer { try? FileManager.default.removeItem(atPath: scratch) }
-    return try body(try RegistryClient(location: parsed, scratch: scratch))
+    try RegistryClient.withScratch(location: try RegistryLocation(parsing: location), body)
 }

@@ -92,23 +92,19 @@ public enum NodeFetch {
 
         var received: UInt64 = 0
         do {
-            // A registry's blob: answer its challenge first (node.toml's registry_auth), and
-            // hand curl the header through a file only root can read.
-            var headerFile: String? = nil
-            var scratch: String? = nil
-            defer { if let scratch { PosixPath.removeTree(scratch) } }
             if let registry = RegistryLocation(blobURL: request.url), try size() < request.size {
-                var template = Array("/tmp/slipway-fetch-XXXXXX".utf8CString)
-                guard let made = mkdtemp(&template) else { throw NodeError.system(operation: "mkdtemp", path: "/tmp", errno: errno) }
-                scratch = String(cString: made)
+                // A registry's blob: answer its challenge first (node.toml's registry_auth), and
+                // hand curl the header through a file in the client's private scratch directory.
                 let credentials = try RegistryCredentials.load(host: registry.host, file: context.settings.registryAuth)
-                let client = try RegistryClient(location: registry, scratch: scratch!, credentials: .some(credentials))
-                if let authorization = try client.authorization(for: request.url) {
-                    headerFile = try RegistryAuth.headerFile(authorization, directory: scratch!)
+                try RegistryClient.withScratch(location: registry, credentials: .some(credentials)) { client in
+                    let headerFile = try client.authorization(for: request.url).map { try RegistryAuth.headerFile($0, directory: client.scratch) }
+                    try download(request, path: path, size: size, startOver: startOver, received: &received, log: context.log,
+                                 headerFile: headerFile, runner: context.runner)
                 }
+            } else {
+                try download(request, path: path, size: size, startOver: startOver, received: &received, log: context.log,
+                             headerFile: nil, runner: context.runner)
             }
-            try download(request, path: path, size: size, startOver: startOver, received: &received, log: context.log,
-                         headerFile: headerFile, runner: context.runner)
         } catch {
             // An empty file only held the lock: it is no partial upload to resume.
             if (try? size()) == 0 { unlink(path) }

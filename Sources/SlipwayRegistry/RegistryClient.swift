@@ -13,7 +13,7 @@ public struct RegistryClient: Sendable {
     public let location: RegistryLocation
     let runner = CommandRunner()
     /// Scratch space for request and response bodies and the header file.
-    let scratch: String
+    public let scratch: String
     let credentials: RegistryCredentials?
     /// The `Authorization` value the last challenge was answered with.
     private let authorization = AuthorizationBox()
@@ -35,6 +35,17 @@ public struct RegistryClient: Sendable {
         } else {
             self.credentials = nil
         }
+    }
+
+    /// Runs `body` with a client whose scratch directory is a new private one in the
+    /// temporary directory ($TMPDIR, else /tmp), removed afterwards with what it holds.
+    public static func withScratch<T>(location: RegistryLocation, credentials: RegistryCredentials?? = nil,
+                                      _ body: (RegistryClient) throws -> T) throws -> T {
+        var template = Array("\(FileManager.default.temporaryDirectory.path)/slipway-registry-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw RegistryError.unexpected(what: "mkdtemp", detail: String(cString: strerror(errno))) }
+        let scratch = String(cString: made)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        return try body(try RegistryClient(location: location, scratch: scratch, credentials: credentials))
     }
 
     public static let manifestMediaType = "application/vnd.oci.image.manifest.v1+json"
