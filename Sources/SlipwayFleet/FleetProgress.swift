@@ -22,10 +22,12 @@ public final class FleetProgress: Sendable {
 
     /// `date` in ISO 8601, UTC, with milliseconds: the time of a progress event or of a
     /// rollout state (`RolloutState`).
-    public static func timestamp(_ date: Date = Date()) -> String {
+    public static func timestamp(_ date: Date = Date()) -> String { makeFormatter().string(from: date) }
+
+    static func makeFormatter() -> ISO8601DateFormatter {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
+        return formatter
     }
 
     /// Nodes above which a terminal shows counts instead of a line per node.
@@ -41,6 +43,13 @@ public final class FleetProgress: Sendable {
         var lines: [String: Line] = [:]
         var drawn = 0
         var lastDraw: ContinuousClock.Instant?
+        /// Made once for every `--progress json` event (a 10,000-node rollout has 50,000).
+        let formatter = FleetProgress.makeFormatter()
+        let encoder: JSONEncoder = {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            return encoder
+        }()
     }
 
     private let order: [String]
@@ -76,10 +85,8 @@ public final class FleetProgress: Sendable {
             line.total = total
             s.lines[node] = line
             if json {
-                let event = Event(time: Self.timestamp(), node: node, state: text, total: total > 0 ? total : nil)
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                if let data = try? encoder.encode(event) { Output.write(2, String(decoding: data, as: UTF8.self) + "\n") }
+                let event = Event(time: s.formatter.string(from: Date()), node: node, state: text, total: total > 0 ? total : nil)
+                if let data = try? s.encoder.encode(event) { Output.write(2, String(decoding: data, as: UTF8.self) + "\n") }
             } else if terminal {
                 if order.count > Self.summaryAbove, text.hasPrefix("failed") {
                     // Above the summary line, so it stays on screen.

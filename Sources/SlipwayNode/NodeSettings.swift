@@ -63,6 +63,9 @@ public struct NodeSettings: Sendable, Equatable {
     /// Credentials for registries a pull-mode fetch asks (docker's config.json format;
     /// docs/registry.md). A missing file means none.
     public var registryAuth: String = "/etc/slipway/registry-auth.json"
+    /// The certs.d root for HTTPS servers with a private CA or client certificates
+    /// (`HOST[:PORT]/*.crt`, `NAME.cert` + `NAME.key`); nil: the podman and docker roots.
+    public var registryCerts: String? = nil
     public var schrootEnabled: Bool = false
     public var schrootDirectory: String = "/etc/schroot/chroot.d"
     /// The front that makes switches graceful (`[front]`); nil: none configured.
@@ -168,6 +171,10 @@ public struct NodeSettings: Sendable, Equatable {
                 let path = try string(key, value)
                 guard path.hasPrefix("/") else { throw fail(key, "expected an absolute path") }
                 settings.registryAuth = path
+            case "registry_certs":
+                let path = try string(key, value)
+                guard path.hasPrefix("/") else { throw fail(key, "expected an absolute path") }
+                settings.registryCerts = path
             case "schroot":
                 guard let sub = value.table else { throw fail(key, "expected a table [schroot]") }
                 for subkey in sub.keys.sorted() {
@@ -232,7 +239,7 @@ public struct NodeSettings: Sendable, Equatable {
                 }
                 settings.backendTables[key] = parameters
             default:
-                throw fail(key, "unknown key; node.toml takes root, backend, keep, trusted_keys, require_signature, allow_unsigned, require_sbom, verify_landed, lock_timeout, hook_timeout, registry_auth, [schroot], [front] and a table per backend ([btrfs], [zfs], [lvm])")
+                throw fail(key, "unknown key; node.toml takes root, backend, keep, trusted_keys, require_signature, allow_unsigned, require_sbom, verify_landed, lock_timeout, hook_timeout, registry_auth, registry_certs, [schroot], [front] and a table per backend ([btrfs], [zfs], [lvm])")
             }
         }
         try settings.validate()

@@ -15,6 +15,8 @@ public struct RegistryClient: Sendable {
     /// Scratch space for request and response bodies and the header file.
     public let scratch: String
     let credentials: RegistryCredentials?
+    /// curl's TLS arguments for the registry (`RegistryTLS`): a CA bundle, a client certificate.
+    public let tlsArguments: [String]
     /// The `Authorization` value the last challenge was answered with.
     private let authorization = AuthorizationBox()
 
@@ -23,11 +25,17 @@ public struct RegistryClient: Sendable {
     }
 
     /// `credentials` default to the controller's file for the registry's host
-    /// (`RegistryCredentials.controllerFile`).
-    public init(location: RegistryLocation, scratch: String, credentials: RegistryCredentials?? = nil) throws {
+    /// (`RegistryCredentials.controllerFile`), `tlsRoots` to the controller's certs.d roots
+    /// (`RegistryTLS.controllerRoots`).
+    public init(location: RegistryLocation, scratch: String, credentials: RegistryCredentials?? = nil, tlsRoots: [String]? = nil) throws {
         guard CommandRunner.isInstalled("curl") else { throw RegistryError.toolMissing("curl") }
         self.location = location
         self.scratch = scratch
+        if location.scheme == "https", let tls = try RegistryTLS.find(host: location.host, roots: tlsRoots ?? RegistryTLS.controllerRoots()) {
+            tlsArguments = try tls.curlArguments(scratch: scratch)
+        } else {
+            tlsArguments = []
+        }
         if let given = credentials {
             self.credentials = given
         } else if let file = RegistryCredentials.controllerFile() {
@@ -39,13 +47,20 @@ public struct RegistryClient: Sendable {
 
     /// Runs `body` with a client whose scratch directory is a new private one in the
     /// temporary directory ($TMPDIR, else /tmp), removed afterwards with what it holds.
-    public static func withScratch<T>(location: RegistryLocation, credentials: RegistryCredentials?? = nil,
+    public static func withScratch<T>(location: RegistryLocation, credentials: RegistryCredentials?? = nil, tlsRoots: [String]? = nil,
                                       _ body: (RegistryClient) throws -> T) throws -> T {
+        try withScratchDirectory { scratch in
+            try body(try RegistryClient(location: location, scratch: scratch, credentials: credentials, tlsRoots: tlsRoots))
+        }
+    }
+
+    /// Runs `body` with a new private directory in the temporary directory, removed afterwards.
+    public static func withScratchDirectory<T>(_ body: (String) throws -> T) throws -> T {
         var template = Array("\(FileManager.default.temporaryDirectory.path)/slipway-registry-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw RegistryError.unexpected(what: "mkdtemp", detail: String(cString: strerror(errno))) }
         let scratch = String(cString: made)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        return try body(try RegistryClient(location: location, scratch: scratch, credentials: credentials))
+        return try body(scratch)
     }
 
     public static let manifestMediaType = "application/vnd.oci.image.manifest.v1+json"
@@ -67,19 +82,19 @@ public struct RegistryClient: Sendable {
 
     /// Runs one request. `output` keeps the body in a file instead of memory. A `401` with a
     /// challenge is answered (`RegistryAuth`) and the request made once more.
-    func request(_ method: String, _ url: String, headers: [String] = [], body: Body = .none, continueAt: UInt64 = 0,
+    func request(_ method: String, _ url: String, headers: [String] = [], body: Body = .none,
                  output: String? = nil) throws -> Response {
         let sent = authorization.value.withLock { $0 }
-        let response = try perform(method, url, headers: headers, body: body, continueAt: continueAt, output: output, authorization: sent)
+        let response = try perform(method, url, headers: headers, body: body, output: output, authorization: sent)
         guard response.status == 401, let header = response.headers["www-authenticate"], let challenge = RegistryAuth.parse(header) else {
             return response
         }
         let answer = try RegistryAuth.authorization(for: challenge, credentials: credentials, what: "\(method) \(url)") { tokenURL, basic in
-            let token = try perform("GET", tokenURL, headers: [], body: .none, continueAt: 0, output: nil, authorization: basic)
+            let token = try perform("GET", tokenURL, headers: [], body: .none, output: nil, authorization: basic)
             return (token.status, token.body)
         }
         authorization.value.withLock { $0 = answer }
-        let again = try perform(method, url, headers: headers, body: body, continueAt: continueAt, output: output, authorization: answer)
+        let again = try perform(method, url, headers: headers, body: body, output: output, authorization: answer)
         if again.status == 401 {
             throw RegistryError.unauthorized(what: "\(method) \(url)", detail: credentials == nil
                 ? "the registry refuses anonymous access (no credentials are configured for \(location.host))"
@@ -89,7 +104,7 @@ public struct RegistryClient: Sendable {
     }
 
     /// One curl run, with `authorization` from a header file.
-    func perform(_ method: String, _ url: String, headers: [String], body: Body, continueAt: UInt64,
+    func perform(_ method: String, _ url: String, headers: [String], body: Body,
                  output: String?, authorization: String?) throws -> Response {
         let bodyPath = output ?? "\(scratch)/response-\(UInt32.random(in: .min ... .max))"
         defer { if output == nil { unlink(bodyPath) } }
@@ -103,7 +118,7 @@ public struct RegistryClient: Sendable {
             headerFile = try RegistryAuth.headerFile(authorization, directory: scratch)
             arguments += ["--header", "@" + headerFile!]
         }
-        if continueAt > 0 { arguments += ["--continue-at", String(continueAt)] }
+        arguments += tlsArguments
         var input = Command.Input.null
         switch body {
         case .none: break
@@ -116,11 +131,8 @@ public struct RegistryClient: Sendable {
         }
         arguments += ["--url", url]
         let result = try runner.runAllowingFailure(Command(arguments, input: input))
-        // 33: the server answered a ranged request with the whole file, which curl will not append.
-        if result.status == 33 { throw RegistryError.rangeIgnored(url: url) }
         guard result.succeeded else {
-            let line = result.standardErrorTail.split(separator: "\n").last.map(String.init) ?? "curl exited with status \(result.status)"
-            throw RegistryError.unreachable(url: url, detail: line.hasPrefix("curl: ") ? String(line.dropFirst(6)) : line)
+            throw RegistryError.unreachable(url: url, detail: HTTPDownload.curlDetail(result))
         }
         // Header blocks of interim answers (100 Continue) and redirects come first; the last is the answer.
         let text = String(decoding: result.standardOutput, as: UTF8.self)
@@ -259,33 +271,28 @@ public struct RegistryClient: Sendable {
         return (response.body, digest, response.headers["content-type"] ?? "")
     }
 
-    /// Downloads a blob into `path` (resuming a partial file with a Range request) and checks
-    /// its size and digest; a wrong file is removed.
+    /// Downloads a blob into `path` with the resumable `HTTPDownload` (a partial file is
+    /// resumed with a Range request) and checks its size and digest; a wrong file is removed.
     /// Returns the bytes it downloaded (0 when the file was complete already).
     @discardableResult
-    public func fetchBlob(_ digest: String, size: UInt64, to path: String, what: String) throws -> UInt64 {
+    public func fetchBlob(_ digest: String, size: UInt64, to path: String, what: String, log: (String) -> Void = { _ in }) throws -> UInt64 {
         let url = location.blobURL(digest)
-        var have = UInt64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)??.uint64Value ?? 0)
-        if have > size { unlink(path); have = 0 }
         var fetched: UInt64 = 0
-        if have < size {
+        let have = UInt64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)??.uint64Value ?? 0)
+        if have != size {
             // Answer any challenge on a HEAD first: a ranged GET that got a 401 would append its body.
-            _ = try request("HEAD", url)
-            // curl appends from `have` (--continue-at) and refuses a server that answers a ranged
-            // request with the whole file; then it starts over.
-            var response: Response
+            let head = try request("HEAD", url)
+            try check(head, "HEAD", url, expect: [200])
+            let sent = authorization.value.withLock { $0 }
+            var headerFile: String? = nil
+            defer { if let headerFile { unlink(headerFile) } }
+            if let sent { headerFile = try RegistryAuth.headerFile(sent, directory: scratch) }
+            let download = HTTPDownload(url: url, path: path, size: size, headerFile: headerFile, tlsArguments: tlsArguments)
             do {
-                response = try request("GET", url, continueAt: have, output: path)
-            } catch RegistryError.rangeIgnored where have > 0 {
-                unlink(path)
-                have = 0
-                response = try request("GET", url, output: path)
+                fetched = try download.run(runner: runner, log: log)
+            } catch let failure as HTTPDownload.Failure {
+                throw RegistryError.unreachable(url: url, detail: failure.detail + (failure.bytes > 0 ? "; \(failure.bytes) of \(failure.size) bytes are kept, pull again to resume" : ""))
             }
-            if !(response.status == 200 || response.status == 206) {
-                unlink(path)
-                try check(response, "GET", url, expect: [200, 206])
-            }
-            fetched = size - have
         }
         let hash = try FileHasher.sha256(path: path)
         guard hash.size == size, "sha256:" + hash.hex == digest else {

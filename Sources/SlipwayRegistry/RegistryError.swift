@@ -5,8 +5,6 @@ public enum RegistryError: Error, CustomStringConvertible, Sendable {
     case toolMissing(String)
     /// curl could not talk to the registry at all (connection refused, DNS, TLS).
     case unreachable(url: String, detail: String)
-    /// A ranged request was answered with the whole blob (the download starts over).
-    case rangeIgnored(url: String)
     /// The registry answered with an error status.
     case http(method: String, url: String, status: Int, detail: String)
     /// The registry holds something other than what slipway expects there.
@@ -22,7 +20,6 @@ public enum RegistryError: Error, CustomStringConvertible, Sendable {
         case let .badLocation(text, reason): "registry location '\(text)': \(reason)"
         case let .toolMissing(tool): "\(tool) is not installed; slipway talks to OCI registries through it (apt-get install \(tool))"
         case let .unreachable(url, detail): "cannot reach the registry at \(url): \(detail)"
-        case let .rangeIgnored(url): "\(url): the registry ignored a Range request"
         case let .http(method, url, status, detail): "\(method) \(url): the registry answered \(status)" + (detail.isEmpty ? "" : ": \(detail)")
         case let .unexpected(what, detail): "\(what): \(detail)"
         case let .digestMismatch(what, expected, actual): "\(what): expected \(expected), the registry sent bytes with digest \(actual); nothing was kept"

@@ -304,7 +304,7 @@ public enum ReleaseRegistry {
         }
         var titles = Set<String>()
         for layer in pinned.layers {
-            guard let title = layer.title, isPlainFileName(title), titles.insert(title).inserted else {
+            guard let title = layer.title, ReleaseStore.isPlainFileName(title), titles.insert(title).inserted else {
                 throw RegistryError.unexpected(what: "\(client.location):\(pinned.tag)",
                                                detail: "layer \(layer.digest) has no plain file name as its title (or one another layer has)")
             }
@@ -312,7 +312,7 @@ public enum ReleaseRegistry {
                 throw RegistryError.unexpected(what: "\(client.location):\(pinned.tag)", detail: "layer \(title) has a digest that is not sha256")
             }
             let path = work + "/" + title
-            report.bytesFetched += try client.fetchBlob(layer.digest, size: layer.size, to: path, what: "\(title) of \(reference)")
+            report.bytesFetched += try client.fetchBlob(layer.digest, size: layer.size, to: path, what: "\(title) of \(reference)", log: log)
             log("\(title): \(ByteCount.format(layer.size))")
         }
         do {
@@ -325,10 +325,5 @@ public enum ReleaseRegistry {
             throw error
         }
         return report
-    }
-
-    static func isPlainFileName(_ name: String) -> Bool {
-        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_+~".utf8)
-        return !name.isEmpty && name.utf8.count <= 200 && !name.hasPrefix(".") && name.utf8.allSatisfy(allowed.contains)
     }
 }

@@ -115,6 +115,10 @@ public struct ReleaseStore: Sendable {
         }
     }
 
+    /// Whether `name` is a plain file name a release directory may hold (the rules of a name
+    /// or version: no '/', no leading '.' or '-', portable characters, at most 200 bytes).
+    public static func isPlainFileName(_ name: String) -> Bool { (try? validateComponent(name, what: "file name")) != nil }
+
     private static func validateComponent(_ value: String, what: String) throws {
         if value.isEmpty { throw ReleaseError.invalidName(what: what, value: value, reason: "it is empty") }
         if value.contains("/") { throw ReleaseError.invalidName(what: what, value: value, reason: "it contains '/'") }

@@ -335,7 +335,8 @@ extension GracefulSwitchTests {
             .write(to: URL(fileURLWithPath: config))
         let node = FrontedNode(binary: binary, store: store, config: config, root: root, port: port)
 
-        #expect(try node.install("\(app)@1.0.0").ok)
+        let first = try node.install("\(app)@1.0.0")
+        try #require(first.ok, "\(first.err) \(first.out)")
         #expect(node.served == "1.0.0")
         let load = try LoadClient(url: "http://127.0.0.1:\(port)/", extract: "hello-static version ([0-9.]+)", directory: work.path)
         let second = try node.install("\(app)@1.0.1")

@@ -20,16 +20,22 @@ final class RegistryServer {
     let log: String
     private let process = Process()
 
-    var hostPort: String { "\(address):\(port)" }
-    /// `oci+http://ADDRESS:PORT/REPO`.
-    func location(_ repository: String) -> String { "oci+http://\(hostPort)/\(repository)" }
+    /// Serving HTTPS with these files (`PrivateCA.serve`): its certificate and key, and the CA
+    /// whose client certificates it requires.
+    let tls: PrivateCA?
 
-    /// `auth`: a section for the configuration (`TokenService.registryConfig`).
-    init(address: String = "127.0.0.1", scratch: String, auth: String? = nil) throws {
+    var hostPort: String { "\(address):\(port)" }
+    /// `oci+http://ADDRESS:PORT/REPO`, or `oci://…` with TLS.
+    func location(_ repository: String) -> String { (tls == nil ? "oci+http://" : "oci://") + "\(hostPort)/\(repository)" }
+
+    /// `auth`: a section for the configuration (`TokenService.registryConfig`). `tls`: serve
+    /// HTTPS with the CA's server certificate and require a client certificate it signed.
+    init(address: String = "127.0.0.1", scratch: String, auth: String? = nil, tls: PrivateCA? = nil) throws {
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         self.address = address
         storage = scratch + "/storage"
         log = scratch + "/registry.log"
+        self.tls = tls
         port = address == "127.0.0.1" ? try freeLocalPort() : 20000 + Int.random(in: 0..<2000)
         let config = """
             version: 0.1
@@ -43,7 +49,7 @@ final class RegistryServer {
                 enabled: true
             http:
               addr: \(address):\(port)
-            """ + (auth.map { "\n" + $0 } ?? "")
+            """ + (tls.map { "\n" + $0.registryConfig } ?? "") + (auth.map { "\n" + $0 } ?? "")
         try Data(config.utf8).write(to: URL(fileURLWithPath: scratch + "/config.yml"))
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.executableURL = URL(fileURLWithPath: toolPath("docker-registry") ?? "/usr/bin/docker-registry")
@@ -55,7 +61,9 @@ final class RegistryServer {
         try process.run()
         try? handle.close()
         for _ in 0..<200 {
-            if let answer = try? run("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://\(hostPort)/v2/"]), ["200", "401"].contains(answer.out) { return }
+            let probe = tls.map { ["--cacert", $0.caCertificate, "--cert", $0.clientCertificate, "--key", $0.clientKey, "https://\(hostPort)/v2/"] }
+                ?? ["http://\(hostPort)/v2/"]
+            if let answer = try? run("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}"] + probe), ["200", "401"].contains(answer.out) { return }
             if !process.isRunning { break }
             usleep(50_000)
         }
@@ -271,4 +279,61 @@ final class RegistryProxy {
     func stop() { stopDaemon(process, signal: SIGQUIT) }
 
     deinit { stop() }
+}
+
+/// A private CA made with openssl for a TLS test: the CA, a server certificate for
+/// 127.0.0.1 and a client certificate, all signed by it, in `directory`.
+struct PrivateCA {
+    let directory: String
+    var caCertificate: String { directory + "/ca.crt" }
+    var serverCertificate: String { directory + "/server.crt" }
+    var serverKey: String { directory + "/server.key" }
+    var clientCertificate: String { directory + "/client.cert" }
+    var clientKey: String { directory + "/client.key" }
+
+    init(directory: String) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        func openssl(_ arguments: [String]) throws {
+            let result = try run("openssl", arguments)
+            guard result.ok else { throw TestSupportError.commandFailed("openssl \(arguments.first ?? "")", result.status, result.err) }
+        }
+        try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                     "-subj", "/CN=slipway test CA", "-keyout", directory + "/ca.key", "-out", caCertificate,
+                     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        for (name, subject, extension) in [("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+                                           ("client", "/CN=node", "extendedKeyUsage=clientAuth")] {
+            let key = directory + "/\(name).key"
+            let request = directory + "/\(name).csr"
+            let extensions = directory + "/\(name).ext"
+            try Data((extension + "\n").utf8).write(to: URL(fileURLWithPath: extensions))
+            try openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", subject,
+                         "-keyout", key, "-out", request])
+            try openssl(["x509", "-req", "-in", request, "-CA", caCertificate, "-CAkey", directory + "/ca.key", "-CAcreateserial",
+                         "-days", "2", "-extfile", extensions, "-out", directory + "/\(name)" + (name == "server" ? ".crt" : ".cert")])
+        }
+    }
+
+    /// The registry configuration's `http.tls` (indented under `http:`).
+    var registryConfig: String {
+        """
+          tls:
+            certificate: \(serverCertificate)
+            key: \(serverKey)
+            clientcas:
+              - \(caCertificate)
+        """
+    }
+
+    /// A certs.d root with `HOST:PORT/` holding the CA and, with `client`, the client pair.
+    func certsRoot(at root: String, host: String, client: Bool) throws -> String {
+        let directory = root + "/" + host
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: caCertificate, toPath: directory + "/ca.crt")
+        if client {
+            try FileManager.default.copyItem(atPath: clientCertificate, toPath: directory + "/client.cert")
+            try FileManager.default.copyItem(atPath: clientKey, toPath: directory + "/client.key")
+        }
+        return root
+    }
 }

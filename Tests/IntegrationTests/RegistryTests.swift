@@ -258,6 +258,60 @@ struct RegistryTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: fx.layout.incoming) == ["1.tar.xz"])
     }
 
+    @Test("TLS with a private CA and client certificates: refused without the CA in certs.d, then publish, pull and a node's fetch get in with it",
+          .needs(.registry, .builtSlipway, .tools(["openssl"])))
+    func privateCA() throws {
+        let binary = try #require(builtSlipway)
+        let fx = try NodeFixture("slipway-registry-tls")
+        defer { fx.remove() }
+        try fx.release("1", big: 300_000)
+        let ca = try PrivateCA(directory: fx.dir.sub("ca"))
+        let server = try RegistryServer(scratch: fx.dir.sub("registry"), tls: ca)
+        defer { server.stop() }
+        let location = server.location("farm/web")
+        #expect(location.hasPrefix("oci://"))
+        let empty = fx.dir.sub("certs-empty")
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        let caOnly = try ca.certsRoot(at: fx.dir.sub("certs-ca"), host: server.hostPort, client: false)
+        let full = try ca.certsRoot(at: fx.dir.sub("certs-full"), host: server.hostPort, client: true)
+        func slipway(_ arguments: [String], certs: String, store: String? = nil) throws -> CommandResult {
+            try run(binary, arguments + ["--store", store ?? fx.store.root], environment: ["SLIPWAY_CERTS_D": certs])
+        }
+
+        // Without the CA, curl does not trust the server, and the error says where the CA goes.
+        let untrusted = try slipway(["publish", "web@1", "--to", location], certs: empty)
+        #expect(untrusted.status != 0 && untrusted.err.contains("certs.d/HOST:PORT/ca.crt"), "no CA: \(untrusted.err)")
+        // With the CA but no client certificate, the server refuses the handshake.
+        let anonymous = try slipway(["publish", "web@1", "--to", location], certs: caOnly)
+        #expect(anonymous.status != 0, "no client certificate: \(anonymous.err)")
+        #expect(server.requests("PUT", containing: "/manifests/") == 0)
+
+        let published = try slipway(["publish", "web@1", "--to", location], certs: full)
+        #expect(published.status == 0, "publish: \(published.err)")
+        let pulledStore = fx.dir.sub("store-pulled")
+        let pulled = try slipway(["pull", "web@1", "--from", location], certs: full, store: pulledStore)
+        #expect(pulled.status == 0, "pull: \(pulled.err)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: "\(pulledStore)/web/1/rootfs.tar.xz"))
+                == Data(contentsOf: URL(fileURLWithPath: try fx.store.release(name: "web", version: "1").archivePath)))
+
+        // A node's fetch of the archive blob over HTTPS: node.toml's registry_certs names the root.
+        let release = try fx.store.release(name: "web", version: "1")
+        let url = "https://\(server.hostPort)/v2/farm/web/blobs/sha256:\(release.manifest.archive.sha256)"
+        let request = NodeFetch.Request(app: fx.app, fileName: "1.tar.xz", url: url, size: release.manifest.archive.size,
+                                        sha256: release.manifest.archive.sha256)
+        let without = try fx.context { $0.registryCerts = empty }
+        do {
+            _ = try NodeFetch.fetch(request, context: without)
+            Issue.record("a node without the CA fetched from the registry")
+        } catch {
+            #expect("\(error)".contains("certs.d/HOST:PORT/ca.crt"), "\(error)")
+        }
+        let with = try fx.context { $0.registryCerts = full }
+        let fetched = try NodeFetch.fetch(request, context: with)
+        #expect(fetched.complete && fetched.sha256 == release.manifest.archive.sha256)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fx.layout.incoming) == ["1.tar.xz"])
+    }
+
     @Test("a pull cut off mid-blob (the registry's front killed) fails, keeps its bytes, and the next pull fetches only the rest",
           .needs(.registry, .builtSlipway, .that(access(NginxServer.binary, X_OK) == 0, "nginx is not installed at \(NginxServer.binary)")))
     func killedMidBlob() throws {

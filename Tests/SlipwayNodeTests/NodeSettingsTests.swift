@@ -19,6 +19,7 @@ struct NodeSettingsTests {
             require_signature = true
             lock_timeout = 10
             hook_timeout = 30.5
+            registry_certs = "/etc/slipway/certs.d"
             [btrfs]
             mount = "/srv"
             [schroot]
@@ -28,6 +29,7 @@ struct NodeSettingsTests {
         #expect(settings.root == "/srv/slipway" && settings.backend == .btrfs && settings.keep == 3)
         #expect(settings.trustedKeys == ["/etc/slipway/release.pub"] && settings.requireSignature)
         #expect(settings.lockTimeout == 10 && settings.hookTimeout == 30.5)
+        #expect(settings.registryCerts == "/etc/slipway/certs.d")
         #expect(settings.backendParameters == ["mount": "/srv"])
         #expect(settings.schrootEnabled && settings.schrootDirectory == "/tmp/chroot.d")
         let defaults = try NodeSettings.parse("", source: "node.toml")
@@ -37,7 +39,7 @@ struct NodeSettingsTests {
     @Test("unknown keys and wrong types are errors naming the key")
     func rejectsUnknown() {
         for (text, needle) in [("colour = 1", "colour: unknown key"), ("[schroot]\nmode = 1", "schroot.mode: unknown key"),
-                               ("backend = \"ext9\"", "unknown backend 'ext9'"), ("keep = 0", "keep:"),
+                               ("backend = \"ext9\"", "unknown backend 'ext9'"), ("keep = 0", "keep:"), ("registry_certs = \"certs.d\"", "registry_certs: expected an absolute path"),
                                ("require_signature = true", "no trusted key is listed"), ("root = \"relative\"", "absolute"),
                                ("require_sbom = true", "require_sbom needs signed releases"),
                                ("trusted_keys = [\"/k.pub\"]\nallow_unsigned = true\nrequire_sbom = true", "require_sbom needs signed releases"),
