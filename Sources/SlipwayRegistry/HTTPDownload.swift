@@ -140,6 +140,9 @@ public struct HTTPDownload: Sendable {
         if result.status == 28, let stallTimeout {
             return "\(message) (no progress for \(Int(stallTimeout.rounded(.up))) s; a longer --timeout waits longer)"
         }
+        if result.status == 58 {
+            return "\(message) (the client certificate NAME.cert or its key NAME.key in certs.d/HOST:PORT cannot be used; docs/registry.md, \"TLS\")"
+        }
         if tlsExits.contains(result.status) {
             return "\(message) (a server with a private CA: put the CA certificate into certs.d/HOST:PORT/ca.crt, and a client " +
                 "certificate as NAME.cert with NAME.key; docs/registry.md, \"TLS\")"

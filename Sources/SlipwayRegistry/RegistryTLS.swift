@@ -104,7 +104,9 @@ public struct RegistryTLS: Sendable {
             arguments += ["--cacert", path]
         }
         if let client {
-            arguments += ["--cert", client.certificate, "--key", client.key]
+            // curl reads `--cert FILE:PASSPHRASE`; the colon of HOST:PORT in the path is escaped.
+            let certificate = client.certificate.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:")
+            arguments += ["--cert", certificate, "--key", client.key]
         }
         return arguments
     }

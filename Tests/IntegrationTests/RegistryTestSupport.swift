@@ -301,12 +301,12 @@ struct PrivateCA {
         try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
                      "-subj", "/CN=slipway test CA", "-keyout", directory + "/ca.key", "-out", caCertificate,
                      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-        for (name, subject, extension) in [("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+        for (name, subject, extra) in [("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
                                            ("client", "/CN=node", "extendedKeyUsage=clientAuth")] {
             let key = directory + "/\(name).key"
             let request = directory + "/\(name).csr"
             let extensions = directory + "/\(name).ext"
-            try Data((extension + "\n").utf8).write(to: URL(fileURLWithPath: extensions))
+            try Data((extra + "\n").utf8).write(to: URL(fileURLWithPath: extensions))
             try openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", subject,
                          "-keyout", key, "-out", request])
             try openssl(["x509", "-req", "-in", request, "-CA", caCertificate, "-CAkey", directory + "/ca.key", "-CAcreateserial",
