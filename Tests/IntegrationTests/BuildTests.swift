@@ -15,7 +15,8 @@ import Glibc
 @testable import SlipwayNode
 @testable import SlipwayFleet
 
-private func freePort() -> Int { Int.random(in: 20000...40000) }
+/// A port the kernel says is free now (its ephemeral range, clear of the nodes' service ports 20000-29999).
+private func freePort() -> Int { (try? freeLocalPort()) ?? Int.random(in: 32768...60999) }
 
 /// Every build test, run one at a time: they share a base cache (and the checks that nothing
 /// is left mounted below it), and two builds at once only share the same cores.

@@ -86,7 +86,7 @@ struct GracefulSwitchTests {
         defer { nginx.stop() }
         let releases = root + "/hello-static/releases"
         defer { stopServices(under: releases) }
-        let port = Int.random(in: 30000...39999)
+        let port = try freeLocalPort()
         let config = work.sub("node.toml")
         try Data(("root = \"\(root)\"\nbackend = \"\(backend)\"\n" + nginx.nodeSettings(app: "hello-static", listen: "127.0.0.1:\(port)")).utf8)
             .write(to: URL(fileURLWithPath: config))
@@ -177,7 +177,7 @@ extension BuildTests {
         defer { nginx.stop() }
         let releases = root + "/python-web/releases"
         defer { stopServices(under: releases) }
-        let port = Int.random(in: 30000...39999)
+        let port = try freeLocalPort()
         let config = work.sub("node.toml")
         try Data(("root = \"\(root)\"\n" + nginx.nodeSettings(app: "python-web", listen: "127.0.0.1:\(port)")).utf8)
             .write(to: URL(fileURLWithPath: config))
@@ -329,7 +329,7 @@ extension GracefulSwitchTests {
             try? FileManager.default.removeItem(atPath: "/etc/schroot/slipway-\(app)")
         }
         defer { stopServices(under: root + "/\(app)/releases") }
-        let port = Int.random(in: 30000...39999)
+        let port = try freeLocalPort()
         let config = work.sub("node.toml")
         try Data(("root = \"\(root)\"\n[schroot]\nenabled = true\n" + nginx.nodeSettings(app: app, listen: "127.0.0.1:\(port)")).utf8)
             .write(to: URL(fileURLWithPath: config))
