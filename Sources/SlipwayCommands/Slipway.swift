@@ -45,6 +45,8 @@ public struct Slipway: ParsableCommand {
             _ = message.withCString { Glibc.write(2, $0, strlen($0)) }
             Glibc.exit(2)
         }
+        // A controller's per-node verbs skip argument-parser's reflection (FastNodeVerbs).
+        if let status = FastNodeVerbs.run(Array(CommandLine.arguments.dropFirst())) { Glibc.exit(status) }
         main(nil)
     }
 }
