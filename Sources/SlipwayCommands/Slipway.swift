@@ -37,6 +37,9 @@ public struct Slipway: ParsableCommand {
         // libarchive converts entry names through the locale; a C locale would mangle them.
         setlocale(LC_ALL, "C.UTF-8")
         SignalHandling.install()
+        // A node command killed holding an app's lock leaves its children to the next one
+        // (NodeLock); they are found by the process group it leads.
+        NodeLock.mayMakeProcessGroup()
         // The Swift runtime reads argv from /proc/self/cmdline: without /proc (a bare chroot)
         // every command would parse as none and print the help with status 0, which a
         // controller would take for an answer.

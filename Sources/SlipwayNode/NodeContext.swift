@@ -34,7 +34,7 @@ public struct NodeContext: Sendable {
     func mutating<T>(_ app: String, _ body: (NodeLayout, NodeRecovery.Result) throws -> T) throws -> T {
         try ReleaseStore.validate(name: app)
         let layout = layout(app)
-        return try NodeLock.with(layout, command: commandLine, timeout: settings.lockTimeout) {
+        return try NodeLock.with(layout, command: commandLine, timeout: settings.lockTimeout, log: log) {
             try layout.prepare()
             let recovered = try NodeRecovery.run(self, layout: layout)
             if !recovered.removed.isEmpty { log("recovered: removed \(recovered.removed.joined(separator: ", "))") }

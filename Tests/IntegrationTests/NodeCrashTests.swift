@@ -143,6 +143,46 @@ struct NodeCrashTests {
         #expect(killedMidway >= trials / 3, "too few kills landed inside a command; the fixture is too fast")
     }
 
+    @Test("a holder killed while its hook runs: the next command ends the hook's processes before it recovers, and says so",
+          .needs(.nodeBinary))
+    func killedHolderLeftovers() throws {
+        let binary = try #require(nodeBinary)
+        let fx = try NodeFixture("slipway-crash-leftovers")
+        defer { fx.remove() }
+        let pidFile = fx.dir.sub("hook.pid")
+        // The hook records its shell's pid, then a child that outlives a killed slipway.
+        try fx.release("1")
+        try fx.release("2", service: ServiceSpec(preActivate: "echo $$ > \(pidFile); sleep 120; true"))
+        let context = try fx.context()
+        try fx.applyFull("1", context: context)
+        try fx.applyFull("2", context: context)
+        _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
+        let config = fx.dir.sub("node.toml")
+        try "root = \"\(fx.root)\"\nhook_timeout = 300\n".write(toFile: config, atomically: true, encoding: .utf8)
+
+        let child = try NodeChild(binary, ["node", "activate", "\(fx.app)@2", "--config", config])
+        #expect(waitFor(seconds: 30) { (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) } != nil })
+        let hook = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        // The node command leads its own process group, and the hook is in it.
+        let group = LockProcessGroup.liveMembers(of: child.process.processIdentifier)
+        #expect(group.contains(hook) && group.contains(child.process.processIdentifier), "group \(group), hook \(hook)")
+        child.kill9()
+        _ = child.wait()
+        #expect(kill(hook, 0) == 0, "the hook outlives the killed slipway (what this test is about)")
+        defer { _ = kill(hook, SIGKILL) }
+
+        // The next holder of the lock ends the leftovers first; the old version is current.
+        let record = (try? String(contentsOfFile: fx.layout.lockFile, encoding: .utf8)) ?? "none"
+        let next = try run(binary, ["node", "recover", fx.app, "--config", config])
+        #expect(next.ok, "\(next.err)")
+        #expect(next.err.contains("leftover process") && next.err.contains("killed holding the lock"), "\(next.err); lock record \(record)")
+        #expect(LockProcessGroup.state(of: hook) == nil || LockProcessGroup.state(of: hook) == "Z", "the hook (pid \(hook)) still runs")
+        #expect(fx.current == "1")
+        // A holder that let go is not looked after: the next command finds nothing to end.
+        let again = try run(binary, ["node", "recover", fx.app, "--config", config])
+        #expect(again.ok && !again.err.contains("leftover"), "\(again.err)")
+    }
+
     @Test("ENOSPC during apply: a clear error, the old version current, no leftovers", .needs("mount", "umount", root: true))
     func fullDisk() throws {
         let fx = try NodeFixture()
