@@ -97,7 +97,7 @@ enum FastNodeVerbs {
             while index < words.count {
                 let word = words[index]
                 if Self.valued.contains(word) {
-                    guard index + 1 < words.count, !words[index + 1].hasPrefix("-") || Double(words[index + 1]) != nil else { return nil }
+                    guard index + 1 < words.count, !words[index + 1].hasPrefix("-") else { return nil }
                     guard options[word] == nil || Self.repeatable.contains(word) else { return nil }
                     options[word, default: []].append(words[index + 1])
                     index += 2

@@ -43,7 +43,7 @@ struct FastNodeVerbsTests {
         ["node", "activate", "web@2", "--help"], ["node", "activate", "-h"], ["node", "activate", "web@2", "--config=/n.toml"],
         ["node", "activate", "web@2", "-qv"], ["node", "activate", "--", "web@2"], ["node", "activate", "web@2", "--colour"],
         ["node", "activate", "web@2", "--config", "/a", "--config", "/b"], ["node", "activate", "web@2", "--confirm-timeout", "soon"],
-        ["node", "activate", "web@2", "--confirm-timeout", "0"], ["node", "activate", "web@2", "--confirm-timeout"],
+        ["node", "activate", "web@2", "--confirm-timeout", "0"], ["node", "activate", "web@2", "--confirm-timeout"], ["node", "activate", "web@2", "--lock-timeout", "-1"],
         ["node", "activate", "web"], ["node", "activate", "web@2", "web@3"], ["node", "activate", "web@2", "--packages"],
         ["node", "activate", "web@2", "--backend", "ext9"], ["node", "activate", "web@2", "-q", "-v"],
         ["node", "activate", "web@2", "--schroot", "--no-schroot"], ["node", "confirm", "web@2", "--confirm-timeout", "3"],
