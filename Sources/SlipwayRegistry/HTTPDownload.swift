@@ -114,10 +114,16 @@ public struct HTTPDownload: Sendable {
         if let headerFile { arguments += ["--header", "@" + headerFile] }
         arguments += tlsArguments
         arguments += ["--url", url]
+        // curl must not outlive slipway: killed with -9, slipway would leave it appending to
+        // the file while the next fetch appends from the size it sees (the file's flock is
+        // slipway's, not curl's). setpriv (util-linux) has the kernel kill it with its parent.
+        if Self.setprivInstalled { arguments = ["setpriv", "--pdeathsig", "KILL", "--"] + arguments }
         let result = try runner.runAllowingFailure(Command(arguments))
         let status = Int(result.outputText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         return (result, status)
     }
+
+    static let setprivInstalled = CommandRunner.isInstalled("setpriv")
 
     /// curl exit statuses after which a resume may get further: connect failed, partial file,
     /// stalled, empty reply, send or receive failure, HTTP/2 stream error.

@@ -216,4 +216,32 @@ struct NodeFetchTests {
         #expect(noCurl.status != 0)
         #expect(noCurl.stderr.contains("apt-get install curl"), "\(noCurl.stderr)")
     }
+
+    @Test("a fetch killed with -9 mid-transfer leaves no curl appending to the file; the next fetch resumes from what is there",
+          .needs(.nginxAndCurl, .builtSlipway))
+    func killedFetch() throws {
+        let binary = try #require(builtSlipway)
+        let served = try Served()
+        defer { served.stop() }
+        let fx = served.fx
+        // 4 MB/s: the ~2 MB archive takes about half a second.
+        let arguments = ["node", "fetch", "web@1", "--url", served.server.slowURL + served.urlPath, "--size", String(served.size),
+                         "--sha256", served.sha256, "--root", fx.root, "--json"]
+        func size() -> UInt64 { (try? FileManager.default.attributesOfItem(atPath: served.incomingPath)[.size] as? NSNumber)??.uint64Value ?? 0 }
+        let child = try NodeChild(binary, arguments)
+        #expect(waitFor(seconds: 20) { size() > 100_000 }, "the fetch wrote nothing")
+        child.kill9()
+        _ = child.wait()
+        // curl died with slipway: the file stops growing short of the whole.
+        usleep(300_000)
+        let kept = size()
+        usleep(700_000)
+        #expect(size() == kept, "something still appends to \(served.incomingPath): \(kept) → \(size()) bytes")
+        #expect(kept < served.size, "the fetch finished before its kill (\(kept) of \(served.size) bytes)")
+
+        let resumed = try runSlipway(binary, arguments)
+        try #require(resumed.status == 0, "\(resumed.stderr)")
+        let reply = try JSONDecoder().decode(NodeReceive.Result.self, from: resumed.stdout)
+        #expect(reply.complete && reply.sha256 == served.sha256 && reply.received == served.size - kept)
+    }
 }

@@ -93,9 +93,12 @@ final class NginxServer {
     static let binary = "/usr/sbin/nginx"
     let port: Int
     let noRangePort: Int
+    /// Honours Range, at 4 MB/s per request (`limit_rate`): a transfer long enough to kill.
+    let slowPort: Int
     let prefix: String
 
     var url: String { "http://127.0.0.1:\(port)" }
+    var slowURL: String { "http://127.0.0.1:\(slowPort)" }
     var noRangeURL: String { "http://127.0.0.1:\(noRangePort)" }
     var accessLog: String { prefix + "/access.log" }
 
@@ -108,6 +111,8 @@ final class NginxServer {
             let port = try freeLocalPort()
             var other = try freeLocalPort()
             while other == port { other = try freeLocalPort() }
+            var slow = try freeLocalPort()
+            while slow == port || slow == other { slow = try freeLocalPort() }
             let temp = prefix + "/temp"
             try FileManager.default.createDirectory(atPath: temp, withIntermediateDirectories: true)
             let config = """
@@ -124,6 +129,7 @@ final class NginxServer {
                     default_type application/octet-stream;
                     server { listen 127.0.0.1:\(port); root \(root); }
                     server { listen 127.0.0.1:\(other); root \(root); max_ranges 0; }
+                    server { listen 127.0.0.1:\(slow); root \(root); limit_rate 4m; }
                 }
                 """
             try Data(config.utf8).write(to: URL(fileURLWithPath: prefix + "/nginx.conf"))
@@ -135,10 +141,11 @@ final class NginxServer {
             process.standardError = FileHandle.nullDevice
             try process.run()
             let deadline = Date().addingTimeInterval(10)
-            while process.isRunning, !(isListening(port) && isListening(other)), Date() < deadline { usleep(20_000) }
-            if process.isRunning, isListening(port), isListening(other) {
+            while process.isRunning, !(isListening(port) && isListening(other) && isListening(slow)), Date() < deadline { usleep(20_000) }
+            if process.isRunning, isListening(port), isListening(other), isListening(slow) {
                 self.port = port
                 noRangePort = other
+                slowPort = slow
                 self.process = process
                 return
             }
