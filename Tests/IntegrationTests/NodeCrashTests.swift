@@ -21,7 +21,8 @@ struct NodeCrashTests {
     /// moments; after each, one more command runs and the invariant must hold, and a killed
     /// upload resumes from the offset the node reports. SLIPWAY_CRASH_SEED and
     /// SLIPWAY_CRASH_TRIALS reproduce or widen a run.
-    @Test("kill -9 at random moments of apply, activate, rollback, prune and receive leaves the old or the new version", .needs(.nodeBinary))
+    @Test("kill -9 at random moments of apply, activate, rollback, prune, receive and fetch leaves the old or the new version",
+          .needs(.nodeBinary, .nginxAndCurl))
     func crashInjection() throws {
         let binary = try #require(nodeBinary)
         let environment = ProcessInfo.processInfo.environment
@@ -39,6 +40,12 @@ struct NodeCrashTests {
         let context = try fx.context()
         try fx.applyFull("1", context: context)
         _ = try NodeActivate.activate(app: fx.app, version: "1", context: context)
+        // fetch's origin: the store behind nginx, at 4 MB/s so a kill lands mid-transfer.
+        let prefix = fx.dir.sub("nginx")
+        try FileManager.default.createDirectory(atPath: prefix, withIntermediateDirectories: true)
+        let server = try NginxServer(root: fx.store.root, prefix: prefix)
+        defer { server.stop() }
+        let archiveURL = String(r2.archivePath.dropFirst(fx.store.root.count))
 
         let node = ["--root", fx.root]
         func arguments(_ kind: Int, fullApply: Bool) throws -> [String] {
@@ -69,6 +76,11 @@ struct NodeCrashTests {
                 unlink(fx.layout.incoming + "/2.tar.xz")
                 return ["node", "receive", "web@2", "--file", "2.tar.xz", "--offset", "0", "--size", String(r2.manifest.archive.size),
                         "--sha256", r2.manifest.archive.sha256] + node
+            case 5:
+                // A fresh fetch of 2's archive from the slow server.
+                unlink(fx.layout.incoming + "/2.tar.xz")
+                return ["node", "fetch", "web@2", "--file", "2.tar.xz", "--url", server.slowURL + archiveURL, "--size", String(r2.manifest.archive.size),
+                        "--sha256", r2.manifest.archive.sha256] + node
             default:
                 if try !DirBackend().landedVersions(layout: fx.layout).contains("2") { try fx.applyFull("2", context: context) }
                 return ["node", "rollback", "web", "--to", fx.current == "2" ? "1" : "2"] + node
@@ -85,7 +97,7 @@ struct NodeCrashTests {
             guard args[1] == "receive" else { return try NodeChild(binary, args) }
             return try NodeChild("/bin/sh", ["-c", "exec \"$0\" \"$@\" < \"\(r2.archivePath)\"", binary] + args)
         }
-        for (kind, fullApply) in [(0, true), (0, false), (1, true), (2, true), (3, true), (4, true)] {
+        for (kind, fullApply) in [(0, true), (0, false), (1, true), (2, true), (3, true), (4, true), (5, true)] {
             let args = try arguments(kind, fullApply: fullApply)
             let start = Date()
             let child = try launch(args)
@@ -100,8 +112,8 @@ struct NodeCrashTests {
         var killedMidway = 0
         for trial in 0..<trials {
             for attempt in 0..<3 {
-                let kind = trial % 5
-                let args = try arguments(kind, fullApply: trial % 2 == 0)
+                let kind = trial % 6
+                let args = try arguments(kind, fullApply: (trial / 6) % 2 == 0)
                 let delay = Double.random(in: 0...(durations[key(args), default: 1] * 1.1), using: &random)
                 let start = Date()
                 let child = try launch(args)
@@ -129,6 +141,16 @@ struct NodeCrashTests {
                 let second = try NodeRecovery.recover(app: fx.app, context: context)
                 #expect(second.removed.isEmpty && second.journalAdded.isEmpty && second.journalDropped.isEmpty && second.problems.isEmpty,
                         "\(label): a second recover still did something: \(second)")
+                if args[1] == "fetch" {
+                    // No curl is left appending, and the next fetch gets exactly the rest.
+                    let have = try NodeStatus.read(app: fx.app, context: context).incoming.first { $0.name == "2.tar.xz" }?.bytes ?? 0
+                    usleep(200_000)
+                    let still = try NodeStatus.read(app: fx.app, context: context).incoming.first { $0.name == "2.tar.xz" }?.bytes ?? 0
+                    #expect(still == have, "\(label): the file grew after the kill, \(have) → \(still) bytes")
+                    let resumed = try run(binary, ["node", "fetch", "web@2", "--file", "2.tar.xz", "--url", server.url + archiveURL,
+                                                   "--size", String(r2.manifest.archive.size), "--sha256", r2.manifest.archive.sha256, "--json"] + node)
+                    #expect(resumed.ok && resumed.out.contains("\"complete\" : true"), "\(label): resuming from \(still) failed: \(resumed.err) \(resumed.out)")
+                }
                 if args[1] == "receive" {
                     // The upload resumes from what the node reports it holds, and completes whole.
                     let have = try NodeStatus.read(app: fx.app, context: context).incoming.first { $0.name == "2.tar.xz" }?.bytes ?? 0

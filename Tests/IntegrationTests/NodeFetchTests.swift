@@ -17,7 +17,7 @@ import Glibc
 
 extension Requirement {
     /// nginx where `NginxServer` runs it from, and curl.
-    fileprivate static let nginxAndCurl = Requirement(all: [
+    static let nginxAndCurl = Requirement(all: [
         .that(access(NginxServer.binary, X_OK) == 0, "nginx is not installed at \(NginxServer.binary) — scripts/setup installs it"),
         .tools(["curl"]),
     ])
