@@ -206,6 +206,7 @@ struct BackendNodeTests {
         // machine) is drawn again, up to three times, with the time it just showed as the
         // window; each attempt is checked like any other (as NodeCrashTests does).
         var killedMidway = 0
+        var leftovers = 0
         for trial in 0..<trials {
             let full = trial % 2 == 0
             for attempt in 0..<3 {
@@ -225,6 +226,8 @@ struct BackendNodeTests {
                 try checkInvariant(label + " before recovery")
                 let recovered = run(["node", "recover", "web"] + node)
                 #expect(recovered.status == 0, "\(label): recover failed: \(recovered.stderr)")
+                // The killed apply's children (zfs, btrfs, sync) that were still running.
+                if recovered.stderr.contains("leftover process") { leftovers += 1 }
                 try checkInvariant(label)
                 // Recovery is idempotent: a second finds nothing to do.
                 let second = try NodeRecovery.recover(app: fx.app, context: context)
@@ -243,7 +246,7 @@ struct BackendNodeTests {
                 if landed || status != 0 { break }
             }
         }
-        print("backend crash injection: \(trials) trials, \(killedMidway) killed mid-apply (seed \(seed))")
+        print("backend crash injection: \(trials) trials, \(killedMidway) killed mid-apply, \(leftovers) left children that recovery ended (seed \(seed))")
         #expect(killedMidway >= trials / 3, "too few kills landed inside apply; the fixture is too fast")
     }
 
