@@ -92,9 +92,9 @@ public enum NodeFetch {
                 // hand curl the header through a file in the client's private scratch directory.
                 let credentials = try RegistryCredentials.load(host: registry.host, file: context.settings.registryAuth)
                 try RegistryClient.withScratch(location: registry, credentials: .some(credentials), tlsRoots: roots) { client in
-                    download.headerFile = try client.authorization(for: request.url).map { try RegistryAuth.headerFile($0, directory: client.scratch) }
-                    download.tlsArguments = client.tlsArguments
-                    received = try download.run(runner: context.runner, log: context.log)
+                    _ = try client.authorization(for: request.url)
+                    received = try client.download(request.url, to: path, size: request.size, stallTimeout: request.stallTimeout)
+                        .run(runner: context.runner, log: context.log)
                 }
             } else if let host = RegistryTLS.host(ofHTTPS: request.url), let tls = try RegistryTLS.find(host: host, roots: roots) {
                 try RegistryClient.withScratchDirectory { scratch in

@@ -182,6 +182,15 @@ public struct RegistryClient: Sendable {
         return authorization.value.withLock { $0 }
     }
 
+    /// A resumable download of `url` into `path` with what this client talks to the registry
+    /// with: the `Authorization` it last answered a challenge with (`authorization(for:)`),
+    /// through a header file in its scratch directory, and its TLS arguments.
+    public func download(_ url: String, to path: String, size: UInt64,
+                         stallTimeout: Double = HTTPDownload.defaultStallTimeout) throws -> HTTPDownload {
+        let headerFile = try authorization.value.withLock { $0 }.map { try RegistryAuth.headerFile($0, directory: scratch) }
+        return HTTPDownload(url: url, path: path, size: size, stallTimeout: stallTimeout, headerFile: headerFile, tlsArguments: tlsArguments)
+    }
+
     /// Checks that the registry speaks the distribution API (`GET /v2/`).
     public func ping() throws {
         let url = "\(location.scheme)://\(location.host)/v2/"
@@ -283,11 +292,7 @@ public struct RegistryClient: Sendable {
             // Answer any challenge on a HEAD first: a ranged GET that got a 401 would append its body.
             let head = try request("HEAD", url)
             try check(head, "HEAD", url, expect: [200])
-            let sent = authorization.value.withLock { $0 }
-            var headerFile: String? = nil
-            defer { if let headerFile { unlink(headerFile) } }
-            if let sent { headerFile = try RegistryAuth.headerFile(sent, directory: scratch) }
-            let download = HTTPDownload(url: url, path: path, size: size, headerFile: headerFile, tlsArguments: tlsArguments)
+            let download = try self.download(url, to: path, size: size)
             do {
                 fetched = try download.run(runner: runner, log: log)
             } catch let failure as HTTPDownload.Failure {
