@@ -114,16 +114,25 @@ public struct HTTPDownload: Sendable {
         if let headerFile { arguments += ["--header", "@" + headerFile] }
         arguments += tlsArguments
         arguments += ["--url", url]
-        // curl must not outlive slipway: killed with -9, slipway would leave it appending to
-        // the file while the next fetch appends from the size it sees (the file's flock is
-        // slipway's, not curl's). setpriv (util-linux) has the kernel kill it with its parent.
-        if Self.setprivInstalled { arguments = ["setpriv", "--pdeathsig", "KILL", "--"] + arguments }
+        arguments = Self.diesWithParent(arguments)
         let result = try runner.runAllowingFailure(Command(arguments))
         let status = Int(result.outputText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         return (result, status)
     }
 
     static let setprivInstalled = CommandRunner.isInstalled("setpriv")
+
+    /// `command` wrapped so that it dies with slipway. Killed with -9, slipway would otherwise
+    /// leave curl appending to the file while the next fetch appends from the size it sees
+    /// (the file's flock is slipway's, not curl's). setpriv (util-linux) has the kernel send
+    /// SIGKILL when the parent dies; a parent killed before setpriv's prctl would go unnoticed,
+    /// so the shell setpriv executes checks that its parent is still `parent` (slipway) before
+    /// it executes the command: dead before the prctl, the parent is no longer this process;
+    /// dead after it, the kernel kills the child.
+    static func diesWithParent(_ command: [String], parent: pid_t = getpid()) -> [String] {
+        guard setprivInstalled else { return command }
+        return ["setpriv", "--pdeathsig", "KILL", "--", "sh", "-c", #"[ "$PPID" = "$0" ] && exec "$@""#, String(parent)] + command
+    }
 
     /// curl exit statuses after which a resume may get further: connect failed, partial file,
     /// stalled, empty reply, send or receive failure, HTTP/2 stream error.
