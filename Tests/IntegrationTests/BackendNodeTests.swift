@@ -124,8 +124,8 @@ struct BackendNodeTests {
         let space = try #require(try NodeStatus.read(app: fx.app, context: context).space)
         #expect(space.location == "ZFS dataset \(pool.name)/slipway" && space.availableBytes <= 40 << 20 && space.availableBytes > 30 << 20, "\(space)")
         try fx.expectFullDiskKeepsOne(context: context, big: 64 << 20)
-        let datasets = try runChecked("zfs", ["list", "-H", "-o", "name", "-r", pool.name]).out
-        #expect(!datasets.contains("partial-"), "staging datasets left: \(datasets)")
+        let datasets = try runChecked("zfs", ["list", "-H", "-o", "name,slipway:staging", "-r", pool.name]).out
+        #expect(!datasets.contains("partial-") && !datasets.contains("\ton"), "staging datasets left: \(datasets)")
     }
 
     // MARK: Crash injection
@@ -150,8 +150,8 @@ struct BackendNodeTests {
         let pool = try ZFSTestPool.make(in: fx.dir)
         defer { pool.destroy() }
         try crashTrials(fx, binary: binary, config: "backend = \"zfs\"\nroot = \"\(fx.root)\"\n[zfs]\ndataset = \"\(pool.name)/slipway\"\n")
-        let datasets = try runChecked("zfs", ["list", "-H", "-o", "name", "-r", pool.name]).out
-        #expect(!datasets.contains("partial-"), "staging datasets left: \(datasets)")
+        let datasets = try runChecked("zfs", ["list", "-H", "-o", "name,slipway:staging", "-r", pool.name]).out
+        #expect(!datasets.contains("partial-") && !datasets.contains("\ton"), "staging datasets left: \(datasets)")
     }
 
     /// SLIPWAY_CRASH_SEED and SLIPWAY_BACKEND_CRASH_TRIALS reproduce or widen a run.

@@ -28,11 +28,15 @@ struct BackendZFSTests {
 
             let staging = try backend.createStaging(.empty("1.0"), layout: layout)
             #expect(staging == layout.partial("1.0"))
-            #expect(try pool.property("mountpoint", "\(pool.name)/slipway/web/partial-1.0") == staging)
+            let ds1 = "\(pool.name)/slipway/web/1.0"
+            // Staging is the version's own dataset, marked until its commit (no rename).
+            #expect(try pool.property("mountpoint", ds1) == staging)
+            #expect(try pool.property("slipway:staging", ds1) == "on")
+            #expect(try backend.landedVersions(layout: layout) == [])
             _ = try ArchiveExtractor.extract(archive: v1, into: staging)
             try backend.commit(version: "1.0", layout: layout)
+            #expect(try pool.property("slipway:staging", ds1) == "-")
 
-            let ds1 = "\(pool.name)/slipway/web/1.0"
             #expect(!exists(layout.partial("1.0")))
             #expect(try backend.landedVersions(layout: layout) == ["1.0"])
             #expect(try pool.property("mountpoint", ds1) == layout.release("1.0"))
@@ -45,7 +49,8 @@ struct BackendZFSTests {
 
             // A delta: a clone of the base's landed snapshot, writable, isolated from the base.
             let staging2 = try backend.createStaging(.copy("2.0", of: "1.0"), layout: layout)
-            #expect(try pool.property("origin", "\(pool.name)/slipway/web/partial-2.0") == "\(ds1)@landed-1.0")
+            #expect(try pool.property("origin", "\(pool.name)/slipway/web/2.0") == "\(ds1)@landed-1.0")
+            #expect(try pool.property("slipway:staging", "\(pool.name)/slipway/web/2.0") == "on")
             try "2.0\n".write(toFile: staging2 + "/etc/web-version", atomically: false, encoding: .utf8)
             try FileManager.default.removeItem(atPath: staging2 + "/srv/only-in-1.0")
             try backend.commit(version: "2.0", layout: layout)
@@ -73,7 +78,7 @@ struct BackendZFSTests {
         }
     }
 
-    @Test("recover destroys staging datasets and finishes a commit killed after its rename", .needs(.zfs))
+    @Test("recover destroys staging datasets, clears the mark of a landed one, and finishes an older slipway's commit killed after its rename", .needs(.zfs))
     func recover() throws {
         try withZFSPool { dir, pool in
             let layout = NodeLayout(root: dir.sub("root"), app: "web")
@@ -86,17 +91,25 @@ struct BackendZFSTests {
             let clone = try backend.createStaging(.copy("2.0", of: "1.0"), layout: layout)
             try "half\n".write(toFile: clone + "/half", atomically: false, encoding: .utf8)
             _ = try backend.createStaging(.empty("3.0"), layout: layout)
-            // Killed after the rename, before readonly / mountpoint / snapshot.
+            // An older slipway's staging dataset, and its commit killed after the rename, before
+            // readonly / mountpoint / snapshot.
             let app = "\(pool.name)/slipway/web"
+            try runChecked("zfs", ["create", "-o", "mountpoint=\(layout.partial("5.0"))", "\(app)/partial-5.0"])
             try runChecked("zfs", ["create", "-o", "mountpoint=\(dir.sub("elsewhere"))", "\(app)/4.0"])
             try "4.0\n".write(toFile: dir.sub("elsewhere") + "/version", atomically: false, encoding: .utf8)
+            // Killed after the snapshot, before the mark was cleared: landed.
+            _ = try ArchiveExtractor.extract(archive: v1, into: try backend.createStaging(.empty("6.0"), layout: layout))
+            try backend.commit(version: "6.0", layout: layout)
+            try runChecked("zfs", ["set", "slipway:staging=on", "\(app)/6.0"])
 
             try backend.recover(layout: layout)
             try backend.recover(layout: layout)  // idempotent
             let datasets = try runChecked("zfs", ["list", "-H", "-o", "name", "-r", app]).out
-            #expect(!datasets.contains("partial-"))
-            #expect(!exists(layout.partial("2.0")) && !exists(layout.partial("3.0")))
-            #expect(try backend.landedVersions(layout: layout) == ["1.0", "4.0"])
+            #expect(!datasets.contains("partial-") && !datasets.contains("/2.0") && !datasets.contains("/3.0"), "\(datasets)")
+            let marked = try runChecked("zfs", ["list", "-H", "-o", "name,slipway:staging", "-r", app]).out
+            #expect(!marked.contains("\ton"), "\(marked)")
+            #expect(!exists(layout.partial("2.0")) && !exists(layout.partial("3.0")) && !exists(layout.partial("5.0")))
+            #expect(try backend.landedVersions(layout: layout) == ["1.0", "4.0", "6.0"])
             #expect(try pool.property("readonly", "\(app)/4.0") == "on")
             #expect(try String(contentsOfFile: layout.release("4.0") + "/version", encoding: .utf8) == "4.0\n")
             try expectTreeMatchesArchive(layout.release("1.0"), v1, "landed 1.0 after recover")

@@ -1,5 +1,6 @@
 // The manifest JSON decoder (docs/fuzzing.md): `ReleaseManifest.decode`, which every
-// reader of manifest.json goes through (node apply, verify, inspect, the store).
+// reader of manifest.json goes through (node apply, verify, inspect, the store), held equal
+// to JSONDecoder alone (its fast entries decoder must never answer differently).
 import Foundation
 import FuzzSupport
 import SlipwayRelease
@@ -23,7 +24,14 @@ FuzzTarget.run(
         ]
     },
     body: { _, bytes in
-        guard let manifest = try? ReleaseManifest.decode(Data(bytes)) else { return }
+        // The fast entries decoder and JSONDecoder alone agree on every input: the same
+        // manifest, or both an error.
+        let fast = try? ReleaseManifest.decode(Data(bytes))
+        let reference = try? ReleaseManifest.decodeWithFoundation(Data(bytes))
+        guard fast == reference else {
+            fatalError("the fast decoder and JSONDecoder disagree: \(String(describing: fast)) against \(String(describing: reference))")
+        }
+        guard let manifest = fast else { return }
         // A manifest that decodes encodes, and its encoding decodes to the same manifest.
         let encoded: Data
         do { encoded = try manifest.encoded() } catch { fatalError("a decoded manifest does not encode: \(error)") }

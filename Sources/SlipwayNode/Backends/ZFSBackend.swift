@@ -9,12 +9,16 @@ import SlipwaySystem
 /// read-only at `releases/<version>`, with the snapshot `@landed-<version>` taken when it
 /// lands. A delta starts as a clone of its base's landed snapshot.
 ///
-/// Staging is the dataset `<zfs_dataset>/<app>/partial-<version>` mounted at
-/// `releases/.partial-<version>` (a leading dot is not a valid dataset name everywhere).
-/// Commit: unmount, `zfs rename` to `<app>/<version>` (atomic), readonly=on, mountpoint
-/// `releases/<version>`, mount, snapshot `@landed-<version>`. The snapshot is the commit
-/// marker: `recover` destroys every `partial-*` dataset and finishes the commit of a renamed
-/// dataset that has no snapshot yet (its tree was verified and synced before the rename).
+/// Staging is the version's own dataset `<zfs_dataset>/<app>/<version>`, made with the user
+/// property `slipway:staging=on` and mounted at `releases/.partial-<version>`. Commit: unmount,
+/// readonly=on, mountpoint `releases/<version>`, mount, snapshot `@landed-<version>`, clear
+/// the property. The snapshot is the commit marker: `recover` destroys every dataset that has
+/// no snapshot and the property (an unfinished landing) and clears the property of one that
+/// has the snapshot. No rename: zfs-fuse could refuse one as "busy" for good after a kill
+/// (docs/backends.md). Datasets of older slipways are still recovered: `partial-<version>`
+/// staging datasets are destroyed, and a renamed dataset without the property and without its
+/// snapshot (killed inside the old commit, its tree verified and synced) has its commit
+/// finished.
 ///
 /// The snapshot carries the version in its name because `zfs promote` moves the origin's
 /// snapshots to the clone, and two snapshots both called `@landed` would collide; pruning a
@@ -35,6 +39,8 @@ public struct ZFSBackend: NodeBackend {
     let runner: CommandRunner
     static let timeout: Duration = .seconds(120)
     static let partialPrefix = "partial-"
+    /// The user property that marks a version's dataset as staging until its commit.
+    static let stagingProperty = "slipway:staging"
 
     /// The `[zfs]` table of node.toml; unknown keys are errors.
     public init(settings: [String: String], runner: CommandRunner = CommandRunner()) throws {
@@ -55,7 +61,8 @@ public struct ZFSBackend: NodeBackend {
 
     func appDataset(_ layout: NodeLayout) -> String { "\(prefix)/\(layout.app)" }
     func dataset(_ version: String, _ layout: NodeLayout) -> String { "\(appDataset(layout))/\(version)" }
-    func stagingDataset(_ version: String, _ layout: NodeLayout) -> String {
+    /// The staging dataset of an older slipway (renamed to the version's dataset on commit).
+    func oldStagingDataset(_ version: String, _ layout: NodeLayout) -> String {
         "\(appDataset(layout))/\(Self.partialPrefix)\(version)"
     }
     static func snapshotName(_ version: String) -> String { "landed-\(version)" }
@@ -70,8 +77,8 @@ public struct ZFSBackend: NodeBackend {
 
     func createEmptyStaging(version: String, layout: NodeLayout) throws -> String {
         let staging = try prepareStaging(version: version, layout: layout, names: try names(layout))
-        try zfs(["create", "-o", "mountpoint=\(layout.partial(version))", stagingDataset(version, layout)])
-        try ensureMounted(stagingDataset(version, layout))
+        try zfs(["create", "-o", "\(Self.stagingProperty)=on", "-o", "mountpoint=\(layout.partial(version))", dataset(version, layout)])
+        try ensureMounted(dataset(version, layout))
         return staging
     }
 
@@ -83,29 +90,28 @@ public struct ZFSBackend: NodeBackend {
         guard names.contains(snapshot) else { throw ZFSBackendError.notLanded(version: base, snapshot: snapshot) }
         let staging = try prepareStaging(version: version, layout: layout, names: names)
         // A clone inherits readonly from its parent dataset, not from its origin; say it anyway.
-        try zfs(["clone", "-o", "mountpoint=\(layout.partial(version))", "-o", "readonly=off", snapshot, stagingDataset(version, layout)])
-        try ensureMounted(stagingDataset(version, layout))
+        try zfs(["clone", "-o", "\(Self.stagingProperty)=on", "-o", "mountpoint=\(layout.partial(version))", "-o", "readonly=off",
+                 snapshot, dataset(version, layout)])
+        try ensureMounted(dataset(version, layout))
         return staging
     }
 
     public func commit(version: String, layout: NodeLayout) throws {
-        let staging = stagingDataset(version, layout)
         let target = dataset(version, layout)
-        guard try exists(staging) else {
-            throw ZFSBackendError.noStaging(version: version, dataset: staging)
+        guard let entry = try listIfPresent(layout)?.first(where: { $0.name == target }), entry.staging else {
+            throw ZFSBackendError.noStaging(version: version, dataset: target)
         }
         syncTree(layout.partial(version))
-        // zfs-fuse refuses to rename a mounted dataset whose files were touched ("dataset is
-        // busy"); unmounting first works everywhere.
-        try unmount(staging)
-        try zfsRetryingBusy(["rename", staging, target])
-        _ = rmdir(layout.partial(version))
         try finishCommit(version: version, layout: layout)
+        _ = rmdir(layout.partial(version))
+        // After the snapshot: the version has landed whether or not this runs (recover
+        // clears a property left behind).
+        try zfs(["inherit", Self.stagingProperty, target])
         try? NodeFiles.fsyncDirectory(layout.releases)
     }
 
-    /// The steps after the rename; `recover` repeats them for a dataset renamed by an
-    /// apply that was killed before its snapshot.
+    /// Everything from the staged tree to the landed snapshot; `recover` repeats it for a
+    /// dataset an older slipway renamed and was killed before its snapshot.
     private func finishCommit(version: String, layout: NodeLayout) throws {
         let target = dataset(version, layout)
         // Unmounted while its properties change: zfs-fuse remounts read-write otherwise.
@@ -144,13 +150,22 @@ public struct ZFSBackend: NodeBackend {
         var changed = false
         for child in children {
             let leaf = String(child.name.dropFirst(appDataset(layout).count + 1))
-            if leaf.hasPrefix(Self.partialPrefix) {
+            let landed = all.contains(where: { $0.name == landedSnapshot(leaf, layout) })
+            if leaf.hasPrefix(Self.partialPrefix) || (child.staging && !landed) {
+                // An unfinished landing (an older slipway's `partial-<version>`, or a version's
+                // dataset still marked as staging): it goes, whatever it holds.
                 try unmount(child.name)
                 try zfsRetryingBusy(["destroy", "-r", child.name])
-                _ = rmdir(layout.partial(String(leaf.dropFirst(Self.partialPrefix.count))))
+                _ = rmdir(layout.partial(leaf.hasPrefix(Self.partialPrefix) ? String(leaf.dropFirst(Self.partialPrefix.count)) : leaf))
                 changed = true
-            } else if !all.contains(where: { $0.name == landedSnapshot(leaf, layout) }) {
+            } else if !landed {
                 try finishCommit(version: leaf, layout: layout)
+                changed = true
+            } else if child.staging {
+                // Killed between the snapshot and clearing the mark: landed.
+                try zfs(["inherit", Self.stagingProperty, child.name])
+                if child.mounted == false { try ensureMounted(child.name, readOnly: true) }
+                _ = rmdir(layout.partial(leaf))
                 changed = true
             } else if child.mounted == false {
                 // After a reboot or a zfs-fuse restart: landed datasets are always mounted.
@@ -201,13 +216,20 @@ public struct ZFSBackend: NodeBackend {
         guard ZFSBackend.isValidVersion(version) else { throw ZFSBackendError.badVersion(version) }
         try FileManager.default.createDirectory(atPath: layout.releases, withIntermediateDirectories: true)
         if !names.contains(appDataset(layout)) { try ensureAppDataset(layout) }
+        // An unfinished landing of this version (recover, which runs first, removes those;
+        // this covers a backend used on its own).
         if names.contains(dataset(version, layout)) {
-            throw ZFSBackendError.alreadyLanded(version: version, dataset: dataset(version, layout))
+            guard let entry = try listIfPresent(layout)?.first(where: { $0.name == dataset(version, layout) }), entry.staging,
+                  !names.contains(landedSnapshot(version, layout)) else {
+                throw ZFSBackendError.alreadyLanded(version: version, dataset: dataset(version, layout))
+            }
+            try unmount(entry.name)
+            try zfsRetryingBusy(["destroy", "-r", entry.name])
         }
-        let staging = stagingDataset(version, layout)
-        if names.contains(staging) {
-            try unmount(staging)
-            try zfsRetryingBusy(["destroy", "-r", staging])
+        let old = oldStagingDataset(version, layout)
+        if names.contains(old) {
+            try unmount(old)
+            try zfsRetryingBusy(["destroy", "-r", old])
         }
         return layout.partial(version)
     }
@@ -228,6 +250,8 @@ public struct ZFSBackend: NodeBackend {
         var name: String
         var origin: String?
         var mounted: Bool?
+        /// `slipway:staging=on`: a version's dataset that has not been committed.
+        var staging = false
     }
 
     /// The names of the app's dataset and of every dataset and snapshot under it; empty
@@ -248,7 +272,7 @@ public struct ZFSBackend: NodeBackend {
     /// Every dataset and snapshot under the app's dataset, or nil when it has none: one
     /// `zfs list` (each zfs command is a round trip to the ZFS daemon or the kernel).
     func listIfPresent(_ layout: NodeLayout) throws -> [Entry]? {
-        let arguments = ["zfs", "list", "-H", "-t", "all", "-r", "-o", "name,origin,mounted", appDataset(layout)]
+        let arguments = ["zfs", "list", "-H", "-t", "all", "-r", "-o", "name,origin,mounted,\(Self.stagingProperty)", appDataset(layout)]
         let result = try runner.runAllowingFailure(Command(arguments, timeout: Self.timeout))
         guard result.succeeded else {
             if result.standardErrorTail.contains("does not exist") { return nil }
@@ -259,7 +283,8 @@ public struct ZFSBackend: NodeBackend {
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             guard fields.count >= 3 else { return nil }
             return Entry(name: fields[0], origin: fields[1] == "-" ? nil : fields[1],
-                         mounted: fields[2] == "yes" ? true : fields[2] == "no" ? false : nil)
+                         mounted: fields[2] == "yes" ? true : fields[2] == "no" ? false : nil,
+                         staging: fields.count > 3 && fields[3] == "on")
         }
     }
 
