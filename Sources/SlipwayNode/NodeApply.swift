@@ -118,6 +118,8 @@ extension NodeApply {
             var manifestWritten = false
             do {
                 var contents = NodeTreeCheck.Contents.all
+                // A delta over an immutable base: the paths it can have changed (nil: walk).
+                var deltaCheck: (base: ReleaseManifest, touched: Set<ArchivePath>, removals: [ArchivePath])?
                 try NodeTreeCheck.prepareRoot(staging)
                 switch request.source {
                 case let .full(archive):
@@ -129,10 +131,13 @@ extension NodeApply {
                                                            expect: (app, base, version, manifest.archive.sha256))
                     if !verifyLanded, let baseManifest = baseManifest?.value {
                         contents = .changedSince(base: baseManifest, touched: applied.touched)
+                        deltaCheck = (baseManifest, applied.touched, applied.meta.removals)
                     }
                 }
                 try NodeTreeCheck.linkShared(staging: staging, manifest: manifest, layout: layout, runner: context.runner)
-                let problems = try NodeTreeCheck.differences(root: staging, manifest: manifest, layout: layout, contents: contents)
+                let problems = try deltaCheck.flatMap {
+                    try NodeTreeCheck.deltaDifferences(root: staging, manifest: manifest, base: $0.base, touched: $0.touched, removals: $0.removals)
+                } ?? NodeTreeCheck.differences(root: staging, manifest: manifest, layout: layout, contents: contents)
                 guard problems.isEmpty else { throw NodeError.treeMismatch(app: app, version: version, differences: problems) }
 
                 try NodeFiles.writeAtomically(layout.manifest(version), manifestBytes)

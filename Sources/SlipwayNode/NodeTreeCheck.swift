@@ -72,6 +72,85 @@ enum NodeTreeCheck {
         return rootDifferences(root: root, compareOwners: compareOwners) + problems
     }
 
+    /// The differences a full `differences` would find, for a delta applied over a snapshot
+    /// or clone of a landed base that nothing can have changed (`Contents.changedSince`),
+    /// found by looking only at the paths that can differ from the base's verified tree:
+    /// what the delta wrote (`touched`) or removed, every path whose record differs between
+    /// the two manifests or that only one of them has, the shared directories (which must
+    /// be empty), the delta's scratch directory, and the release root. Every other path is
+    /// the base's, verified when the base landed and unchanged since. So the check costs
+    /// what the delta changed, not the size of the tree.
+    ///
+    /// nil when only a full walk can say: the two releases do not share the same shared
+    /// directories, a path involved in a hardlink is among those to look at (a hardlink's
+    /// record depends on every other path of its inode), a path is not UTF-8, or so many
+    /// paths are to be looked at that a walk is cheaper.
+    static func deltaDifferences(root: String, manifest: ReleaseManifest, base: ReleaseManifest, touched: Set<ArchivePath>,
+                                 removals: [ArchivePath]) throws -> [String]? {
+        let shared = sharedPaths(manifest)
+        guard shared == sharedPaths(base) else { return nil }
+        var baseOnly = [ArchivePath: EntryRecord](minimumCapacity: base.entries.count)
+        for entry in base.entries { baseOnly[entry.path] = entry }
+        var paths = touched.union(removals).union(shared)
+        paths.insert(ArchivePath(NodeDeltaApply.scratchName))
+        var expected: [ArchivePath: EntryRecord] = [:]
+        var hardlinked = Set<ArchivePath>()
+        for entry in manifest.entries {
+            if entry.kind == .hardlink, let target = entry.linkTarget { hardlinked.insert(entry.path); hardlinked.insert(target) }
+            if let before = baseOnly.removeValue(forKey: entry.path), before == entry { continue }
+            paths.insert(entry.path)
+            expected[entry.path] = entry
+        }
+        paths.formUnion(baseOnly.keys)
+        for entry in base.entries where entry.kind == .hardlink {
+            if let target = entry.linkTarget { hardlinked.insert(entry.path); hardlinked.insert(target) }
+        }
+        guard paths.count <= max(64, manifest.entries.count / 4), paths.isDisjoint(with: hardlinked) else { return nil }
+        // Expected records of touched or removed paths whose record did not change.
+        let byPath = Dictionary(manifest.entries.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+
+        let compareOwners = geteuid() == 0
+        var problems: [String] = []
+        for path in paths.sorted() {
+            guard String(validating: path.bytes, as: UTF8.self) != nil else { return nil }
+            if shared.contains(where: { path.isStrictlyBelow($0) }) { continue }  // the emptiness check below covers it
+            let want = expected[path] ?? byPath[path]
+            switch try TreeWalker.lookup(root: root, relative: path) {
+            case .missing, .parentNotDirectory:
+                if shared.contains(path) { problems.append("\(path): missing (shared directory)") }
+                else if want != nil { problems.append("\(path): missing") }
+            case .entry(var actual, let isHardlinked):
+                guard !isHardlinked else { return nil }
+                if shared.contains(path) {
+                    guard actual.kind == .directory else {
+                        problems.append("\(path): expected a directory (shared directory)")
+                        continue
+                    }
+                    let fd = open(root + "/" + path.description, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                    guard fd >= 0 else { throw NodeError.system(operation: "open", path: root + "/" + path.description, errno: errno) }
+                    for name in try PosixPath.directoryNames(fd: fd, path: Array((root + "/" + path.description).utf8)).sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+                        problems.append("\(path.appending(name)): below a shared directory, which stays empty in the release")
+                    }
+                    guard let want else { continue }
+                    let fields = ManifestDiff.differences(want, actual).filter { compareOwners || ($0 != .uid && $0 != .gid) }
+                    if !fields.isEmpty { problems.append("\(path): \(fields.map(\.rawValue).joined(separator: ", ")) differ") }
+                    continue
+                }
+                guard let want else {
+                    problems.append("\(path): not in the manifest")
+                    continue
+                }
+                if actual.kind == .file {
+                    let disk = root + "/" + path.description
+                    actual.sha256 = try PosixPath.withCString(Array(disk.utf8)) { try FileHasher.sha256($0, display: disk, flags: O_NOFOLLOW).hex }
+                }
+                let fields = ManifestDiff.differences(want, actual).filter { compareOwners || ($0 != .uid && $0 != .gid) }
+                if !fields.isEmpty { problems.append("\(path): \(fields.map(\.rawValue).joined(separator: ", ")) differ") }
+            }
+        }
+        return rootDifferences(root: root, compareOwners: compareOwners) + problems
+    }
+
     /// The mode of every release root.
     static let rootMode: mode_t = 0o755
 
