@@ -64,9 +64,9 @@ enum FastNodeVerbs {
     /// Fills the option groups and validates as a parse would.
     private static func filled<C: SlipwayCommand & NodeVerbOptions>(_ command: C, line: Line) -> C? {
         var command = command
-        guard let node = line.nodeOptions(), let global = line.globalOptions() else { return nil }
+        guard let node = line.nodeOptions() else { return nil }
         command.node = node
-        command.global = global
+        command.global = line.globalOptions()
         do {
             try command.global.validate()
             try command.validate()
@@ -148,7 +148,7 @@ enum FastNodeVerbs {
             return node
         }
 
-        func globalOptions() -> GlobalOptions? {
+        func globalOptions() -> GlobalOptions {
             var global = GlobalOptions()
             global.verbose = flags.contains("-v") || flags.contains("--verbose")
             global.quiet = flags.contains("-q") || flags.contains("--quiet")

@@ -212,14 +212,7 @@ struct BackendNodeTests {
             for attempt in 0..<3 {
                 let arguments = try applyArguments(full: full)
                 let delay = Double.random(in: 0...(durations[full ? 0 : 1] * 1.1), using: &random)
-                let start = Date()
-                let child = try NodeChild(binary, arguments)
-                while child.process.isRunning && Date().timeIntervalSince(start) < delay { usleep(2_000) }
-                let elapsed = Date().timeIntervalSince(start)
-                child.kill9()
-                let (status, _) = child.wait()
-                // The exit status says whether the kill landed (isRunning can lag behind an exit).
-                let landed = status == 128 + SIGKILL
+                let (landed, status, elapsed) = try NodeChild.killed(binary, arguments, after: delay)
                 if landed { killedMidway += 1 }
                 if status == 0 { durations[full ? 0 : 1] = elapsed }
                 let label = "trial \(trial).\(attempt) (seed \(seed), \(full ? "full" : "delta") apply killed after \(String(format: "%.3f", delay)) s)"

@@ -93,10 +93,12 @@ struct NodeCrashTests {
         var durations: [String: Double] = [:]
         func key(_ args: [String]) -> String { args[1] + (args.contains("--delta") ? " delta" : "") }
         // receive reads the archive on stdin: sh execs slipway with it, keeping the pid.
-        func launch(_ args: [String]) throws -> NodeChild {
-            guard args[1] == "receive" else { return try NodeChild(binary, args) }
-            return try NodeChild("/bin/sh", ["-c", "exec \"$0\" \"$@\" < \"\(r2.archivePath)\"", binary] + args)
+        // receive reads the archive on its stdin: sh execs it with the redirection.
+        func command(_ args: [String]) -> (binary: String, arguments: [String]) {
+            guard args[1] == "receive" else { return (binary, args) }
+            return ("/bin/sh", ["-c", "exec \"$0\" \"$@\" < \"\(r2.archivePath)\"", binary] + args)
         }
+        func launch(_ args: [String]) throws -> NodeChild { try NodeChild(command(args).binary, command(args).arguments) }
         for (kind, fullApply) in [(0, true), (0, false), (1, true), (2, true), (3, true), (4, true), (5, true)] {
             let args = try arguments(kind, fullApply: fullApply)
             let start = Date()
@@ -115,15 +117,7 @@ struct NodeCrashTests {
                 let kind = trial % 6
                 let args = try arguments(kind, fullApply: (trial / 6) % 2 == 0)
                 let delay = Double.random(in: 0...(durations[key(args), default: 1] * 1.1), using: &random)
-                let start = Date()
-                let child = try launch(args)
-                while child.process.isRunning && Date().timeIntervalSince(start) < delay { usleep(2_000) }
-                let elapsed = Date().timeIntervalSince(start)
-                child.kill9()
-                let (status, _) = child.wait()
-                // The exit status says whether the kill landed: Foundation's isRunning can lag
-                // behind an exit on a loaded machine.
-                let landed = status == 128 + SIGKILL
+                let (landed, status, elapsed) = try NodeChild.killed(command(args).binary, command(args).arguments, after: delay)
                 if landed { killedMidway += 1 }
                 // It ended on its own within `elapsed`: the next draws use that (an upper
                 // bound, so a run of misses shrinks the window fast).

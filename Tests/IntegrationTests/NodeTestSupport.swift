@@ -204,6 +204,21 @@ final class NodeChild {
 
     func kill9() { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 
+    /// Starts `binary arguments`, kills it with -9 after `delay` seconds unless it ended
+    /// first, and waits: `landed` says whether the kill landed mid-command (the exit status
+    /// says so; Foundation's isRunning can lag behind an exit on a loaded machine), `status`
+    /// is the exit status, `elapsed` the time until the kill. The crash-injection tests' trial.
+    static func killed(_ binary: String, _ arguments: [String], after delay: Double,
+                       environment: [String: String]? = nil) throws -> (landed: Bool, status: Int32, elapsed: Double) {
+        let start = Date()
+        let child = try NodeChild(binary, arguments, environment: environment)
+        while child.process.isRunning && Date().timeIntervalSince(start) < delay { usleep(2_000) }
+        let elapsed = Date().timeIntervalSince(start)
+        child.kill9()
+        let (status, _) = child.wait()
+        return (status == 128 + SIGKILL, status, elapsed)
+    }
+
     func signal(_ signo: Int32) { kill(process.processIdentifier, signo) }
 
     /// Waits and returns the exit status (or 128+signal) and stderr.
