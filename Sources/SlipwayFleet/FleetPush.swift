@@ -359,15 +359,17 @@ public final class FleetPush: Sendable {
         if !options.fullOnly, let registry, let base = chooseBase(status) {
             // From a registry: the delta published there, if any (its digest pins it).
             if let layer = try registryDelta(from: base, client: registry.client), layer.size < body.size, layer.digest.hasPrefix("sha256:") {
-                body = Payload(file: "\(version).from-\(base).tar.xz", localPath: "", urlPath: "", size: layer.size,
+                let compression = ReleaseRegistry.deltaCompression(mediaType: layer.mediaType)
+                body = Payload(file: "\(version).from-\(base).\(compression.fileExtension)", localPath: "", urlPath: "", size: layer.size,
                                sha256: String(layer.digest.dropFirst("sha256:".count)))
                 deltaBase = base
             }
         } else if !options.fullOnly, let base = chooseBase(status) {
             let made = try delta(from: base)
             if let size = made.metadata.archiveSize, let sha = made.metadata.archiveSHA256, size < body.size {
-                body = Payload(file: "\(version).from-\(base).tar.xz", localPath: made.archivePath,
-                               urlPath: "\(directory)/deltas/\(base).tar.xz", size: size, sha256: sha)
+                let fileName = (made.archivePath as NSString).lastPathComponent  // BASE.tar.xz or BASE.tar.zst
+                body = Payload(file: "\(version).from-\(base).\(fileName.dropFirst(base.count + 1))", localPath: made.archivePath,
+                               urlPath: "\(directory)/deltas/\(fileName)", size: size, sha256: sha)
                 deltaBase = base
             }
         }

@@ -13,6 +13,13 @@ public enum ReleaseRegistry {
     public static let signatureType = "application/vnd.slipway.signature.v1"
     public static let manifestLayerType = "application/vnd.slipway.manifest.v1+json"
     public static let deltaLayerType = "application/vnd.slipway.delta.v1.tar+xz"
+    /// A zstd release's delta (`ReleaseDelta.compression(forRelease:)`).
+    public static let zstdDeltaLayerType = "application/vnd.slipway.delta.v1.tar+zstd"
+
+    /// The compression of a delta layer, from its media type.
+    public static func deltaCompression(mediaType: String) -> ArchiveCompression {
+        mediaType == zstdDeltaLayerType ? .zstd : .xz
+    }
 
     static func archiveLayerType(_ compression: ArchiveCompression) -> String {
         switch compression {
@@ -132,14 +139,15 @@ public enum ReleaseRegistry {
         }
         // The cached deltas: tagged, so a node's fetch finds the one from its version.
         let deltas = release.directory + "/deltas"
-        for file in ((try? FileManager.default.contentsOfDirectory(atPath: deltas)) ?? []).sorted() where file.hasSuffix(".tar.xz") && !file.hasPrefix(".") {
-            let base = String(file.dropLast(".tar.xz".count))
+        for file in ((try? FileManager.default.contentsOfDirectory(atPath: deltas)) ?? []).sorted() where !file.hasPrefix(".") {
+            guard let compression = [ArchiveCompression.xz, .zstd].first(where: { file.hasSuffix("." + $0.fileExtension) }) else { continue }
+            let base = String(file.dropLast(compression.fileExtension.count + 1))
             let metadataPath = deltas + "/" + base + ".json"
             guard let data = FileManager.default.contents(atPath: metadataPath),
                   let metadata = try? JSONDecoder().decode(DeltaMetadata.self, from: data),
                   metadata.from == base, metadata.to == reference.version, metadata.toArchiveSHA256 == release.manifest.archive.sha256
             else { continue }
-            let layer = try put(file: "deltas/\(file)", path: deltas + "/" + file, mediaType: deltaLayerType,
+            let layer = try put(file: "deltas/\(file)", path: deltas + "/" + file, mediaType: compression == .zstd ? zstdDeltaLayerType : deltaLayerType,
                                 digest: metadata.archiveSHA256.map { "sha256:" + $0 }, size: metadata.archiveSize)
             try refer(kind: "delta", artifactType: deltaType, layer: layer, tag: RegistryTag.forDelta(version: reference.version, base: base),
                       extra: [baseAnnotation: base, "vnd.slipway.delta.base-archive-sha256": metadata.fromArchiveSHA256])

@@ -31,14 +31,23 @@ public struct DeltaMetadata: Codable, Sendable, Equatable {
 }
 
 /// Deltas between two releases of the store (docs/archive-format.md "Store layout"):
-/// `store/<app>/<B>/deltas/<A>.tar.xz` holds the entries of B that are new or changed
-/// against A (with their parent directories and hardlink partners, so the archive is a
-/// tree of its own) plus `.slipway-delta.json`; `deltas/<A>.json` is the same metadata with
-/// the archive's hash. Made once, then served from the cache.
+/// `store/<app>/<B>/deltas/<A>.tar.xz` (`.tar.zst` when B is a zstd release) holds the
+/// entries of B that are new or changed against A (with their parent directories and
+/// hardlink partners, so the archive is a tree of its own) plus `.slipway-delta.json`;
+/// `deltas/<A>.json` is the same metadata with the archive's hash. Made once, then served
+/// from the cache.
 public enum ReleaseDelta {
-    /// The cached delta archive from `from` to `to`.
-    public static func archivePath(store: ReleaseStore, name: String, from: String, to: String) -> String {
-        store.releaseDirectory(ReleaseReference(name: name, version: to)) + "/deltas/\(from).tar.xz"
+    /// A delta is compressed like its release: zstd for a zstd release (whose owner chose
+    /// unpacking speed: xz decoding was a third of a delta apply's CPU on a 2 GB tree, for a
+    /// delta 3.5 % smaller), xz otherwise.
+    public static func compression(forRelease release: ArchiveCompression) -> ArchiveCompression {
+        release == .zstd ? .zstd : .xz
+    }
+
+    /// The cached delta archive from `from` to `to`, compressed with `compression`.
+    public static func archivePath(store: ReleaseStore, name: String, from: String, to: String,
+                                   compression: ArchiveCompression = .xz) -> String {
+        store.releaseDirectory(ReleaseReference(name: name, version: to)) + "/deltas/\(from).\(compression.fileExtension)"
     }
 
     /// The cached delta's metadata file.
@@ -66,7 +75,8 @@ public enum ReleaseDelta {
         }
         let old = try store.release(from)
         let new = try store.release(to)
-        let archive = archivePath(store: store, name: to.name, from: from.version, to: to.version)
+        let compression = compression(forRelease: new.manifest.compression)
+        let archive = archivePath(store: store, name: to.name, from: from.version, to: to.version, compression: compression)
         let metaPath = metadataPath(store: store, name: to.name, from: from.version, to: to.version)
         if access(archive, F_OK) == 0, access(metaPath, F_OK) == 0,
            let data = FileManager.default.contents(atPath: metaPath),
@@ -109,9 +119,9 @@ public enum ReleaseDelta {
         guard FileManager.default.createFile(atPath: inner, contents: try encoder.encode(meta), attributes: [.posixPermissions: 0o644]) else {
             throw ReleaseError.system(operation: "write", path: inner, errno: errno)
         }
-        let packedPath = work + "/delta.tar.xz"
+        let packedPath = work + "/delta." + compression.fileExtension
         var config = configuration
-        config.compression = .xz
+        config.compression = compression
         let packed = try ArchiveWriter.pack(tree: subset, to: packedPath, configuration: config)
         meta.archiveSHA256 = packed.archiveSHA256
         meta.archiveSize = packed.archiveSize

@@ -45,7 +45,7 @@ struct BackendNodeTests {
     }
 
     private func endToEnd(_ fx: NodeFixture, backend: BackendKind, settings: (inout NodeSettings) -> Void) throws {
-        for version in ["1", "2", "3", "4"] { try storeRelease(fx, version) }
+        for version in ["1", "2", "3", "4"] { try storeRelease(fx, version, compression: version >= "3" ? .zstd : .xz) }
         let chrootDirectory = fx.dir.sub("chroot.d")
         let context = try fx.context {
             $0.backend = backend
@@ -80,8 +80,13 @@ struct BackendNodeTests {
         try expectCurrent("1", "after rollback")
         _ = try NodeActivate.activate(app: fx.app, version: "2", context: context)
 
+        // 3 and 4 are zstd releases: their deltas are zstd too (ReleaseDelta.compression).
         try fx.applyDelta("3", base: "2", context: context)
+        let zstdDelta = ReleaseDelta.archivePath(store: fx.store, name: fx.app, from: "2", to: "3", compression: .zstd)
+        #expect(zstdDelta.hasSuffix("/deltas/2.tar.zst"))
+        #expect(Array(try Data(contentsOf: URL(fileURLWithPath: zstdDelta)).prefix(4)) == [0x28, 0xB5, 0x2F, 0xFD], "not zstd")
         _ = try NodeActivate.activate(app: fx.app, version: "3", context: context)
+        try expectCurrent("3", "after activating the zstd delta 3")
         try fx.applyDelta("4", base: "3", context: context)
         _ = try NodeActivate.activate(app: fx.app, version: "4", context: context)
         // 1 and 2 are older than the previous (3): pruned, though 2, 3 and 4 are clones of them.
@@ -256,11 +261,12 @@ struct BackendNodeTests {
     }
 
     /// A release of the fixture's app whose tree schroot can enter (cat and its libraries).
-    private func storeRelease(_ fx: NodeFixture, _ version: String) throws {
+    private func storeRelease(_ fx: NodeFixture, _ version: String, compression: ArchiveCompression = .xz) throws {
         let tree = fx.dir.sub("schroot-tree-\(version)")
         try makeReleaseTree(at: tree, app: fx.app, version: version)
         defer { try? FileManager.default.removeItem(atPath: tree) }
-        _ = try fx.store.add(tree: tree, name: fx.app, version: version, created: 1_700_000_000, configuration: .init(level: 1))
+        _ = try fx.store.add(tree: tree, name: fx.app, version: version, created: 1_700_000_000,
+                             configuration: .init(compression: compression, level: 1))
     }
 
     /// Copies the chroot.d file activation wrote into the real /etc/schroot/chroot.d under a
