@@ -139,8 +139,11 @@ public enum ReleaseRegistry {
         }
         // The cached deltas: tagged, so a node's fetch finds the one from its version.
         let deltas = release.directory + "/deltas"
-        for file in ((try? FileManager.default.contentsOfDirectory(atPath: deltas)) ?? []).sorted() where !file.hasPrefix(".") {
-            guard let compression = [ArchiveCompression.xz, .zstd].first(where: { file.hasSuffix("." + $0.fileExtension) }) else { continue }
+        // Only deltas compressed as this release's are (`deltas/BASE.json` describes that one; a
+        // file of the other compression is a leftover of an older slipway).
+        let compression = ReleaseDelta.compression(forRelease: release.manifest.compression)
+        for file in ((try? FileManager.default.contentsOfDirectory(atPath: deltas)) ?? []).sorted()
+        where !file.hasPrefix(".") && file.hasSuffix("." + compression.fileExtension) {
             let base = String(file.dropLast(compression.fileExtension.count + 1))
             let metadataPath = deltas + "/" + base + ".json"
             guard let data = FileManager.default.contents(atPath: metadataPath),

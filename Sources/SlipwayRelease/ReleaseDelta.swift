@@ -127,6 +127,10 @@ public enum ReleaseDelta {
         meta.archiveSize = packed.archiveSize
         // The archive first, its metadata last: the metadata's presence marks a complete cache entry.
         guard rename(packedPath, archive) == 0 else { throw ReleaseError.system(operation: "rename \(packedPath) to", path: archive, errno: errno) }
+        // A delta of the other compression (an older slipway's) no longer has its metadata.
+        for other in [ArchiveCompression.xz, .zstd] where other != compression {
+            unlink(archivePath(store: store, name: to.name, from: from.version, to: to.version, compression: other))
+        }
         try writeFileAtomically(metaPath, try encoder.encode(meta) + Data("\n".utf8))
         return Made(archivePath: archive, metadataPath: metaPath, metadata: meta, cached: false)
     }

@@ -80,8 +80,13 @@ struct BackendNodeTests {
         try expectCurrent("1", "after rollback")
         _ = try NodeActivate.activate(app: fx.app, version: "2", context: context)
 
-        // 3 and 4 are zstd releases: their deltas are zstd too (ReleaseDelta.compression).
+        // 3 and 4 are zstd releases: their deltas are zstd too (ReleaseDelta.compression). An
+        // xz delta an older slipway left beside it goes when the zstd one is made.
+        let staleDelta = ReleaseDelta.archivePath(store: fx.store, name: fx.app, from: "2", to: "3", compression: .xz)
+        try FileManager.default.createDirectory(atPath: (staleDelta as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data("stale".utf8).write(to: URL(fileURLWithPath: staleDelta))
         try fx.applyDelta("3", base: "2", context: context)
+        #expect(!FileManager.default.fileExists(atPath: staleDelta), "the older xz delta is still there")
         let zstdDelta = ReleaseDelta.archivePath(store: fx.store, name: fx.app, from: "2", to: "3", compression: .zstd)
         #expect(zstdDelta.hasSuffix("/deltas/2.tar.zst"))
         #expect(Array(try Data(contentsOf: URL(fileURLWithPath: zstdDelta)).prefix(4)) == [0x28, 0xB5, 0x2F, 0xFD], "not zstd")
