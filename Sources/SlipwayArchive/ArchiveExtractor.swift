@@ -64,7 +64,7 @@ public enum ArchiveExtractor {
             throw ArchiveError.system(operation: "open the target directory", path: target, errno: errno)
         }
         if !created {
-            let copy = dup(fd)
+            let copy = PosixPath.duplicate(fd)
             let names = (try? PosixPath.directoryNames(fd: copy, path: Array(target.utf8))) ?? [[]]
             if !names.isEmpty {
                 close(fd)

@@ -9,6 +9,14 @@ package enum PosixPath {
         base.isEmpty ? name : base + [UInt8(ascii: "/")] + name
     }
 
+    /// A duplicate of `fd` that is close-on-exec, as every descriptor slipway opens: dup(2)
+    /// drops the flag, and a child that another thread spawns at that moment (a test process
+    /// runs many at once; a node command runs zfs, sync and hooks) would inherit the directory
+    /// and keep it open for its whole life: under zfs-fuse that left a landed dataset "busy"
+    /// for good, so it could be neither unmounted for real nor mounted again (the CI flake of
+    /// the ZFS crash test).
+    package static func duplicate(_ fd: Int32) -> Int32 { fcntl(fd, F_DUPFD_CLOEXEC, 0) }
+
     /// Calls `body` with `bytes` as a NUL-terminated C string.
     package static func withCString<R>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
         var copy = bytes.map { CChar(bitPattern: $0) }
@@ -83,7 +91,7 @@ package enum PosixPath {
 
     /// Empties the directory `directoryFD` (which stays open and owned by the caller).
     package static func removeContents(directoryFD: Int32) {
-        let copy = dup(directoryFD)
+        let copy = duplicate(directoryFD)
         guard copy >= 0, let names = try? directoryNames(fd: copy, path: []) else { return }
         for name in names { removeTree(parentFD: directoryFD, name: name) }
     }

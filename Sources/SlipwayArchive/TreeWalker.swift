@@ -161,7 +161,7 @@ public enum TreeWalker {
         let fd = PosixPath.withCString(dirPath) { open($0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
         guard fd >= 0 else { throw ArchiveError.system(operation: "open", path: PosixPath.display(dirPath), errno: errno) }
         defer { close(fd) }
-        let listing = dup(fd)
+        let listing = PosixPath.duplicate(fd)
         guard listing >= 0 else { throw ArchiveError.system(operation: "dup", path: PosixPath.display(dirPath), errno: errno) }
         for name in try PosixPath.directoryNames(fd: listing, path: dirPath) {
             let path = PosixPath.join(relative, name)

@@ -137,7 +137,7 @@ struct BaseCache {
             guard fd >= 0 else { throw BuildError.system(operation: "open", path: PosixPath.display(directoryPath), errno: errno) }
             defer { close(fd) }
             // directoryNames closes the descriptor it is given; fstatat needs one too.
-            let names = try PosixPath.directoryNames(fd: dup(fd), path: directoryPath).sorted { $0.lexicographicallyPrecedes($1) }
+            let names = try PosixPath.directoryNames(fd: PosixPath.duplicate(fd), path: directoryPath).sorted { $0.lexicographicallyPrecedes($1) }
             for name in names {
                 var info = stat()
                 let path = PosixPath.join(relative, name)

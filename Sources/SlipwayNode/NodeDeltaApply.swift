@@ -149,7 +149,7 @@ enum NodeDeltaApply {
         guard let name = components.last, !components.contains(where: { $0.isEmpty || $0 == [0x2E] || $0 == [0x2E, 0x2E] }) else {
             throw NodeError.deltaInvalid(path: delta, detail: "it names the path '\(path)', which is not a plain relative path")
         }
-        var fd = dup(rootFD)
+        var fd = PosixPath.duplicate(rootFD)
         for component in components.dropLast() {
             let next = PosixPath.withCString(component) { openat(fd, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
             let code = errno

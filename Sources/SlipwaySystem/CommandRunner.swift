@@ -93,7 +93,7 @@ public enum CommandError: Error, CustomStringConvertible, Sendable {
 public struct CommandRunner: Sendable {
     /// Lines kept from a child's stderr for error messages.
     public static let tailLines = 20
-    private static let spawnLock = Mutex(())
+    static let spawnLock = Mutex(())
 
     public init() {}
 
@@ -113,8 +113,9 @@ public struct CommandRunner: Sendable {
     /// Runs `command` and returns its result whatever its exit status.
     public func runAllowingFailure(_ command: Command) throws -> CommandResult {
         let program = try Self.resolve(command.arguments[0])
-        // Pipes are made close-on-exec after pipe(2); spawning one child at a time keeps
-        // another thread's child from inheriting them in between.
+        // Every descriptor slipway opens is close-on-exec from the start (O_CLOEXEC,
+        // F_DUPFD_CLOEXEC) but the spawn's own pipes, marked right after pipe(2); spawning one
+        // child at a time keeps another thread's child from inheriting them in between.
         var process = try Self.spawnLock.withLock { _ in try SpawnedProcess(program: program, command: command) }
         return try process.wait(command)
     }
@@ -161,7 +162,8 @@ struct SpawnedProcess {
         func pipePair() throws -> (read: Int32, write: Int32) {
             var fds: [Int32] = [0, 0]
             guard pipe(&fds) == 0 else { throw CommandError.spawnFailed(command: command.description, errno: errno) }
-            // Close-on-exec: only the dup2'd copies reach the child.
+            // Close-on-exec: only the dup2'd copies reach the child (pipe2 is not in Swift's
+            // Glibc module; spawns are serialized, so no other spawn sees them in between).
             fds.forEach { _ = fcntl($0, F_SETFD, FD_CLOEXEC) }
             return (fds[0], fds[1])
         }

@@ -34,8 +34,13 @@ package enum DetachedSpawn {
         let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil] }
         defer { envp?.forEach { free($0) } }
         var child = pid_t()
-        let status = envp.map { envp in envp.withUnsafeBufferPointer { posix_spawn(&child, program, &actions, &attributes, argv, UnsafeMutablePointer(mutating: $0.baseAddress)) } }
-            ?? posix_spawn(&child, program, &actions, &attributes, argv, environ)
+        // Under the spawn lock: a command's pipes, between pipe(2) and their close-on-exec
+        // mark, would otherwise reach this long-lived child (and the command would wait for
+        // their end for as long as the child lives).
+        let status = CommandRunner.spawnLock.withLock { _ in
+            envp.map { envp in envp.withUnsafeBufferPointer { posix_spawn(&child, program, &actions, &attributes, argv, UnsafeMutablePointer(mutating: $0.baseAddress)) } }
+                ?? posix_spawn(&child, program, &actions, &attributes, argv, environ)
+        }
         guard status == 0 else { throw SystemError.call(operation: "start", path: program, errno: status) }
         return child
     }

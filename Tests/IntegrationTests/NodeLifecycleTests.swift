@@ -262,7 +262,7 @@ struct NodeLifecycleTests {
         func send(_ data: Data, offset: UInt64) throws -> NodeReceive.Result {
             let chunk = fx.dir.sub("chunk-\(offset)")
             try data.write(to: URL(fileURLWithPath: chunk))
-            let input = open(chunk, O_RDONLY)
+            let input = open(chunk, O_RDONLY | O_CLOEXEC)
             defer { close(input) }
             return try NodeReceive.receive(app: fx.app, fileName: "4.tar.xz", from: input, offset: offset,
                                            size: UInt64(archive.count), sha256: r4.manifest.archive.sha256, context: openContext)
@@ -398,7 +398,7 @@ struct NodeLifecycleTests {
             let tree = try fx.tree(version)
             chmod(tree, 0o755)
             // 8 MiB with two written islands: a sparse file in the archive.
-            let sparse = open(tree + "/usr/bin/sparse", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            let sparse = open(tree + "/usr/bin/sparse", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             try #require(sparse >= 0)
             #expect(ftruncate(sparse, 8 << 20) == 0)
             #expect(pwrite(sparse, "island one", 10, 1 << 20) == 10)
@@ -453,7 +453,7 @@ struct NodeLifecycleTests {
         func send(_ data: Data, offset: UInt64, size: UInt64) throws -> NodeReceive.Result {
             let chunk = fx.dir.sub("chunk-\(UUID().uuidString)")
             try data.write(to: URL(fileURLWithPath: chunk))
-            let input = open(chunk, O_RDONLY)
+            let input = open(chunk, O_RDONLY | O_CLOEXEC)
             defer { close(input) }
             return try NodeReceive.receive(app: fx.app, fileName: "9.tar.xz", from: input, offset: offset,
                                            size: size, sha256: nil, context: context)

@@ -188,7 +188,7 @@ struct NodeSecurityTests {
         let journal = try NodeState.load(fx.layout).activations.count
 
         // Fill the file system to the last page.
-        let filler = open(fx.root + "/filler", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let filler = open(fx.root + "/filler", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         #expect(filler >= 0)
         let chunk = [UInt8](repeating: 0xA5, count: 4096)
         while chunk.withUnsafeBytes({ write(filler, $0.baseAddress, $0.count) }) > 0 {}

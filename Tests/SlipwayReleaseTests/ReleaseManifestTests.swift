@@ -109,7 +109,7 @@ struct OutputTests {
     func progressLines() throws {
         try withTemporaryDirectory { dir in
             let path = dir + "/log"
-            let fd = open(path, O_WRONLY | O_CREAT, 0o644)
+            let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
             #expect(fd >= 0)
             let progress = TerminalProgress(style: .lines, fd: fd, lineInterval: .zero)
             progress.begin("pack", total: 3_000_000)
