@@ -50,8 +50,7 @@ enum NodeTreeCheck {
                     continue
                 }
                 guard let want = expected[entry.path] else { continue }
-                let fields = ManifestDiff.differences(want, entry).filter { compareOwners || ($0 != .uid && $0 != .gid) }
-                if !fields.isEmpty { problems.append("\(entry.path): \(fields.map(\.rawValue).joined(separator: ", ")) differ") }
+                if let problem = fieldProblem(want, entry, compareOwners: compareOwners) { problems.append(problem) }
                 continue
             }
             if shared.contains(where: { entry.path.isStrictlyBelow($0) }) {
@@ -62,10 +61,7 @@ enum NodeTreeCheck {
                 problems.append("\(entry.path): not in the manifest")
                 continue
             }
-            let fields = ManifestDiff.differences(want, entry).filter { compareOwners || ($0 != .uid && $0 != .gid) }
-            if !fields.isEmpty {
-                problems.append("\(entry.path): \(fields.map(\.rawValue).joined(separator: ", ")) differ")
-            }
+            if let problem = fieldProblem(want, entry, compareOwners: compareOwners) { problems.append(problem) }
         }
         for path in expected.keys.sorted() where !seen.contains(path) && !shared.contains(path) { problems.append("\(path): missing") }
         for path in shared.sorted() where !seen.contains(path) { problems.append("\(path): missing (shared directory)") }
@@ -132,8 +128,7 @@ enum NodeTreeCheck {
                         problems.append("\(path.appending(name)): below a shared directory, which stays empty in the release")
                     }
                     guard let want else { continue }
-                    let fields = ManifestDiff.differences(want, actual).filter { compareOwners || ($0 != .uid && $0 != .gid) }
-                    if !fields.isEmpty { problems.append("\(path): \(fields.map(\.rawValue).joined(separator: ", ")) differ") }
+                    if let problem = fieldProblem(want, actual, compareOwners: compareOwners) { problems.append(problem) }
                     continue
                 }
                 guard let want else {
@@ -144,11 +139,17 @@ enum NodeTreeCheck {
                     let disk = root + "/" + path.description
                     actual.sha256 = try PosixPath.withCString(Array(disk.utf8)) { try FileHasher.sha256($0, display: disk, flags: O_NOFOLLOW).hex }
                 }
-                let fields = ManifestDiff.differences(want, actual).filter { compareOwners || ($0 != .uid && $0 != .gid) }
-                if !fields.isEmpty { problems.append("\(path): \(fields.map(\.rawValue).joined(separator: ", ")) differ") }
+                if let problem = fieldProblem(want, actual, compareOwners: compareOwners) { problems.append(problem) }
             }
         }
         return rootDifferences(root: root, compareOwners: compareOwners) + problems
+    }
+
+    /// "PATH: mode, size differ" when `actual` differs from `want` (owners only when
+    /// `compareOwners`); nil when they match. Both checks' one wording.
+    static func fieldProblem(_ want: EntryRecord, _ actual: EntryRecord, compareOwners: Bool) -> String? {
+        let fields = ManifestDiff.differences(want, actual).filter { compareOwners || ($0 != .uid && $0 != .gid) }
+        return fields.isEmpty ? nil : "\(actual.path): \(fields.map(\.rawValue).joined(separator: ", ")) differ"
     }
 
     /// The mode of every release root.
