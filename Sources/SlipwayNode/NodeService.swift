@@ -100,6 +100,35 @@ enum NodeService {
         return binds
     }
 
+    /// A shell function, `slipway_detach_foreign_mounts REL`: lazily unmounts, in the calling
+    /// mount namespace only, every mount it copied from the machine that the chrooted
+    /// service cannot reach and the launcher does not need. A new mount namespace holds a copy
+    /// of every mount there is, and with private propagation the machine's later unmounts do
+    /// not reach it: a service started while another version's dataset or volume is mounted
+    /// would keep that mount alive for its whole life, and zfs then refuses to mount it
+    /// elsewhere ("dataset is busy"), lvremove refuses the volume. Kept: `/`, the release, the
+    /// mounts above it and inside it, and the system's own trees (/proc, /sys, /dev, /run,
+    /// /usr, /etc), which the host never takes away under a service. Read in one pass
+    /// before any unmount (mountinfo changes under a reader), then one `umount -l` for all:
+    /// a mount under one already detached went with it (its own unmount then fails), and
+    /// failures are ignored, as this frees what it can and never stops the service
+    /// (docs/service.md).
+    static let detachForeignMounts = #"""
+        slipway_detach_foreign_mounts() {
+            _rel=$(cd -P -- "$1" && pwd -P) || _rel=$1
+            set --
+            while read -r _ _ _ _ _m _; do
+                case $_m in *\\*) _m=$(printf '%b' "$(printf '%s' "$_m" | sed 's/\\\([0-7][0-7][0-7]\)/\\0\1/g')");; esac
+                case $_m in /|/proc|/proc/*|/sys|/sys/*|/dev|/dev/*|/run|/run/*|/usr|/usr/*|/etc|/etc/*) continue;; esac
+                case $_rel/ in "$_m"/*) continue;; esac
+                case $_m/ in "$_rel"/*) continue;; esac
+                set -- "$@" "$_m"
+            done </proc/self/mountinfo
+            [ $# -eq 0 ] || umount -l -- "$@" 2>/dev/null || :
+        }
+
+        """#
+
     /// The shell that runs a hook with the binds (`unshare … sh -c HOOKLAUNCHER x HOOK SRC DST…`).
     static let hookLauncher = """
         cmd=$1; shift
@@ -110,9 +139,10 @@ enum NodeService {
     /// The shell run by `unshare`, in the service's own mount namespace: /proc, a minimal
     /// /dev (null, zero, full, random, urandom, tty and a tmpfs shm) and a tmpfs /tmp in the
     /// release where it has those directories (a landed release may be read-only), then each
-    /// shared SRC bound over its DST; then it chroots and runs the command (exec all the
-    /// way, so the recorded pid is the app server's).
-    static let launcher = """
+    /// shared SRC bound over its DST; then it detaches the mounts it copied and does not use
+    /// (`detachForeignMounts`); then it chroots and runs the command (exec all the way, so the
+    /// recorded pid is the app server's).
+    static let launcher = detachForeignMounts + """
         rel=$1; ids=$2; cmd=$3; niceness=$4; shift 4
         fail() { echo "slipway: cannot prepare the service's root: $*" >&2; exit 111; }
         if [ -d "$rel/proc" ]; then mount -t proc -o nosuid,nodev,noexec proc "$rel/proc" || fail "mount /proc"; fi
@@ -125,6 +155,7 @@ enum NodeService {
         fi
         if [ -d "$rel/tmp" ]; then mount -t tmpfs -o mode=1777,nosuid,nodev slipway-tmp "$rel/tmp" || fail "mount /tmp"; fi
         while [ $# -ge 2 ]; do mount --bind -- "$1" "$2" || fail "bind $1 over $2"; shift 2; done
+        slipway_detach_foreign_mounts "$rel"
         exec nice -n "$niceness" chroot --userspec="$ids" -- "$rel" /bin/sh -c "$cmd"
         """
 

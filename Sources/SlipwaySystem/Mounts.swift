@@ -44,6 +44,41 @@ public enum Mounts {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// A process whose mount namespace, not this one, still has a mount of some source.
+    public struct Holder: Sendable, Equatable, CustomStringConvertible {
+        public let pid: Int32
+        public let command: String
+        public let mountPoint: String
+        public var description: String { "pid \(pid) (\(command)) at \(mountPoint)" }
+    }
+
+    /// The mount namespaces other than this process's where `source` (mountinfo's field
+    /// after the file system type: a ZFS dataset, a device) is still mounted, one process
+    /// of each: what keeps a file system alive after this namespace unmounted it. Used to
+    /// say who holds a "busy" dataset; costs a scan of /proc, so only on failure.
+    package static func holders(source: String) -> [Holder] {
+        let own = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")) ?? ""
+        var seen: Set<String> = [own]
+        var found: [Holder] = []
+        let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.sorted()
+        for pid in pids {
+            guard let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt"),
+                  seen.insert(namespace).inserted,
+                  let text = try? String(contentsOfFile: "/proc/\(pid)/mountinfo", encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n") {
+                guard let dash = line.range(of: " - ") else { continue }
+                let after = line[dash.upperBound...].split(separator: " ")
+                let fields = line[..<dash.lowerBound].split(separator: " ")
+                guard after.count > 1, fields.count > 4, unescape(String(after[1])) == source else { continue }
+                let command = ((try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "?")
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+                found.append(Holder(pid: pid, command: command, mountPoint: unescape(String(fields[4]))))
+                break
+            }
+        }
+        return found
+    }
+
     /// Unmounts `path`; when busy (a process still inside), detaches it lazily so nothing
     /// stays visible under the tree.
     package static func unmount(_ path: String) {

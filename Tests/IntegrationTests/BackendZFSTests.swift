@@ -121,6 +121,70 @@ struct BackendZFSTests {
         }
     }
 
+    @Test("a service keeps none of the machine's mounts: a dataset mounted when it started is remounted elsewhere at once; one a namespace holds is named",
+          .needs(.zfs, .tools(["unshare", "nsenter", "chroot", "sleep", "nice"], root: true)))
+    func serviceKeepsNoForeignMount() throws {
+        try withZFSPool { dir, pool in
+            // Mounted when the service starts, as another version's staging dataset may be.
+            let foreign = "\(pool.name)/foreign"
+            try runChecked("zfs", ["create", "-o", "mountpoint=\(dir.sub("foreign"))", foreign])
+            let layout = NodeLayout(root: dir.sub("root"), app: "web")
+            try makeReleaseTree(at: layout.release("1"), app: "web", version: "1")
+            try runChecked("cp", ["-L", try #require(toolPath("sleep")), layout.release("1") + "/bin/sleep"])
+            var settings = NodeSettings()
+            settings.root = layout.root
+            let context = try NodeContext(settings: settings)
+            let spec = ServiceSpec(command: "exec /bin/sleep 300")
+            let instance = try NodeService.start("1", spec: spec, port: 8080, layout: layout, context: context)
+            defer { NodeService.stop("1", spec: spec, layout: layout, context: context) }
+            // Until the launcher has exec'd the server in the release.
+            let started = waitFor(seconds: 10) {
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(instance.pid)/root")) == layout.release("1")
+            }
+            try #require(started, "the service runs in its release: \(String(decoding: FileManager.default.contents(atPath: NodeService.logPath(layout, "1")) ?? Data(), as: UTF8.self))")
+            // The whole namespace: the server's own mountinfo lists only what its chroot reaches.
+            let mounts = try runChecked("nsenter", ["--target", "\(instance.pid)", "--mount", "cat", "/proc/self/mountinfo"]).out
+                .split(separator: "\n").map { String($0.split(separator: " ")[4]) }
+            #expect(!mounts.contains(dir.sub("foreign")), "the service's namespace kept \(dir.sub("foreign")): \(mounts)")
+            #expect(mounts.contains(layout.release("1") + "/proc") && mounts.contains("/"), "\(mounts)")
+            // What a landing's commit does: unmount, then mount read-only elsewhere. With the
+            // copy kept alive in the service's namespace, zfs-fuse said "dataset is busy".
+            try runChecked("zfs", ["umount", foreign])
+            try runChecked("zfs", ["set", "mountpoint=\(dir.sub("moved"))", foreign])
+            let remount = try run("zfs", ["mount", "-o", "ro", foreign])
+            #expect(remount.ok, "\(remount.err)")
+
+            // A namespace that keeps every mount (unshare alone) holds a staging dataset: the
+            // commit waits, then names the holder instead of a bare "busy".
+            let backend = try ZFSBackend(settings: ["dataset": "\(pool.name)/slipway"])
+            let staging = try backend.createStaging(.empty("2"), layout: layout)
+            try makeReleaseTree(at: staging, app: "web", version: "2")
+            let holder = Process()
+            holder.executableURL = URL(fileURLWithPath: try #require(toolPath("unshare")))
+            holder.arguments = ["--mount", "--propagation", "private", "sleep", "120"]
+            try holder.run()
+            defer { if holder.isRunning { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() } }
+            let pinned = waitFor(seconds: 10) {
+                ((try? String(contentsOfFile: "/proc/\(holder.processIdentifier)/mountinfo", encoding: .utf8)) ?? "").contains(staging)
+                    && (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(holder.processIdentifier)/exe"))?.hasSuffix("sleep") == true
+            }
+            try #require(pinned)
+            do {
+                try backend.commit(version: "2", layout: layout)
+                Issue.record("the commit of a dataset another namespace holds should fail")
+            } catch let error as ZFSBackendError {
+                #expect("\(error)".contains("another mount namespace") && "\(error)".contains("pid \(holder.processIdentifier) (sleep)"), "\(error)")
+            }
+            #expect(Mounts.holders(source: "\(pool.name)/slipway/web/2").map(\.pid) == [holder.processIdentifier])
+            kill(holder.processIdentifier, SIGKILL)
+            holder.waitUntilExit()
+            // Nothing is lost: the landing is committed once the holder is gone.
+            try backend.commit(version: "2", layout: layout)
+            #expect(try backend.landedVersions(layout: layout) == ["2"])
+            #expect(try String(contentsOfFile: layout.release("2") + "/etc/web-version", encoding: .utf8) == "2\n")
+        }
+    }
+
     @Test("bad settings fail clearly")
     func badSettings() throws {
         #expect(throws: ZFSBackendError.self) { try ZFSBackend(settings: [:]) }

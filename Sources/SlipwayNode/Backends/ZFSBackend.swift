@@ -346,7 +346,9 @@ public struct ZFSBackend: NodeBackend {
 
     /// zfs-fuse lets go of an unmounted dataset a moment after `zfs umount` returns, and
     /// until then refuses rename, destroy and mount with "dataset is busy": retry those for
-    /// a while.
+    /// a while. Busy for good means another mount namespace, made while the dataset was
+    /// mounted, still has it (a process that unshared and kept every mount): the error then
+    /// names that namespace's processes.
     private func zfsRetryingBusy(_ arguments: [String]) throws {
         let deadline = ContinuousClock.now + .seconds(15)
         var pause = 50_000 as useconds_t
@@ -354,14 +356,20 @@ public struct ZFSBackend: NodeBackend {
             do {
                 try zfs(arguments)
                 return
-            } catch let ZFSBackendError.command(.failed(_, _, _, tail)) where tail.contains("busy") && ContinuousClock.now < deadline {
+            } catch let error as ZFSBackendError {
+                guard case .command(.failed(_, _, _, let tail)) = error, tail.contains("busy") else { throw error }
+                guard ContinuousClock.now < deadline else {
+                    // A mount namespace made while the dataset was mounted keeps it alive.
+                    let holders = Mounts.holders(source: arguments.last ?? "")
+                    guard !holders.isEmpty else { throw error }
+                    throw ZFSBackendError.heldElsewhere(dataset: arguments.last ?? "", holders: holders)
+                }
                 usleep(pause)
                 pause = min(pause * 2, 500_000)
             }
         }
     }
 
-    @discardableResult
     /// The `available` property of the app's dataset (or of the prefix, before the first
     /// version): what a new clone or dataset may take.
     public func availableSpace(layout: NodeLayout) -> NodeStatus.Space? {
@@ -374,6 +382,7 @@ public struct ZFSBackend: NodeBackend {
         return nil
     }
 
+    @discardableResult
     private func zfs(_ arguments: [String]) throws -> String {
         do {
             return try runner.run(Command(["zfs"] + arguments, timeout: Self.timeout)).outputText
@@ -399,6 +408,7 @@ public enum ZFSBackendError: Error, CustomStringConvertible, Sendable {
     case noStaging(version: String, dataset: String)
     case strayStaging(path: String)
     case badSetting(key: String, value: String, expected: String)
+    case heldElsewhere(dataset: String, holders: [Mounts.Holder])
     case command(CommandError)
 
     public var description: String {
@@ -413,6 +423,10 @@ public enum ZFSBackendError: Error, CustomStringConvertible, Sendable {
             return "version \(version) is already landed as \(dataset); remove it (slipway node prune) before landing it again"
         case let .notLanded(version, snapshot):
             return "base version \(version) has no landed snapshot \(snapshot); apply the full release instead of a delta"
+        case let .heldElsewhere(dataset, holders):
+            return "zfs: \(dataset) is busy: still mounted in another mount namespace, made while it was mounted, of " +
+                holders.map(\.description).joined(separator: "; ") +
+                "; a process that unshares its mount namespace must not keep the mounts it copied (docs/backends.md)"
         case let .noStaging(version, dataset):
             return "no staging dataset \(dataset) for version \(version) to commit (was it removed by a concurrent recover?)"
         case let .strayStaging(path):
