@@ -122,7 +122,7 @@ struct NodeApplyCommand: SlipwayCommand {
         let result = try NodeApply.apply(.init(source: source, manifestPath: manifest, signaturePath: signature, deltaSHA256: sha256, sbomPath: sbom, verifyLanded: verifyLanded),
                                          context: try node.context(context.output))
         try context.output.result(result, text: ["\(result.app)@\(result.version): \(result.outcome)" +
-            (result.outcome == .landed ? " (\(result.origin)\(result.base.map { " from \($0)" } ?? ""), \(result.entries) entries, \(String(format: "%.2f", result.seconds)) s)" : "")])
+            (result.outcome == .landed ? " (\(result.origin)\(result.base.map { " from \($0)" } ?? ""), \(result.entries) entries, \(fixedPoint(result.seconds, decimals: 2)) s)" : "")])
     }
 }
 
@@ -199,7 +199,20 @@ struct NodeConfirmWatchCommand: SlipwayCommand {
 
 func switchText(_ result: NodeActivate.Result) -> String {
     result.outcome == .alreadyCurrent ? "\(result.app)@\(result.version) is already current"
-        : "\(result.app): \(result.previous ?? "none") → \(result.version) (\(String(format: "%.3f", result.seconds)) s)"
+        : "\(result.app): \(result.previous ?? "none") → \(result.version) (\(fixedPoint(result.seconds, decimals: 3)) s)"
+}
+
+/// `value` with `decimals` digits after the point, as `%.Nf` prints a duration, without
+/// String(format:): its C varargs cost a protocol-conformance scan of the whole binary on
+/// the first call, paid by every `node activate` (docs/engineering.md, "Start-up").
+func fixedPoint(_ value: Double, decimals: Int) -> String {
+    guard value.isFinite, value >= 0, value < 1e12 else { return value.description }
+    var scale = 1
+    for _ in 0..<decimals { scale *= 10 }
+    let units = Int((value * Double(scale)).rounded(.toNearestOrEven))
+    guard decimals > 0 else { return String(units) }
+    let fraction = String(units % scale)
+    return "\(units / scale)." + String(repeating: "0", count: decimals - fraction.count) + fraction
 }
 
 struct NodeRollbackCommand: SlipwayCommand {

@@ -34,6 +34,15 @@ public struct Slipway: ParsableCommand {
     )
 
     public static func main() {
+        // `slipway --version`, the probe a controller and an operator's scripts run: printed
+        // before anything starts (locale, signal sources and their dispatch threads,
+        // argument-parser's reflection of the root command), the same line argument-parser
+        // prints (docs/engineering.md, "Start-up").
+        if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "--version" {
+            let line = SlipwayVersion.string + "\n"
+            _ = line.withCString { Glibc.write(1, $0, strlen($0)) }
+            Glibc.exit(0)
+        }
         // libarchive converts entry names through the locale; a C locale would mangle them.
         setlocale(LC_ALL, "C.UTF-8")
         SignalHandling.install()

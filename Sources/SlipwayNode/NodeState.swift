@@ -10,6 +10,7 @@ extension NodeState {
     public static func load(_ layout: NodeLayout) throws -> NodeState {
         guard NodeFiles.exists(layout.stateFile) else { return NodeState(app: layout.app) }
         let data = try NodeFiles.read(layout.stateFile)
+        if let state = NodeStateFastCodec.decode(data) { return state }
         do {
             return try JSONDecoder().decode(NodeState.self, from: data)
         } catch {
@@ -29,6 +30,7 @@ extension NodeState {
         if copy.activations.count > Self.historyLimit {
             copy.activations.removeFirst(copy.activations.count - Self.historyLimit)
         }
+        if let fast = NodeStateFastCodec.encode(copy) { return fast + Data("\n".utf8) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return try encoder.encode(copy) + Data("\n".utf8)

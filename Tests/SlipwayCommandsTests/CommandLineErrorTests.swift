@@ -109,6 +109,27 @@ struct CommandLineErrorTests {
         }
     }
 
+    /// `slipway --version` is answered before anything starts (Slipway.main): the same line,
+    /// byte for byte, as argument-parser's, which every other spelling still reaches.
+    @Test("--version: the early answer is argument-parser's line", .enabled(if: slipwayBinary != nil, Comment(rawValue: binaryMissing)))
+    func versionLine() throws {
+        let early = try slipwayBinary(["--version"])
+        #expect(early.status == 0 && early.stderr.isEmpty, "\(early)")
+        let parsed = slipway(["--version"])
+        #expect(parsed.status == 0)
+        #expect(early.stdout == parsed.stdout && early.stdout == SlipwayVersion.string + "\n", "\(early.stdout) vs \(parsed.stdout)")
+    }
+
+    @Test("durations print as %.2f and %.3f did, without String(format:)")
+    func fixedPointDurations() {
+        for value in [0, 0.003, 0.0123, 0.02, 0.1, 1.5, 2.25, 12.3456, 59.9996, 61.0, 1234.5678, 86_400.001] {
+            for decimals in [1, 2, 3] {
+                #expect(fixedPoint(value, decimals: decimals) == String(format: "%.\(decimals)f", value), "\(value), \(decimals)")
+            }
+        }
+        #expect(fixedPoint(7.6, decimals: 0) == "8")
+    }
+
     /// Issue 13: a name or version starting with '-' would reach ssh and the node's commands
     /// as an option; pack and build refuse it before doing anything.
     @Test("pack and build: a name or version starting with '-'")

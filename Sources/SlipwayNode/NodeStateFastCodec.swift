@@ -1,0 +1,255 @@
+import Foundation
+import SlipwayNodeProtocol
+import SlipwayRelease
+
+/// The node's journal (`state.json`) written and read without JSONEncoder and JSONDecoder.
+/// Every switch reads the journal and writes it again with one more activation, and with
+/// its 200 activations the two took about 2 ms of a 12–16 ms `node activate`, most of it
+/// in the Swift runtime's first protocol-conformance lookups for each type
+/// (docs/engineering.md, "Start-up").
+///
+/// Writing gives the very bytes `JSONEncoder` gives with `[.prettyPrinted, .sortedKeys,
+/// .withoutEscapingSlashes]` (`NodeStateFastCodecTests` holds them equal), or nil for what it
+/// does not write itself (a string with a quote, backslash or control character, a number
+/// that is not plain decimal), and the caller uses JSONEncoder.
+///
+/// Reading answers only for what `JSONDecoder` decodes to the very same journal: any
+/// unknown or repeated key, missing member, wrong type, unknown word, number outside JSON's
+/// grammar or string JSONScanner does not take makes it give up with nil, and the caller
+/// decodes with `JSONDecoder`, whose verdict and error text stand.
+enum NodeStateFastCodec {
+    // MARK: Writing
+
+    static func encode(_ state: NodeState) -> Data? {
+        var out = Writer()
+        out.bytes.reserveCapacity(160 * state.activations.count + 300 * state.releases.count + 100)
+        out.raw("{\n  \"activations\" : [")
+        if state.activations.isEmpty {
+            out.raw("\n\n  ]")
+        } else {
+            for (index, activation) in state.activations.enumerated() {
+                out.raw(index == 0 ? "\n    {" : ",\n    {")
+                var first = true
+                out.key("at", level: 3, first: &first)
+                guard out.number(activation.at) else { return nil }
+                if let detail = activation.detail {
+                    out.key("detail", level: 3, first: &first)
+                    guard out.string(detail) else { return nil }
+                }
+                if let from = activation.from {
+                    out.key("from", level: 3, first: &first)
+                    guard out.string(from) else { return nil }
+                }
+                out.key("kind", level: 3, first: &first)
+                guard out.string(activation.kind.rawValue) else { return nil }
+                out.key("result", level: 3, first: &first)
+                guard out.string(activation.result.rawValue) else { return nil }
+                out.key("to", level: 3, first: &first)
+                guard out.string(activation.to) else { return nil }
+                out.raw("\n    }")
+            }
+            out.raw("\n  ]")
+        }
+        out.raw(",\n  \"app\" : ")
+        guard out.string(state.app) else { return nil }
+        out.raw(",\n  \"formatVersion\" : ")
+        out.bytes.append(contentsOf: Array(String(state.formatVersion).utf8))
+        out.raw(",\n  \"releases\" : [")
+        if state.releases.isEmpty {
+            out.raw("\n\n  ]")
+        } else {
+            for (index, release) in state.releases.enumerated() {
+                out.raw(index == 0 ? "\n    {" : ",\n    {")
+                var first = true
+                if let sha256 = release.archiveSHA256 {
+                    out.key("archiveSHA256", level: 3, first: &first)
+                    guard out.string(sha256) else { return nil }
+                }
+                out.key("origin", level: 3, first: &first)
+                out.raw("{")
+                var firstInOrigin = true
+                if let base = release.origin.base {
+                    out.key("base", level: 4, first: &firstInOrigin)
+                    guard out.string(base) else { return nil }
+                }
+                out.key("kind", level: 4, first: &firstInOrigin)
+                guard out.string(release.origin.kind.rawValue) else { return nil }
+                out.raw("\n      }")
+                out.key("receivedAt", level: 3, first: &first)
+                guard out.number(release.receivedAt) else { return nil }
+                out.key("version", level: 3, first: &first)
+                guard out.string(release.version) else { return nil }
+                out.raw("\n    }")
+            }
+            out.raw("\n  ]")
+        }
+        out.raw("\n}")
+        return Data(out.bytes)
+    }
+
+    struct Writer {
+        var bytes: [UInt8] = []
+
+        mutating func raw(_ text: StaticString) {
+            bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        }
+
+        /// `,` before all but the first member, a new line, the indentation, `"key" : `.
+        mutating func key(_ key: StaticString, level: Int, first: inout Bool) {
+            if !first { bytes.append(UInt8(ascii: ",")) }
+            first = false
+            bytes.append(0x0A)
+            bytes.append(contentsOf: repeatElement(0x20, count: 2 * level))
+            bytes.append(UInt8(ascii: "\""))
+            raw(key)
+            raw("\" : ")
+        }
+
+        /// False for a string JSONEncoder would escape (a quote, a backslash, a control
+        /// character); `/` is written as it is (`.withoutEscapingSlashes`).
+        mutating func string(_ value: String) -> Bool {
+            var value = value
+            return value.withUTF8 { utf8 in
+                guard !utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else { return false }
+                bytes.append(UInt8(ascii: "\""))
+                bytes.append(contentsOf: utf8)
+                bytes.append(UInt8(ascii: "\""))
+                return true
+            }
+        }
+
+        /// A finite number as JSONEncoder writes it: Swift's shortest round-trip text, without
+        /// the `.0` of an integral value. False for what that text would put in exponent form
+        /// (or a negative zero), which JSONEncoder is left to write.
+        mutating func number(_ value: Double) -> Bool {
+            guard value.isFinite, !(value == 0 && value.sign == .minus) else { return false }
+            var text = value.description
+            guard !text.contains(where: { $0 == "e" || $0 == "E" }) else { return false }
+            if text.hasSuffix(".0") { text.removeLast(2) }
+            bytes.append(contentsOf: Array(text.utf8))
+            return true
+        }
+    }
+
+    // MARK: Reading
+
+    static func decode(_ data: Data) -> NodeState? {
+        data.withUnsafeBytes { raw -> NodeState? in
+            guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
+            var scanner = JSONScanner(bytes: UnsafeBufferPointer(start: base, count: raw.count))
+            guard let state = scanner.nodeState() else { return nil }
+            scanner.skipSpace()
+            return scanner.at == scanner.bytes.count ? state : nil
+        }
+    }
+}
+
+/// The journal's shape; each returns nil (or false) for anything it does not expect.
+extension JSONScanner {
+    private static let stateKeys: [[UInt8]: Int] = [Array("formatVersion".utf8): 0, Array("app".utf8): 1,
+                                                    Array("releases".utf8): 2, Array("activations".utf8): 3]
+    private static let releaseKeys: [[UInt8]: Int] = [Array("version".utf8): 0, Array("receivedAt".utf8): 1,
+                                                      Array("archiveSHA256".utf8): 2, Array("origin".utf8): 3]
+    private static let originKeys: [[UInt8]: Int] = [Array("kind".utf8): 0, Array("base".utf8): 1]
+    private static let activationKeys: [[UInt8]: Int] = [Array("kind".utf8): 0, Array("from".utf8): 1, Array("to".utf8): 2,
+                                                         Array("at".utf8): 3, Array("result".utf8): 4, Array("detail".utf8): 5]
+
+    fileprivate mutating func nodeState() -> NodeState? {
+        var formatVersion: Int?, app: String?, releases: [NodeState.Release]?, activations: [NodeState.Activation]?
+        let read = members(Self.stateKeys) { scanner, field in
+            switch field {
+            case 0: formatVersion = scanner.number(max: UInt64(Int.max)).map { Int($0) }; return formatVersion != nil
+            case 1: app = scanner.text(); return app != nil
+            case 2: releases = scanner.elements { $0.release() }; return releases != nil
+            default: activations = scanner.elements { $0.activation() }; return activations != nil
+            }
+        }
+        guard read, let formatVersion, let app, let releases, let activations else { return nil }
+        var state = NodeState(app: app, releases: releases, activations: activations)
+        state.formatVersion = formatVersion
+        return state
+    }
+
+    private mutating func release() -> NodeState.Release? {
+        var version: String?, receivedAt: Double?, sha256: String?, origin: NodeState.Origin?
+        let read = members(Self.releaseKeys) { scanner, field in
+            switch field {
+            case 0: version = scanner.text(); return version != nil
+            case 1: receivedAt = scanner.double(); return receivedAt != nil
+            case 2: return scanner.optionalText(into: &sha256)
+            default: origin = scanner.origin(); return origin != nil
+            }
+        }
+        guard read, let version, let receivedAt, let origin else { return nil }
+        return NodeState.Release(version: version, receivedAt: receivedAt, archiveSHA256: sha256, origin: origin)
+    }
+
+    private mutating func origin() -> NodeState.Origin? {
+        var kind: OriginKind?, base: String?
+        let read = members(Self.originKeys) { scanner, field in
+            switch field {
+            case 0: kind = scanner.text().flatMap(OriginKind.init(rawValue:)); return kind != nil
+            default: return scanner.optionalText(into: &base)
+            }
+        }
+        guard read, let kind else { return nil }
+        return NodeState.Origin(kind: kind, base: base)
+    }
+
+    private mutating func activation() -> NodeState.Activation? {
+        var kind: SwitchKind?, from: String?, to: String?, at: Double?, result: SwitchResult?, detail: String?
+        let read = members(Self.activationKeys) { scanner, field in
+            switch field {
+            case 0: kind = scanner.text().flatMap(SwitchKind.init(rawValue:)); return kind != nil
+            case 1: return scanner.optionalText(into: &from)
+            case 2: to = scanner.text(); return to != nil
+            case 3: at = scanner.double(); return at != nil
+            case 4: result = scanner.text().flatMap(SwitchResult.init(rawValue:)); return result != nil
+            default: return scanner.optionalText(into: &detail)
+            }
+        }
+        guard read, let kind, let to, let at, let result else { return nil }
+        return NodeState.Activation(kind: kind, from: from, to: to, at: at, result: result, detail: detail)
+    }
+
+    /// An object whose keys are all in `keys`, each at most once; `member` reads the value
+    /// of the key numbered as in `keys`.
+    private mutating func members(_ keys: [[UInt8]: Int], _ member: (inout JSONScanner, Int) -> Bool) -> Bool {
+        guard take(Self.openBrace) else { return false }
+        if take(Self.closeBrace) { return true }
+        var seen = 0
+        while true {
+            skipSpace()
+            guard let key = string(), let field = keys[key], seen & (1 << field) == 0, take(Self.colon) else { return false }
+            seen |= 1 << field
+            skipSpace()
+            guard member(&self, field) else { return false }
+            if take(Self.comma) { continue }
+            return take(Self.closeBrace)
+        }
+    }
+
+    private mutating func elements<Element>(_ element: (inout JSONScanner) -> Element?) -> [Element]? {
+        guard take(Self.openBracket) else { return nil }
+        var values: [Element] = []
+        if take(Self.closeBracket) { return values }
+        while true {
+            skipSpace()
+            guard let value = element(&self) else { return nil }
+            values.append(value)
+            if take(Self.comma) { continue }
+            return take(Self.closeBracket) ? values : nil
+        }
+    }
+
+    private mutating func text() -> String? {
+        string().flatMap { String(validating: $0, as: UTF8.self) }
+    }
+
+    /// A string, or null (nil, as JSONDecoder has it for an optional).
+    private mutating func optionalText(into value: inout String?) -> Bool {
+        if literal("null") { value = nil; return true }
+        value = text()
+        return value != nil
+    }
+}
