@@ -146,17 +146,24 @@ enum NodeStateFastCodec {
 
 /// The journal's shape; each returns nil (or false) for anything it does not expect.
 extension JSONScanner {
-    private static let stateKeys: [[UInt8]: Int] = [Array("formatVersion".utf8): 0, Array("app".utf8): 1,
-                                                    Array("releases".utf8): 2, Array("activations".utf8): 3]
-    private static let releaseKeys: [[UInt8]: Int] = [Array("version".utf8): 0, Array("receivedAt".utf8): 1,
-                                                      Array("archiveSHA256".utf8): 2, Array("origin".utf8): 3]
-    private static let originKeys: [[UInt8]: Int] = [Array("kind".utf8): 0, Array("base".utf8): 1]
-    private static let activationKeys: [[UInt8]: Int] = [Array("kind".utf8): 0, Array("from".utf8): 1, Array("to".utf8): 2,
-                                                         Array("at".utf8): 3, Array("result".utf8): 4, Array("detail".utf8): 5]
+    // The keys of each object, numbered; a switch over strings, not a dictionary keyed by
+    // bytes, whose first use would cost a protocol-conformance scan of the whole binary.
+    private static func stateKey(_ key: String) -> Int? {
+        switch key { case "formatVersion": 0; case "app": 1; case "releases": 2; case "activations": 3; default: nil }
+    }
+    private static func releaseKey(_ key: String) -> Int? {
+        switch key { case "version": 0; case "receivedAt": 1; case "archiveSHA256": 2; case "origin": 3; default: nil }
+    }
+    private static func originKey(_ key: String) -> Int? {
+        switch key { case "kind": 0; case "base": 1; default: nil }
+    }
+    private static func activationKey(_ key: String) -> Int? {
+        switch key { case "kind": 0; case "from": 1; case "to": 2; case "at": 3; case "result": 4; case "detail": 5; default: nil }
+    }
 
     fileprivate mutating func nodeState() -> NodeState? {
         var formatVersion: Int?, app: String?, releases: [NodeState.Release]?, activations: [NodeState.Activation]?
-        let read = members(Self.stateKeys) { scanner, field in
+        let read = members(Self.stateKey) { scanner, field in
             switch field {
             case 0: formatVersion = scanner.number(max: UInt64(Int.max)).map { Int($0) }; return formatVersion != nil
             case 1: app = scanner.text(); return app != nil
@@ -172,7 +179,7 @@ extension JSONScanner {
 
     private mutating func release() -> NodeState.Release? {
         var version: String?, receivedAt: Double?, sha256: String?, origin: NodeState.Origin?
-        let read = members(Self.releaseKeys) { scanner, field in
+        let read = members(Self.releaseKey) { scanner, field in
             switch field {
             case 0: version = scanner.text(); return version != nil
             case 1: receivedAt = scanner.double(); return receivedAt != nil
@@ -186,7 +193,7 @@ extension JSONScanner {
 
     private mutating func origin() -> NodeState.Origin? {
         var kind: OriginKind?, base: String?
-        let read = members(Self.originKeys) { scanner, field in
+        let read = members(Self.originKey) { scanner, field in
             switch field {
             case 0: kind = scanner.text().flatMap(OriginKind.init(rawValue:)); return kind != nil
             default: return scanner.optionalText(into: &base)
@@ -198,7 +205,7 @@ extension JSONScanner {
 
     private mutating func activation() -> NodeState.Activation? {
         var kind: SwitchKind?, from: String?, to: String?, at: Double?, result: SwitchResult?, detail: String?
-        let read = members(Self.activationKeys) { scanner, field in
+        let read = members(Self.activationKey) { scanner, field in
             switch field {
             case 0: kind = scanner.text().flatMap(SwitchKind.init(rawValue:)); return kind != nil
             case 1: return scanner.optionalText(into: &from)
@@ -212,15 +219,15 @@ extension JSONScanner {
         return NodeState.Activation(kind: kind, from: from, to: to, at: at, result: result, detail: detail)
     }
 
-    /// An object whose keys are all in `keys`, each at most once; `member` reads the value
-    /// of the key numbered as in `keys`.
-    private mutating func members(_ keys: [[UInt8]: Int], _ member: (inout JSONScanner, Int) -> Bool) -> Bool {
+    /// An object whose keys `number` all knows, each at most once; `member` reads the value
+    /// of the key so numbered.
+    private mutating func members(_ number: (String) -> Int?, _ member: (inout JSONScanner, Int) -> Bool) -> Bool {
         guard take(Self.openBrace) else { return false }
         if take(Self.closeBrace) { return true }
         var seen = 0
         while true {
             skipSpace()
-            guard let key = string(), let field = keys[key], seen & (1 << field) == 0, take(Self.colon) else { return false }
+            guard let key = text(), let field = number(key), seen & (1 << field) == 0, take(Self.colon) else { return false }
             seen |= 1 << field
             skipSpace()
             guard member(&self, field) else { return false }
