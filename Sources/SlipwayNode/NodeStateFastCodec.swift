@@ -3,9 +3,9 @@ import SlipwayNodeProtocol
 import SlipwayRelease
 
 /// The node's journal (`state.json`) written and read without JSONEncoder and JSONDecoder.
-/// Every switch reads the journal and writes it again with one more activation, and with
-/// its 200 activations the two took about 2 ms of a 12–16 ms `node activate`, most of it
-/// in the Swift runtime's first protocol-conformance lookups for each type
+/// Every switch reads the journal and writes it again with one more activation; with its
+/// 200 activations, JSONDecoder and JSONEncoder and the Swift runtime's first
+/// protocol-conformance lookups they cause took a fifth of a `node activate`
 /// (docs/engineering.md, "Start-up").
 ///
 /// Writing gives the very bytes `JSONEncoder` gives with `[.prettyPrinted, .sortedKeys,
