@@ -24,65 +24,53 @@ enum NodeStateFastCodec {
         var out = Writer()
         out.bytes.reserveCapacity(160 * state.activations.count + 300 * state.releases.count + 100)
         out.raw("{\n  \"activations\" : [")
-        if state.activations.isEmpty {
-            out.raw("\n\n  ]")
-        } else {
-            for (index, activation) in state.activations.enumerated() {
-                out.raw(index == 0 ? "\n    {" : ",\n    {")
-                var first = true
-                out.key("at", level: 3, first: &first)
-                guard out.number(activation.at) else { return nil }
-                if let detail = activation.detail {
-                    out.key("detail", level: 3, first: &first)
-                    guard out.string(detail) else { return nil }
-                }
-                if let from = activation.from {
-                    out.key("from", level: 3, first: &first)
-                    guard out.string(from) else { return nil }
-                }
-                out.key("kind", level: 3, first: &first)
-                guard out.string(activation.kind.rawValue) else { return nil }
-                out.key("result", level: 3, first: &first)
-                guard out.string(activation.result.rawValue) else { return nil }
-                out.key("to", level: 3, first: &first)
-                guard out.string(activation.to) else { return nil }
-                out.raw("\n    }")
+        let activationsWritten = out.objects(state.activations) { out, activation in
+            var first = true
+            out.key("at", level: 3, first: &first)
+            guard out.number(activation.at) else { return false }
+            if let detail = activation.detail {
+                out.key("detail", level: 3, first: &first)
+                guard out.string(detail) else { return false }
             }
-            out.raw("\n  ]")
+            if let from = activation.from {
+                out.key("from", level: 3, first: &first)
+                guard out.string(from) else { return false }
+            }
+            out.key("kind", level: 3, first: &first)
+            guard out.string(activation.kind.rawValue) else { return false }
+            out.key("result", level: 3, first: &first)
+            guard out.string(activation.result.rawValue) else { return false }
+            out.key("to", level: 3, first: &first)
+            return out.string(activation.to)
         }
+        guard activationsWritten else { return nil }
         out.raw(",\n  \"app\" : ")
         guard out.string(state.app) else { return nil }
         out.raw(",\n  \"formatVersion\" : ")
         out.bytes.append(contentsOf: Array(String(state.formatVersion).utf8))
         out.raw(",\n  \"releases\" : [")
-        if state.releases.isEmpty {
-            out.raw("\n\n  ]")
-        } else {
-            for (index, release) in state.releases.enumerated() {
-                out.raw(index == 0 ? "\n    {" : ",\n    {")
-                var first = true
-                if let sha256 = release.archiveSHA256 {
-                    out.key("archiveSHA256", level: 3, first: &first)
-                    guard out.string(sha256) else { return nil }
-                }
-                out.key("origin", level: 3, first: &first)
-                out.raw("{")
-                var firstInOrigin = true
-                if let base = release.origin.base {
-                    out.key("base", level: 4, first: &firstInOrigin)
-                    guard out.string(base) else { return nil }
-                }
-                out.key("kind", level: 4, first: &firstInOrigin)
-                guard out.string(release.origin.kind.rawValue) else { return nil }
-                out.raw("\n      }")
-                out.key("receivedAt", level: 3, first: &first)
-                guard out.number(release.receivedAt) else { return nil }
-                out.key("version", level: 3, first: &first)
-                guard out.string(release.version) else { return nil }
-                out.raw("\n    }")
+        let releasesWritten = out.objects(state.releases) { out, release in
+            var first = true
+            if let sha256 = release.archiveSHA256 {
+                out.key("archiveSHA256", level: 3, first: &first)
+                guard out.string(sha256) else { return false }
             }
-            out.raw("\n  ]")
+            out.key("origin", level: 3, first: &first)
+            out.raw("{")
+            var firstInOrigin = true
+            if let base = release.origin.base {
+                out.key("base", level: 4, first: &firstInOrigin)
+                guard out.string(base) else { return false }
+            }
+            out.key("kind", level: 4, first: &firstInOrigin)
+            guard out.string(release.origin.kind.rawValue) else { return false }
+            out.raw("\n      }")
+            out.key("receivedAt", level: 3, first: &first)
+            guard out.number(release.receivedAt) else { return false }
+            out.key("version", level: 3, first: &first)
+            return out.string(release.version)
         }
+        guard releasesWritten else { return nil }
         out.raw("\n}")
         return Data(out.bytes)
     }
@@ -92,6 +80,23 @@ enum NodeStateFastCodec {
 
         mutating func raw(_ text: StaticString) {
             bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        }
+
+        /// The elements of a top-level array, after its `[`: each an object at the second
+        /// level whose members `members` writes, then the `]`; `[`, two new lines, `]` when
+        /// empty, as JSONEncoder writes it. False when `members` could not write one.
+        mutating func objects<Element>(_ elements: [Element], _ members: (inout Writer, Element) -> Bool) -> Bool {
+            if elements.isEmpty {
+                raw("\n\n  ]")
+                return true
+            }
+            for (index, element) in elements.enumerated() {
+                raw(index == 0 ? "\n    {" : ",\n    {")
+                guard members(&self, element) else { return false }
+                raw("\n    }")
+            }
+            raw("\n  ]")
+            return true
         }
 
         /// `,` before all but the first member, a new line, the indentation, `"key" : `.

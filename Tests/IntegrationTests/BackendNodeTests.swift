@@ -14,6 +14,7 @@ import Glibc
 @testable import SlipwayNodeProtocol
 @testable import SlipwayNode
 @testable import SlipwayFleet
+import SlipwayTestSupport
 
 /// The node operations end to end on the btrfs and ZFS backends (apply, delta, activate,
 /// rollback, prune, schroot), and kill -9 of `slipway node apply` at seeded moments.

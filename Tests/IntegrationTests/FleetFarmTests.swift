@@ -15,6 +15,7 @@ import Glibc
 @testable import SlipwayNode
 @testable import SlipwayFleet
 @testable import SlipwayRegistry
+import SlipwayTestSupport
 
 /// The repository's root, from this file's path.
 private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

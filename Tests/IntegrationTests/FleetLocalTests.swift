@@ -10,6 +10,7 @@ import Testing
 @testable import SlipwayNodeProtocol
 @testable import SlipwayNode
 @testable import SlipwayFleet
+import SlipwayTestSupport
 
 /// A farm of `local` nodes (directories on this machine) driven through the real binary:
 /// deploy, deltas, rolling batches with a failing health check, status drift, fleet

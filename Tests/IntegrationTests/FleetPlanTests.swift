@@ -5,6 +5,7 @@ import Testing
 @testable import SlipwayNodeProtocol
 @testable import SlipwayNode
 @testable import SlipwayFleet
+import SlipwayTestSupport
 
 /// Issue 19: `--plan` shows what deploy, push and rollback would do on each node and changes
 /// nothing; the deploy that follows does what the plan said (method, bytes, batches); a node

@@ -14,6 +14,7 @@ import Glibc
 @testable import SlipwayNodeProtocol
 @testable import SlipwayNode
 @testable import SlipwayFleet
+import SlipwayTestSupport
 
 /// The lvm backend on a real kernel: a VM booted by scripts/lvm-vm from the image slipway
 /// built (recipes/node-base.toml), driven as an ordinary node through an inventory.

@@ -14,6 +14,7 @@ import Glibc
 @testable import SlipwayNodeProtocol
 @testable import SlipwayNode
 @testable import SlipwayFleet
+import SlipwayTestSupport
 
 /// The repository's root, from this file's path.
 private let lvmRepositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -14,6 +14,7 @@ import Glibc
 @testable import SlipwayNodeProtocol
 @testable import SlipwayNode
 @testable import SlipwayFleet
+import SlipwayTestSupport
 
 @Suite("Node: crash injection and a full disk (dir backend)")
 struct NodeCrashTests {

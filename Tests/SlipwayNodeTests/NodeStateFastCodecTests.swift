@@ -3,24 +3,13 @@ import Testing
 @testable import SlipwayNode
 @testable import SlipwayNodeProtocol
 @testable import SlipwayRelease
+import SlipwayTestSupport
 
 /// The journal's own writer and reader (NodeStateFastCodec) against JSONEncoder and
 /// JSONDecoder: the same bytes written, the same journal read, and nil (JSONDecoder decides)
 /// for anything else.
 @Suite("Node journal: the fast codec writes and reads as JSONEncoder and JSONDecoder do")
 struct NodeStateFastCodecTests {
-    /// A deterministic generator (SplitMix64), so a failure is reproduced.
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -29,7 +18,7 @@ struct NodeStateFastCodecTests {
 
     /// A journal as nodes write them: versions, timestamps of now and of a few seconds, and
     /// now and then every optional member absent, a path-like detail, a non-ASCII name.
-    static func journal(_ generator: inout Generator, activations: Int, releases: Int, plain: Bool = true) -> NodeState {
+    static func journal(_ generator: inout SeededGenerator, activations: Int, releases: Int, plain: Bool = true) -> NodeState {
         func version() -> String {
             ["1", "2", "1.0.1", "2026.12.07-3", "v10", "café", "a/b", "x_y"].randomElement(using: &generator)!
         }
@@ -65,7 +54,7 @@ struct NodeStateFastCodecTests {
 
     @Test("written: the very bytes JSONEncoder writes; read back: the same journal, as JSONDecoder reads it")
     func writeAndRead() throws {
-        var generator = Generator(state: 20_261_207)
+        var generator = SeededGenerator(seed: 20_261_207)
         for round in 0..<300 {
             let state = Self.journal(&generator, activations: round % 7 == 0 ? 0 : Int.random(in: 1...200, using: &generator),
                                      releases: round % 11 == 0 ? 0 : Int.random(in: 1...6, using: &generator))
@@ -82,7 +71,7 @@ struct NodeStateFastCodecTests {
 
     @Test("what it does not write itself is left to JSONEncoder: escapes, numbers in exponent form")
     func leftToJSONEncoder() throws {
-        var generator = Generator(state: 7)
+        var generator = SeededGenerator(seed: 7)
         let quoted = Self.journal(&generator, activations: 3, releases: 1, plain: false)
         #expect(NodeStateFastCodec.encode(quoted) == nil)
         var tiny = Self.journal(&generator, activations: 1, releases: 1)
@@ -101,7 +90,7 @@ struct NodeStateFastCodecTests {
 
     @Test("read: never a journal JSONDecoder would not give; nil for unknown, repeated, missing or mistyped members")
     func readNeverDisagrees() throws {
-        var generator = Generator(state: 99)
+        var generator = SeededGenerator(seed: 99)
         let state = Self.journal(&generator, activations: 4, releases: 2)
         let written = Array(try Self.encoder().encode(state))
         // Hand-made cases where the fast reader must give up.

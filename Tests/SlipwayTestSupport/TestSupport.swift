@@ -120,3 +120,17 @@ public func makeDebianLikeTree(at tree: String, extra: (name: String, version: S
                   "Metadata-Version: 2.1\nName: Flask-Login\nVersion: 0.6.3\nSummary: x\n\nName: not-this\n")
     try writeFile(tree + "/usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA", "Name: six\nVersion: 1.16.0\n")
 }
+
+/// A small seeded generator (SplitMix64), so that random trials and inputs are reproduced
+/// from their seed.
+public struct SeededGenerator: RandomNumberGenerator {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
