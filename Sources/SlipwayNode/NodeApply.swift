@@ -6,8 +6,9 @@ import SlipwayArchive
 import SlipwaySystem
 
 /// Lands a release on the node (docs/node.md "Crash safety", apply):
-/// lock → recover → verify the archive's sha256 and the manifest's signature (when trust is
-/// configured) before touching anything → backend staging → extract the archive, or the
+/// lock → recover → verify the manifest's signature (when trust is configured) and the
+/// archive's sha256 before touching anything (a backend that `stagesWhileHashing` makes its
+/// staging tree during the hash and removes it if the hash fails) → backend staging → extract the archive, or the
 /// backend's cheap copy of the base plus the delta → link shared directories → verify the
 /// tree against the manifest → sync → commit → journal. Applying a landed version is a
 /// no-op that says so. On any failure the staging tree is removed and nothing changes.
@@ -71,7 +72,8 @@ extension NodeApply {
                 Result(app: app, version: version, outcome: outcome, origin: originName, base: base, signature: signature,
                        entries: manifest.entries.count, seconds: NodeFiles.now() - started, recovered: recovered.removed)
             }
-            let landed = try context.landed(layout)
+            // What recovery found under this lock (one listing of the backend, not two).
+            let landed = recovered.landed
             // Uploads of a landed version are not needed for resuming any more.
             func dropUploads() {
                 for path in [request.source.archivePath, request.manifestPath, request.signaturePath, request.sbomPath].compactMap({ $0 })
@@ -99,20 +101,22 @@ extension NodeApply {
             let staging: String
             switch request.source {
             case let .full(archive):
-                try checkHash(archive, sha256: manifest.archive.sha256, size: manifest.archive.size)
+                guard access(archive, R_OK) == 0 else { throw NodeError.system(operation: "read the archive", path: archive, errno: errno) }
                 context.log("landing \(app)@\(version) from \(archive)")
-                staging = try context.backend.createStaging(.empty(version, releaseBytes: manifest.tarSize), layout: layout)
+                staging = try stage(.empty(version, releaseBytes: manifest.tarSize), layout: layout, context: context) {
+                    try checkHash(archive, sha256: manifest.archive.sha256, size: manifest.archive.size)
+                }
             case let .delta(archive, base):
                 guard landed.contains(base) else { throw NodeError.baseMissing(app: app, base: base, landed: landed) }
                 guard access(archive, R_OK) == 0 else { throw NodeError.system(operation: "read the delta", path: archive, errno: errno) }
-                if let sha = request.deltaSHA256 {
+                context.log("landing \(app)@\(version) from \(archive) over \(base)")
+                staging = try stage(.copy(version, of: base, releaseBytes: manifest.tarSize), layout: layout, context: context) {
+                    guard let sha = request.deltaSHA256 else { return }
                     let actual = try hash(archive)
                     guard actual.hex == sha else {
                         throw NodeError.archiveMismatch(path: archive, expectedSHA256: sha, actualSHA256: actual.hex, expectedSize: actual.size, actualSize: actual.size)
                     }
                 }
-                context.log("landing \(app)@\(version) from \(archive) over \(base)")
-                staging = try context.backend.createStaging(.copy(version, of: base, releaseBytes: manifest.tarSize), layout: layout)
             }
 
             var manifestWritten = false
@@ -170,6 +174,27 @@ extension NodeApply {
             context.log("landed \(app)@\(version)")
             return result(.landed, signature: signature)
         }
+    }
+
+    /// Runs `check` (the archive's hash), then makes the staging tree; or both at once when
+    /// the backend stages while hashing, removing the staging tree when the check fails.
+    static func stage(_ request: StagingRequest, layout: NodeLayout, context: NodeContext,
+                      afterChecking check: () throws -> Void) throws -> String {
+        let backend = context.backend
+        guard backend.stagesWhileHashing else {
+            try check()
+            return try backend.createStaging(request, layout: layout)
+        }
+        let created = BackgroundValue { Swift.Result(catching: { try backend.createStaging(request, layout: layout) }) }
+        do {
+            try check()
+        } catch {
+            // Waits for the staging tree, then removes it: nothing stays of a release that
+            // failed its check.
+            if case .success = created.value { try? backend.recover(layout: layout) }
+            throw error
+        }
+        return try created.value.get()
     }
 
     static func hash(_ path: String) throws -> (hex: String, size: UInt64) {

@@ -60,7 +60,7 @@ public enum NodeRecovery {
     static func run(_ context: NodeContext, layout: NodeLayout) throws -> Result {
         var result = Result(app: layout.app)
         let before = Set(NodeFiles.names(layout.releases).filter { $0.hasPrefix(".") })
-        try context.backend.recover(layout: layout)
+        let landedList = try context.backend.recoverListingLanded(layout: layout)
         let after = Set(NodeFiles.names(layout.releases).filter { $0.hasPrefix(".") })
         result.removed += before.subtracting(after).sorted().map { "\(layout.releases)/\($0)" }
 
@@ -73,7 +73,6 @@ public enum NodeRecovery {
             result.removed.append("\(layout.appDirectory)/\(name)")
         }
 
-        let landedList = try context.landed(layout)
         let landed = Set(landedList)
         result.landed = landedList
         for name in NodeFiles.names(layout.manifests) {

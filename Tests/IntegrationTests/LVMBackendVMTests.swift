@@ -104,6 +104,7 @@ struct LVMBackendVMTests {
         // The free space deploy --plan compares with a release: the thin pool's free data.
         #expect(status.space?.location == "thin pool slipway/pool" && (status.space?.availableBytes ?? 0) > 0, "\(String(describing: status.space))")
         try fullPool(vm: vm, releases: releases, app: app, controller: controller)
+        try stagingDiscarded(vm: vm, releases: releases, app: app)
         print("lvm-vm: whole test \((ContinuousClock.now - started).components.seconds) s")
     }
 
@@ -232,6 +233,32 @@ struct LVMBackendVMTests {
               "\(interruptedActivates) of \(trials - applyTrials) activates left the old version current")
         #expect(interruptedApplies >= applyTrials / 3, "too few power cuts landed inside apply")
         return lastCurrent
+    }
+
+    /// The staging LV is made while the archive is hashed: an archive that fails its hash
+    /// leaves no LV, mount or directory behind. A staging LV named the way slipway staged
+    /// before 2026-12-07 (`-partial`) is still removed by recover.
+    func stagingDiscarded(vm: LVMVM, releases: LVMAppReleases, app: String) throws {
+        let before = try LVMNodeView(parsing: vm.sshChecked(LVMNodeView.script(app: app)))
+        let release = try releases.release(app, "7.0.0", shared: 2, own: 4)
+        try vm.upload(release.archivePath, to: "/root/rel/7.0.0.tar.zst")
+        try vm.upload(release.manifestPath, to: "/root/rel/7.0.0.json")
+        // One byte changed in the middle of the archive.
+        try vm.sshChecked("printf 'x' | dd of=/root/rel/7.0.0.tar.zst bs=1 seek=$(( $(stat -c %s /root/rel/7.0.0.tar.zst) / 2 )) conv=notrunc status=none")
+        let refused = try vm.ssh("slipway node apply --archive /root/rel/7.0.0.tar.zst --manifest /root/rel/7.0.0.json")
+        #expect(!refused.ok && refused.err.contains("sha256"), "a damaged archive: \(refused.err)")
+        let after = try LVMNodeView(parsing: vm.sshChecked(LVMNodeView.script(app: app)))
+        #expect(after.partialVolumes.isEmpty && after.partialDirectories.isEmpty, "staging left after a failed hash: \(after)")
+        #expect(after.landedVolumes.sorted() == before.landedVolumes.sorted() && after.current == before.current, "\(after)")
+        #expect(try vm.sshChecked("lvs --noheadings -o lv_name slipway").contains("lvmapp-7.0.0") == false)
+
+        let key = LVMNames.rootKey("/var/lib/slipway")
+        try vm.sshChecked("lvcreate -q -y -V 64m --thinpool pool -n lvmapp-8.0.0-partial --addtag slipway.app=lvmapp --addtag slipway.root=\(key) slipway >/dev/null")
+        #expect(try LVMNodeView(parsing: vm.sshChecked(LVMNodeView.script(app: app))).partialVolumes == ["lvmapp-8.0.0-partial"])
+        let recovered = try vm.ssh("slipway node recover lvmapp --json")
+        #expect(recovered.ok, "recover: \(recovered.err)")
+        let last = try LVMNodeView(parsing: vm.sshChecked(LVMNodeView.script(app: app)))
+        #expect(last.partialVolumes.isEmpty && last.landedVolumes.sorted() == before.landedVolumes.sorted(), "\(last)")
     }
 
     /// A thin pool that fills up during an apply: a clear error naming the pool, the current

@@ -163,8 +163,12 @@ struct LVMNodeView {
           echo "source=$(findmnt -n -o SOURCE --mountpoint /var/lib/slipway/\(app)/releases/${cur##*/} || true)"
           echo "versionfile=$(cat /var/lib/slipway/\(app)/current/etc/app/version 2>/dev/null || true)"
         fi
-        for lv in $(lvs --noheadings -o lv_name slipway 2>/dev/null); do
-          case "$lv" in \(app)-*-partial) echo "partial=$lv" ;; \(app)-*) echo "landed=$lv" ;; esac
+        lvs --noheadings --separator '|' -o lv_name,lv_tags slipway 2>/dev/null | while IFS='|' read -r lv tags; do
+          lv=$(echo $lv)
+          case "$lv,$tags" in
+            \(app)-*-partial,* | \(app)-*,*slipway.staging*) echo "partial=$lv" ;;
+            \(app)-*) echo "landed=$lv" ;;
+          esac
         done
         for d in \(releases)/.partial-* ; do [ -e "$d" ] && echo "partialdir=$d"; done
         for d in \(releases)/* ; do [ -e "$d" ] && mountpoint -q "$d" && echo "mounted=${d##*/}"; done

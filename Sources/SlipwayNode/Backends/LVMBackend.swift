@@ -10,12 +10,15 @@ import SlipwaySystem
 /// mounted read-only at `releases/<version>`, with a systemd mount unit so that a reboot
 /// mounts every landed version again.
 ///
-/// Staging is the LV `<app>-<version>-partial` mounted at `releases/.partial-<version>`:
-/// a new LV with a fresh filesystem for a full release, or (thin pool) a thin snapshot of
-/// the base version's LV for a delta. Commit: unmount, `lvrename` to `<app>-<version>`
-/// (one atomic LVM metadata commit: the commit marker), write the mount unit, mount
-/// read-only at `releases/<version>`. `recover` removes every `-partial` LV of the app
-/// (and its mount), and finishes the commit of a renamed LV that is not mounted yet.
+/// Staging is the LV `<app>-<version>` tagged `slipway.staging`, mounted at
+/// `releases/.partial-<version>`: a new LV with a fresh filesystem for a full release, or
+/// (thin pool) a thin snapshot of the base version's LV for a delta. The tag is given by the
+/// `lvcreate` that makes the LV, so no instant has an untagged LV that is not landed.
+/// Commit: unmount, `lvchange --deltag slipway.staging` (one atomic LVM metadata commit:
+/// the commit marker; unlike a rename it leaves device-mapper alone), write the mount unit,
+/// mount read-only at `releases/<version>`. `recover` removes every staging LV of the app
+/// (and its mount), and finishes the commit of an LV committed but not mounted yet. An LV
+/// named `<app>-<version>-partial` is staging too: slipway staged so before 2026-12-07.
 ///
 /// LV names may hold only `[a-zA-Z0-9+_.-]`; app and version are mapped by
 /// `LVMNames` (see docs/lvm.md). Every LV slipway makes carries the tags
@@ -29,6 +32,8 @@ public struct LVMBackend: NodeBackend {
     public var kind: BackendKind { .lvm }
     /// A thin snapshot (or a copy) of a landed LV that is only ever mounted read-only.
     public var stagedCopyIsImmutableBase: Bool { true }
+    /// lvcreate, mkfs and mount (or lvcreate --snapshot) run beside the archive's hash.
+    public var stagesWhileHashing: Bool { true }
 
     public var volumeGroup: String
     public var thinPool: String?
@@ -47,7 +52,10 @@ public struct LVMBackend: NodeBackend {
     /// The node context's runner (makeBackend passes it).
     let runner: CommandRunner
     static let timeout: Duration = .seconds(300)
+    /// The staging mark of slipway before 2026-12-07 (recover still removes such LVs).
     static let partialSuffix = "-partial"
+    /// The tag of an LV being landed; removing it is the commit.
+    static let stagingTag = "slipway.staging"
     static let mebibyte: UInt64 = 1 << 20
 
     static let keys = ["vg", "volume_group", "thin_pool", "filesystem", "size", "factor", "min_size",
@@ -124,7 +132,8 @@ public struct LVMBackend: NodeBackend {
     func lvName(_ version: String, _ layout: NodeLayout) -> String {
         LVMNames.lvName(app: layout.app, version: version)
     }
-    func stagingName(_ version: String, _ layout: NodeLayout) -> String { lvName(version, layout) + Self.partialSuffix }
+    /// The staging LV's name before 2026-12-07.
+    func legacyStagingName(_ version: String, _ layout: NodeLayout) -> String { lvName(version, layout) + Self.partialSuffix }
     func devicePath(_ lv: String) -> String { "/dev/\(volumeGroup)/\(lv)" }
     func tag(_ layout: NodeLayout) -> String { "slipway.app=\(LVMNames.escape(layout.app))" }
     /// LV names are unique per VG, so one VG serves one node root per app: the root's tag
@@ -151,9 +160,10 @@ public struct LVMBackend: NodeBackend {
     func createEmptyStaging(version: String, layout: NodeLayout, releaseBytes: UInt64) throws -> String {
         let prepared = try prepareStaging(version: version, layout: layout)
         let size = volumeSize(releaseBytes: releaseBytes)
-        let staging = stagingName(version, layout)
+        let staging = lvName(version, layout)
         try checkSpace(pool: prepared.pool, newVolume: size, releaseBytes: releaseBytes)
-        var arguments = ["lvcreate", "--yes", "--name", staging, "--addtag", tag(layout), "--addtag", rootTag(layout)]
+        var arguments = ["lvcreate", "--yes", "--name", staging, "--addtag", tag(layout), "--addtag", rootTag(layout),
+                         "--addtag", Self.stagingTag]
         if let pool = thinPool {
             arguments += ["--virtualsize", "\(size)b", "--thinpool", pool, volumeGroup]
         } else {
@@ -181,7 +191,7 @@ public struct LVMBackend: NodeBackend {
         guard let baseVolume = prepared.volumes.first(where: { $0.name == baseLV }) else {
             throw LVMBackendError.notLanded(version: base, volume: "\(volumeGroup)/\(baseLV)")
         }
-        let staging = stagingName(version, layout)
+        let staging = lvName(version, layout)
         let size = volumeSize(releaseBytes: releaseBytes)
         guard thinPool != nil, baseVolume.isThin else {
             // Classic LVs have no cheap copy: a classic LVM snapshot is a copy-on-write
@@ -200,7 +210,8 @@ public struct LVMBackend: NodeBackend {
         try checkSpace(pool: prepared.pool, newVolume: nil, releaseBytes: 0)
         // A thin snapshot; --setactivationskip n so that it activates like any LV, at boot too.
         try lvm(["lvcreate", "--yes", "--snapshot", "--setactivationskip", "n", "--activate", "y", "--name", staging,
-                 "--addtag", tag(layout), "--addtag", rootTag(layout), "\(volumeGroup)/\(baseLV)"], explainingSpace: true)
+                 "--addtag", tag(layout), "--addtag", rootTag(layout), "--addtag", Self.stagingTag, "\(volumeGroup)/\(baseLV)"],
+                explainingSpace: true)
         do {
             let path = try mountStaging(version: version, layout: layout)
             if size > baseVolume.size {
@@ -221,20 +232,20 @@ public struct LVMBackend: NodeBackend {
     }
 
     public func commit(version: String, layout: NodeLayout) throws {
-        let staging = stagingName(version, layout)
+        let staging = lvName(version, layout)
         let mountpoint = layout.partial(version)
         guard LVMMounts.isMountpoint(mountpoint) else {
             throw LVMBackendError.noStaging(version: version, volume: "\(volumeGroup)/\(staging)")
         }
         try run(["umount", mountpoint])
         _ = rmdir(mountpoint)
-        try lvm(["lvrename", volumeGroup, staging, lvName(version, layout)])
+        try lvm(["lvchange", "--deltag", Self.stagingTag, "\(volumeGroup)/\(staging)"])
         try finishCommit(version: version, layout: layout, active: true)
         try? NodeFiles.fsyncDirectory(layout.releases)
     }
 
-    /// The steps after the rename; `recover` repeats them for an LV renamed by an apply that
-    /// was killed before its mount, and for landed LVs after a reboot that did not mount them.
+    /// The steps after the commit marker; `recover` repeats them for an LV committed by an
+    /// apply that was killed before its mount, and for landed LVs after a reboot that did not mount them.
     private func finishCommit(version: String, layout: NodeLayout, active: Bool) throws {
         let lv = lvName(version, layout)
         if !active { try lvm(["lvchange", "--activate", "y", "--ignoreactivationskip", "\(volumeGroup)/\(lv)"]) }
@@ -269,13 +280,38 @@ public struct LVMBackend: NodeBackend {
     }
 
     public func recover(layout: NodeLayout) throws {
+        try recover(layout: layout, volumes: try listVolumes(layout))
+    }
+
+    /// Recovery removes staging LVs and finishes commits: the landed LVs are those listed
+    /// before it, so one `lvs` serves both (each LVM command costs a device scan).
+    public func recoverListingLanded(layout: NodeLayout) throws -> [String] {
         let volumes = try listVolumes(layout)
+        try recover(layout: layout, volumes: volumes)
+        return landed(volumes)
+    }
+
+    func landed(_ volumes: [LVMVolume]) -> [String] {
+        volumes.filter { !$0.isStaging }.compactMap(\.version).sorted()
+    }
+
+    private func recover(layout: NodeLayout, volumes: [LVMVolume]) throws {
         for volume in volumes {
             guard let version = volume.version else { continue }
             if volume.isStaging {
                 let mountpoint = layout.partial(version)
                 if LVMMounts.isMountpoint(mountpoint) { try run(["umount", mountpoint]) }
                 _ = rmdir(mountpoint)
+                if volume.name == lvName(version, layout) {
+                    // A staging LV has its version's name: a mount unit left for that name
+                    // (none should be) must not keep it mounted or mount it at the next boot.
+                    let release = layout.release(version)
+                    if LVMMounts.isMountpoint(release) { try run(["umount", release]) }
+                    if units.list(under: layout.releases + "/").contains(where: { $0.where == release }) {
+                        try units.remove(where: release)
+                        _ = rmdir(release)
+                    }
+                }
                 try lvm(["lvremove", "--yes", "\(volumeGroup)/\(volume.name)"])
             } else if !LVMMounts.isMountpoint(layout.release(version)) || !units.isCurrent(mountUnit(version: version, layout: layout)) {
                 try finishCommit(version: version, layout: layout, active: volume.isActive)
@@ -298,7 +334,7 @@ public struct LVMBackend: NodeBackend {
     }
 
     public func landedVersions(layout: NodeLayout) throws -> [String] {
-        try listVolumes(layout).filter { !$0.isStaging }.compactMap(\.version).sorted()
+        landed(try listVolumes(layout))
     }
 
     public func schrootSettings(version: String, layout: NodeLayout) throws -> [(key: String, value: String)] {
@@ -329,16 +365,16 @@ public struct LVMBackend: NodeBackend {
         var listing = try listAll()
         if let pool = thinPool, listing.pool == nil { throw LVMBackendError.noThinPool(vg: volumeGroup, pool: pool) }
         var volumes = appVolumes(listing.rows, layout)
-        for name in [lvName(version, layout), stagingName(version, layout)] {
+        for name in [lvName(version, layout), legacyStagingName(version, layout)] {
             if let row = listing.rows.first(where: { $0.name == name }), !volumes.contains(where: { $0.name == name }) {
                 throw LVMBackendError.foreignVolume(volume: "\(volumeGroup)/\(name)", root: layout.root,
                                                     tags: row.tags.joined(separator: ","))
             }
         }
-        if volumes.contains(where: { $0.name == lvName(version, layout) }) {
+        if volumes.contains(where: { $0.name == lvName(version, layout) && !$0.isStaging }) {
             throw LVMBackendError.alreadyLanded(version: version, volume: "\(volumeGroup)/\(lvName(version, layout))")
         }
-        if volumes.contains(where: { $0.name == stagingName(version, layout) }) {
+        if volumes.contains(where: { $0.version == version && $0.isStaging }) {
             try recover(layout: layout)
             listing = try listAll()
             volumes = appVolumes(listing.rows, layout)
@@ -349,7 +385,7 @@ public struct LVMBackend: NodeBackend {
     private func mountStaging(version: String, layout: NodeLayout) throws -> String {
         let mountpoint = layout.partial(version)
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
-        try run(["mount", "-t", filesystem, "-o", mountOptions(readOnly: false), devicePath(stagingName(version, layout)), mountpoint])
+        try run(["mount", "-t", filesystem, "-o", mountOptions(readOnly: false), devicePath(lvName(version, layout)), mountpoint])
         return mountpoint
     }
 
@@ -441,8 +477,11 @@ public struct LVMBackend: NodeBackend {
         return rows.compactMap { row in
             guard row.name.hasPrefix(prefix), row.tags.contains(tag(layout)), row.tags.contains(rootTag(layout)) else { return nil }
             var rest = String(row.name.dropFirst(prefix.count))
-            let staging = rest.hasSuffix(Self.partialSuffix)
-            if staging { rest.removeLast(Self.partialSuffix.count) }
+            var staging = row.tags.contains(Self.stagingTag)
+            if rest.hasSuffix(Self.partialSuffix) {
+                rest.removeLast(Self.partialSuffix.count)
+                staging = true
+            }
             return LVMVolume(name: row.name, version: LVMNames.unescape(rest), isStaging: staging,
                              isActive: row.attributes.count > 4 && row.attributes[4] == "a",
                              isThin: row.attributes.first == "V", size: row.size)

@@ -35,6 +35,11 @@ public protocol NodeBackend: Sendable {
     /// The versions this backend holds as landed (for status and consistency checks).
     func landedVersions(layout: NodeLayout) throws -> [String]
 
+    /// `recover`, then `landedVersions`: what recovery at the start of every mutating command
+    /// calls. A backend whose listing is a command of its own (lvm: `lvs`) answers both from
+    /// one listing, since recovery never adds or removes a landed version.
+    func recoverListingLanded(layout: NodeLayout) throws -> [String]
+
     /// The schroot chroot.d settings that expose `version` (type and its keys), when the
     /// node enables schroot.
     func schrootSettings(version: String, layout: NodeLayout) throws -> [(key: String, value: String)]
@@ -44,6 +49,12 @@ public protocol NodeBackend: Sendable {
     /// an immutable snapshot). Then a delta apply hashes only what the delta wrote; a plain
     /// directory copy of a writable base is hashed whole.
     var stagedCopyIsImmutableBase: Bool { get }
+
+    /// Whether apply makes the staging tree while it hashes the archive, rather than after:
+    /// for a backend whose staging costs commands of their own (a new LV and its mkfs, a
+    /// snapshot). What was made is removed when the hash does not match, so nothing stays
+    /// of a release that failed its check; the signature and names are checked before.
+    var stagesWhileHashing: Bool { get }
 
     /// A clearer error for an apply that failed because of the backend's storage (a full
     /// thin pool), or nil to keep the error as it is.
@@ -58,6 +69,11 @@ extension NodeBackend {
     /// The backend's name, for messages.
     public var name: String { kind.rawValue }
     public var stagedCopyIsImmutableBase: Bool { false }
+    public var stagesWhileHashing: Bool { false }
+    public func recoverListingLanded(layout: NodeLayout) throws -> [String] {
+        try recover(layout: layout)
+        return try landedVersions(layout: layout)
+    }
     public func explainFailure(_ error: any Error, version: String, layout: NodeLayout) -> (any Error)? { nil }
 
     /// The file system that holds `releases/` (or its nearest existing parent: a node that
