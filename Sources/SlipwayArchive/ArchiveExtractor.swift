@@ -82,6 +82,27 @@ public enum ArchiveReader {
         try ArchiveLocale.withUTF8 { try readRecords(archive, threads: threads) }
     }
 
+    /// The content of the regular file `path` in `archive`, or nil when the archive holds no
+    /// regular file of that path or one larger than `limit` bytes. Reads up to that entry only.
+    public static func file(_ path: ArchivePath, in archive: String, limit: UInt64 = 16 << 20) throws -> Data? {
+        try ArchiveLocale.withUTF8 {
+            let reader = try TarStreamReader(path: archive, threads: 1, progress: nil)
+            while let header = try reader.nextHeader() {
+                guard ArchivePath(bytes: header.path) == path else { continue }
+                guard header.kind == .file, header.size <= limit else { return nil }
+                var data = Data(count: Int(header.size))
+                try reader.readContent { chunk, offset in
+                    guard offset >= 0, UInt64(offset) + UInt64(chunk.count) <= header.size else {
+                        throw ArchiveError.system(operation: "read \(path) of", path: archive, errno: EINVAL)
+                    }
+                    data.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: Int(offset)).copyMemory(from: chunk.baseAddress!, byteCount: chunk.count) }
+                }
+                return data
+            }
+            return nil
+        }
+    }
+
     private static func readRecords(_ archive: String, threads: Int) throws -> [EntryRecord] {
         let reader = try TarStreamReader(
             path: archive, threads: threads > 0 ? threads : ProcessInfo.processInfo.activeProcessorCount, progress: nil)

@@ -44,7 +44,7 @@ struct Publish: SlipwayCommand {
 struct Pull: SlipwayCommand {
     static let configuration = CommandConfiguration(
         commandName: "pull",
-        abstract: "Bring a release published in an OCI registry into the local store, checked as `verify` checks it.")
+        abstract: "Bring a release published in an OCI registry into the local store, checked as `verify` checks it, with its published deltas from versions the store has.")
 
     @Argument(help: ArgumentHelp("The release.", valueName: "NAME@V")) var reference: String
     @Option(help: ArgumentHelp("The registry and repository: oci://HOST[:PORT]/REPO or oci+http://HOST[:PORT]/REPO.", valueName: "LOCATION"))
@@ -77,7 +77,8 @@ struct Pull: SlipwayCommand {
             "\(report.release) ← \(report.location):\(report.tag) @ \(report.digest): "
                 + (report.outcome == "added" ? "added (\(ByteCount.format(report.bytesFetched)) fetched)" : "already in the store")
                 + "; \(signature)",
-        ])
+        ] + (report.deltasFrom.isEmpty ? [] : ["deltas from \(report.deltasFrom.joined(separator: ", ")) fetched into the store's cache"])
+          + report.deltasSkipped.map { "delta from \($0)" })
     }
 }
 

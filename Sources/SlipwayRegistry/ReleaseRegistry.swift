@@ -32,6 +32,8 @@ public enum ReleaseRegistry {
     public static let nameAnnotation = "vnd.slipway.name"
     public static let versionAnnotation = "vnd.slipway.version"
     public static let baseAnnotation = "vnd.slipway.delta.base"
+    /// The SHA-256 of the base's archive a delta was made from.
+    public static let baseArchiveAnnotation = "vnd.slipway.delta.base-archive-sha256"
 
     // MARK: Publish
 
@@ -153,7 +155,7 @@ public enum ReleaseRegistry {
             let layer = try put(file: "deltas/\(file)", path: deltas + "/" + file, mediaType: compression == .zstd ? zstdDeltaLayerType : deltaLayerType,
                                 digest: metadata.archiveSHA256.map { "sha256:" + $0 }, size: metadata.archiveSize)
             try refer(kind: "delta", artifactType: deltaType, layer: layer, tag: RegistryTag.forDelta(version: reference.version, base: base),
-                      extra: [baseAnnotation: base, "vnd.slipway.delta.base-archive-sha256": metadata.fromArchiveSHA256])
+                      extra: [baseAnnotation: base, baseArchiveAnnotation: metadata.fromArchiveSHA256])
         }
         try addReferrers(referrers, to: report.digest, client: client)
         return report
@@ -251,6 +253,12 @@ public enum ReleaseRegistry {
 
     /// The published delta from `base` to `reference`, nil when the registry has none.
     public static func delta(_ reference: ReleaseReference, base: String, client: RegistryClient) throws -> OCIDescriptor? {
+        try deltaArtifact(reference, base: base, client: client)?.layer
+    }
+
+    /// The published delta's layer and the SHA-256 of the base archive it was made from.
+    static func deltaArtifact(_ reference: ReleaseReference, base: String, client: RegistryClient)
+        throws -> (layer: OCIDescriptor, baseArchiveSHA256: String?)? {
         let tag = RegistryTag.forDelta(version: reference.version, base: base)
         guard let found = try client.manifest(tag),
               let manifest = try? JSONDecoder().decode(OCIManifest.self, from: found.bytes),
@@ -260,7 +268,74 @@ public enum ReleaseRegistry {
               manifest.annotations?[baseAnnotation] == base,
               manifest.layers.count == 1
         else { return nil }
-        return manifest.layers[0]
+        return (manifest.layers[0], manifest.annotations?[baseArchiveAnnotation])
+    }
+
+    /// Brings the deltas the registry holds to `release` from versions `store` has into the
+    /// store's delta cache (`deltas/BASE.tar.*` and `deltas/BASE.json`), as a push from this
+    /// store would have made them, so that pushing from it sends the delta without making it.
+    /// A delta is taken only when it is of this store's builds: its digest, then the
+    /// `.slipway-delta.json` inside it naming this app, the base and this version with both
+    /// archives' SHA-256 as the store has them; any other is skipped, saying why. A delta
+    /// already cached is not fetched again.
+    static func pullDeltas(_ release: StoredRelease, client: RegistryClient, store: ReleaseStore,
+                           log: (String) -> Void) throws -> (bases: [String], skipped: [String], bytes: UInt64) {
+        let reference = release.reference
+        let compression = ReleaseDelta.compression(forRelease: release.manifest.compression)
+        var bases: [String] = [], skipped: [String] = [], bytes: UInt64 = 0
+        for base in try store.versions(of: reference.name) where base != reference.version {
+            guard let old = try? store.release(name: reference.name, version: base) else { continue }
+            let archive = ReleaseDelta.archivePath(store: store, name: reference.name, from: base, to: reference.version, compression: compression)
+            let metadataPath = ReleaseDelta.metadataPath(store: store, name: reference.name, from: base, to: reference.version)
+            if let data = FileManager.default.contents(atPath: metadataPath),
+               let cached = try? JSONDecoder().decode(DeltaMetadata.self, from: data),
+               cached.fromArchiveSHA256 == old.manifest.archive.sha256, cached.toArchiveSHA256 == release.manifest.archive.sha256,
+               access(archive, F_OK) == 0 {
+                continue
+            }
+            guard let found = try deltaArtifact(reference, base: base, client: client) else { continue }
+            func skip(_ why: String) {
+                skipped.append("\(base): \(why)")
+                log("delta from \(base) skipped: \(why)")
+            }
+            if let sha = found.baseArchiveSHA256, sha != old.manifest.archive.sha256 {
+                skip("made from another build of \(reference.name)@\(base) (base archive sha256 \(sha))")
+                continue
+            }
+            guard deltaCompression(mediaType: found.layer.mediaType) == compression, found.layer.digest.hasPrefix("sha256:") else {
+                skip("layer \(found.layer.mediaType) \(found.layer.digest) is not a \(compression.fileExtension) delta by sha256")
+                continue
+            }
+            let deltas = release.directory + "/deltas"
+            if mkdir(deltas, 0o755) != 0 && errno != EEXIST {
+                throw RegistryError.unexpected(what: deltas, detail: String(cString: strerror(errno)))
+            }
+            // Kept across an interrupted pull (fetchBlob resumes it); removed once used.
+            let partial = deltas + "/.pulling-\(base).\(compression.fileExtension)"
+            bytes += try client.fetchBlob(found.layer.digest, size: found.layer.size, to: partial,
+                                          what: "the delta from \(base) of \(reference)", log: log)
+            let inner = (try? ArchiveReader.file(ArchivePath(DeltaMetadata.entryName), in: partial))
+                .flatMap { $0 }.flatMap { try? JSONDecoder().decode(DeltaMetadata.self, from: $0) }
+            guard var metadata = inner, metadata.name == reference.name, metadata.from == base, metadata.to == reference.version,
+                  metadata.fromArchiveSHA256 == old.manifest.archive.sha256,
+                  metadata.toArchiveSHA256 == release.manifest.archive.sha256 else {
+                unlink(partial)
+                skip("its \(DeltaMetadata.entryName) does not name \(reference.name) \(base) → \(reference.version) with the store's archives")
+                continue
+            }
+            metadata.archiveSHA256 = String(found.layer.digest.dropFirst("sha256:".count))
+            metadata.archiveSize = found.layer.size
+            guard rename(partial, archive) == 0 else {
+                throw RegistryError.unexpected(what: archive, detail: String(cString: strerror(errno)))
+            }
+            // The archive first, its metadata last: the metadata marks a complete cache entry.
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            try writeFileAtomically(metadataPath, try encoder.encode(metadata) + Data("\n".utf8))
+            log("delta from \(base): \(ByteCount.format(found.layer.size))")
+            bases.append(base)
+        }
+        return (bases, skipped, bytes)
     }
 
     // MARK: Pull
@@ -275,6 +350,10 @@ public enum ReleaseRegistry {
         public var bytesFetched: UInt64
         /// `verified` (with the key given), `unchecked` (signed, no key given) or `absent`.
         public var signature: String
+        /// The versions whose delta to this one was fetched into the store's cache.
+        public var deltasFrom: [String] = []
+        /// Deltas the registry has that were not taken, each with why.
+        public var deltasSkipped: [String] = []
     }
 
     /// Brings `reference` from the registry into `store`, byte for byte as it was
@@ -293,11 +372,18 @@ public enum ReleaseRegistry {
         }
         var report = PullReport(release: reference.description, location: client.location.description, tag: pinned.tag,
                                 digest: pinned.digest, outcome: "added", bytesFetched: 0, signature: "absent")
+        func addDeltas(_ release: StoredRelease) throws {
+            let deltas = try pullDeltas(release, client: client, store: store, log: log)
+            report.deltasFrom = deltas.bases
+            report.deltasSkipped = deltas.skipped
+            report.bytesFetched += deltas.bytes
+        }
         if let existing = try? store.release(reference) {
             try check(pinned, matches: existing)
             report.outcome = "alreadyPresent"
             report.signature = signatureStatus(existing)
             if let trust { try ReleaseVerifier.verify(existing, trust: trust).requireValid() }
+            try addDeltas(existing)
             return report
         }
         let appDir = store.appDirectory(reference.name)
@@ -335,6 +421,7 @@ public enum ReleaseRegistry {
             try? FileManager.default.removeItem(atPath: work)
             throw error
         }
+        try addDeltas(try store.release(reference))
         return report
     }
 }

@@ -132,6 +132,59 @@ struct RegistryTests {
         #expect(missing.status != 0 && missing.err.contains("web@9"), "missing: \(missing.err)")
     }
 
+    @Test("pull brings the published delta from a version the store has into its cache; not again, and not one made from another build",
+          .needs(.registry, .builtSlipway))
+    func pullBringsDeltas() throws {
+        let setup = try Published(binary: try #require(builtSlipway))
+        defer { setup.stop() }
+        let app = setup.fx.app
+        let location = setup.server.location("farm/web")
+        for version in ["1", "2"] {
+            let published = try setup.slipway(["publish", "\(app)@\(version)", "--to", location])
+            #expect(published.status == 0, "publish \(version): \(published.err)")
+        }
+        let source = setup.fx.store.root + "/\(app)/2/deltas"
+
+        // A store with 1: pulling 2 brings the delta from 1, byte for byte, with its metadata.
+        let other = setup.fx.dir.sub("store-pulled")
+        #expect(try setup.slipway(["pull", "\(app)@1", "--from", location], store: other).status == 0)
+        let pulled = try setup.slipway(["pull", "\(app)@2", "--from", location, "--json"], store: other)
+        #expect(pulled.status == 0, "pull: \(pulled.err)")
+        let report = try JSONDecoder().decode(ReleaseRegistry.PullReport.self, from: pulled.stdout)
+        #expect(report.outcome == "added" && report.deltasFrom == ["1"] && report.deltasSkipped.isEmpty, "\(report)")
+        let delta = try Data(contentsOf: URL(fileURLWithPath: source + "/1.tar.xz"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: other + "/\(app)/2/deltas/1.tar.xz")) == delta)
+        #expect(report.bytesFetched >= UInt64(delta.count) + (try setup.fx.store.release(name: app, version: "2")).manifest.archive.size)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: other + "/\(app)/2/deltas/1.json"))
+                == Data(contentsOf: URL(fileURLWithPath: source + "/1.json")), "the cache entry is the one the delta's maker wrote")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: other + "/\(app)/2/deltas")) ?? []).sorted() == ["1.json", "1.tar.xz"])
+        // The pulled store's own delta maker finds it cached: a push from it sends it as is.
+        let made = try ReleaseDelta.make(store: try ReleaseStore(root: other), from: .init(name: app, version: "1"), to: .init(name: app, version: "2"))
+        #expect(made.cached)
+        let verified = try setup.slipway(["verify", "\(app)@2", "--trust", setup.keyPath + ".pub"], store: other)
+        #expect(verified.status == 0, "verify after pull: \(verified.err)")
+
+        // Again: nothing fetched, the delta blob not asked for.
+        let digest = "sha256:" + (try FileHasher.sha256(path: source + "/1.tar.xz")).hex
+        let gets = setup.server.requests("GET", containing: "/blobs/" + digest)
+        let again = try setup.slipway(["pull", "\(app)@2", "--from", location, "--json"], store: other)
+        #expect(again.status == 0, "pull again: \(again.err)")
+        let againReport = try JSONDecoder().decode(ReleaseRegistry.PullReport.self, from: again.stdout)
+        #expect(againReport.outcome == "alreadyPresent" && againReport.deltasFrom.isEmpty && againReport.bytesFetched == 0, "\(againReport)")
+        #expect(setup.server.requests("GET", containing: "/blobs/" + digest) == gets)
+
+        // A store whose version 1 is another build: the delta is not taken, and it says why.
+        let rebuilt = try NodeFixture("slipway-registry-rebuilt")
+        defer { rebuilt.remove() }
+        try rebuilt.release("1", big: 1_000_001)
+        let skipped = try setup.slipway(["pull", "\(app)@2", "--from", location, "--json"], store: rebuilt.store.root)
+        #expect(skipped.status == 0, "pull over another build: \(skipped.err)")
+        let skippedReport = try JSONDecoder().decode(ReleaseRegistry.PullReport.self, from: skipped.stdout)
+        #expect(skippedReport.deltasFrom.isEmpty && skippedReport.deltasSkipped.count == 1
+                && skippedReport.deltasSkipped[0].contains("another build"), "\(skippedReport)")
+        #expect(!FileManager.default.fileExists(atPath: rebuilt.store.root + "/\(app)/2/deltas"))
+    }
+
     @Test("a blob whose bytes the registry changed is refused and not kept; an interrupted pull resumes with a Range request",
           .needs(.registry, .builtSlipway))
     func wrongDigestAndResume() throws {

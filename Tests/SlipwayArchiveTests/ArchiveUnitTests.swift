@@ -37,4 +37,26 @@ struct ArchiveUnitTests {
         #expect(try ZstdData.decompress(patch, source: "patch", limit: 1 << 20, prefix: text) == edited)
         #expect(throws: ArchiveError.self) { try ZstdData.decompress(Data(packed.prefix(packed.count / 2)), source: "cut") }
     }
+
+    @Test("one file's content is read from an archive (xz and plain); a path that is no regular file, or too big, is nil")
+    func oneFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-onefile-\(getpid())-\(UInt32.random(in: 0 ... .max))").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tree = dir + "/tree"
+        try FileManager.default.createDirectory(atPath: tree + "/etc/app", withIntermediateDirectories: true)
+        let body = Data((0..<300_000).map { UInt8(($0 * 7) % 253) })
+        try body.write(to: URL(fileURLWithPath: tree + "/etc/app/data"))
+        try Data("{}\n".utf8).write(to: URL(fileURLWithPath: tree + "/.meta.json"))
+        symlink("data", tree + "/etc/app/link")
+        for compression in [ArchiveCompression.xz, .none] {
+            let archive = dir + "/a." + compression.fileExtension
+            _ = try ArchiveWriter.pack(tree: tree, to: archive, configuration: .init(compression: compression, level: 0, sourceDateEpoch: 1_700_000_000))
+            #expect(try ArchiveReader.file(ArchivePath("etc/app/data"), in: archive) == body)
+            #expect(try ArchiveReader.file(ArchivePath(".meta.json"), in: archive) == Data("{}\n".utf8))
+            #expect(try ArchiveReader.file(ArchivePath("etc/app/link"), in: archive) == nil)
+            #expect(try ArchiveReader.file(ArchivePath("etc/app"), in: archive) == nil)
+            #expect(try ArchiveReader.file(ArchivePath("etc/app/missing"), in: archive) == nil)
+            #expect(try ArchiveReader.file(ArchivePath("etc/app/data"), in: archive, limit: 1000) == nil)
+        }
+    }
 }
