@@ -164,22 +164,42 @@ package final class TOMLTableReader {
     /// - a table header whose name does not begin with a key: `[#`, `[ =`, `` [[` ``, a `[`
     ///   at the end. After the `[` (or `[[`) and blanks must come a bare key's character
     ///   (`A-Za-z0-9_-`), a quote, or the `]` of an empty name, which toml++ reports itself;
-    /// - a `}` where an array expects an element: `a = [1, }]`.
+    /// - a `}` where an array expects an element: `a = [1, }]`;
+    /// - a value that begins as a local date and a `T` but whose time does not begin with a
+    ///   digit: `a = 2025-01-01T)00:00:00Z` (`parse_time` asserts its first digit once the
+    ///   value's characters, `:` among them, have made it a date-time).
     ///
     /// A header is a `[` that begins a line outside any value, so the scan skips strings and
-    /// comments and follows the brackets of arrays and inline tables.
+    /// comments and follows the brackets of arrays and inline tables. A value begins after a
+    /// `=`, and after the `[` or a `,` of an array.
     package static func abortingConstruct(_ text: String) -> (line: Int, column: Int, message: String)? {
         let bytes = Array(text.utf8)
         var i = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0, line = 1, lineStart = 0  // after a BOM
         var open: [UInt8] = []  // the brackets of the values being read, innermost last
         func at(_ k: Int) -> UInt8? { k < bytes.count ? bytes[k] : nil }
         func starts(_ s: String, _ k: Int) -> Bool { bytes[k...].starts(with: s.utf8) }
+        func isDigit(_ k: Int) -> Bool { at(k).map { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } ?? false }
+        /// `YYYY-MM-DDT` (or `t`) at `k`, and no digit after it.
+        func dateWithoutTime(_ k: Int) -> Bool {
+            [0, 1, 2, 3, 5, 6, 8, 9].allSatisfy { isDigit(k + $0) } && at(k + 4) == UInt8(ascii: "-") && at(k + 7) == UInt8(ascii: "-")
+                && (at(k + 10) == UInt8(ascii: "T") || at(k + 10) == UInt8(ascii: "t")) && !isDigit(k + 11)
+        }
         var atLineStart = true
+        var atValue = false  // the next token begins a value
         while i < bytes.count {
             let c = bytes[i]
-            if c == UInt8(ascii: "\n") { line += 1; lineStart = i + 1; atLineStart = true; i += 1; continue }
+            if c == UInt8(ascii: "\n") {
+                line += 1; lineStart = i + 1; atLineStart = true; i += 1
+                if open.last != UInt8(ascii: "[") { atValue = false }  // only an array's values go on after a newline
+                continue
+            }
             if c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") || c == UInt8(ascii: "\r") { i += 1; continue }
             if c == UInt8(ascii: "#") { while i < bytes.count, bytes[i] != UInt8(ascii: "\n") { i += 1 }; continue }
+            if atValue, dateWithoutTime(i) {
+                return (line, i - lineStart + 1, "a date-time whose time does not begin with a digit")
+            }
+            let opensArray = c == UInt8(ascii: "[") && atValue
+            atValue = c == UInt8(ascii: "=") || opensArray || (c == UInt8(ascii: ",") && open.last == UInt8(ascii: "["))
             if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
                 let quote = c
                 let triple = starts(String(repeating: String(UnicodeScalar(quote)), count: 3), i)
@@ -207,7 +227,7 @@ package final class TOMLTableReader {
                 atLineStart = false
                 continue
             }
-            if c == UInt8(ascii: "["), open.isEmpty, atLineStart {
+            if c == UInt8(ascii: "["), open.isEmpty, atLineStart, !opensArray {
                 var k = i + 1
                 if at(k) == UInt8(ascii: "[") { k += 1 }
                 while at(k) == UInt8(ascii: " ") || at(k) == UInt8(ascii: "\t") { k += 1 }

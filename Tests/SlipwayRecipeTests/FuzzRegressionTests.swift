@@ -29,10 +29,26 @@ struct FuzzRegressionTests {
         #expect(throws: RecipeError.self) { try Recipe.load(path: fuzzInputs + "/recipe-header-backtick.toml") }
     }
 
-    /// Each made toml++ abort (fuzz-recipe: `[#`, `[`0lease]`; fuzz-inventory-toml: `["n1", }n2"]`).
+    /// fuzz-recipe's third find (2026-12-07, a 30-minute run), as it wrote it: a mangled
+    /// `source_date_epoch` whose value `2025-01-01T)00:000:0Z: …` toml++ took for a date-time
+    /// and then asserted a digit after the `T`.
+    @Test func dateTimeWithoutATimeIsASyntaxError() throws {
+        let path = fuzzInputs + "/recipe-datetime-no-time.toml"
+        do {
+            _ = try Recipe.load(path: path)
+            Issue.record("\(path) was read")
+        } catch let RecipeError.syntax(file, line, column, message) {
+            #expect(file == path && line == 2 && column == 16)
+            #expect(message.contains("date-time"), "\(message)")
+        }
+    }
+
+    /// Each made toml++ abort (fuzz-recipe: `[#`, `[`0lease]`, `2025-01-01T)`; fuzz-inventory-toml: `["n1", }n2"]`).
     @Test(arguments: ["[#", "[# x]\n", "[ #\n", "[\t#]", "[[#]]", "[[ # c\n", "name = 1\n  [  # c\n",
                       "[`0lease]\nname = \"app\"\n", "[!]", "[=]", "[.]", "[", "[\u{E9}]", "[[`]]",
-                      "a = [}]", "a = [1, }]\n", "a = [ # c\n}]", "[t]\nnodes = [\"n1\", }n2\"]\n"])
+                      "a = [}]", "a = [1, }]\n", "a = [ # c\n}]", "[t]\nnodes = [\"n1\", }n2\"]\n",
+                      "a = 2025-01-01T)00:00:00Z\n", "a=2025-01-01tx:00", "a = [ 1979-05-27T07:32:00Z,\n  2025-01-01T:00:00 ]",
+                      "t = { a = 2025-01-01T-0:00 }", "a = 2025-01-01T"])
     func constructsThatAbortedAreSyntaxErrors(text: String) throws {
         #expect(throws: TOMLFileError.self) { try TOMLTableReader.document(text: text, file: "t.toml") }
         #expect(TOMLTableReader.abortingConstruct(text) != nil)
@@ -48,6 +64,9 @@ struct FuzzRegressionTests {
         "t = { a = [ 1 ] }\n[\"#quoted\"]\nx = 1\n",
         "[ 'lit' ]\n[[ -a_1 ]]\n[b . c]\n",
         "a = [ { b = 1 }, { c = [ 2 ] } ]\n",
+        "a = 1979-05-27T07:32:00Z\nb = 1979-05-27t07:32:00\nc = 1979-05-27 07:32:00\nd = 1979-05-27\n",
+        "a = [ 1979-05-27T07:32:00Z, 1979-05-27 ]\n",
+        "2025-01-01Tx = 1\nt = { 2025-01-01Ty = \"2025-01-01T)\" }\n",
     ])
     func bracketsInValuesAreNotHeaders(text: String) throws {
         #expect(TOMLTableReader.abortingConstruct(text) == nil)
