@@ -167,7 +167,10 @@ package final class TOMLTableReader {
     /// - a `}` where an array expects an element: `a = [1, }]`;
     /// - a value that begins as a local date and a `T` but whose time does not begin with a
     ///   digit: `a = 2025-01-01T)00:00:00Z` (`parse_time` asserts its first digit once the
-    ///   value's characters, `:` among them, have made it a date-time).
+    ///   value's characters, `:` among them, have made it a date-time);
+    /// - a value of ten characters shaped as a date and then a space and one digit alone:
+    ///   `a = 2025-01-01 0` (looking for a time after the space, the scan asserts that the
+    ///   character after that digit goes on).
     ///
     /// A header is a `[` that begins a line outside any value, so the scan skips strings and
     /// comments and follows the brackets of arrays and inline tables. A value begins after a
@@ -184,6 +187,16 @@ package final class TOMLTableReader {
             [0, 1, 2, 3, 5, 6, 8, 9].allSatisfy { isDigit(k + $0) } && at(k + 4) == UInt8(ascii: "-") && at(k + 7) == UInt8(ascii: "-")
                 && (at(k + 10) == UInt8(ascii: "T") || at(k + 10) == UInt8(ascii: "t")) && !isDigit(k + 11)
         }
+        /// Ten characters (`_` not counted, as toml++ does not), the first a digit and the fifth
+        /// and eighth `-`, then a space and a digit that no digit follows.
+        func dateThenLoneDigit(_ k: Int) -> Bool {
+            let terminators: Set<UInt8> = [0x20, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, UInt8(ascii: ","), UInt8(ascii: "]"), UInt8(ascii: "}"), UInt8(ascii: "#")]
+            var end = k
+            while let b = at(end), !terminators.contains(b) { end += 1 }
+            let characters = String(decoding: bytes[k..<end], as: UTF8.self).unicodeScalars.filter { $0 != "_" }.map { $0 }
+            guard characters.count == 10, isDigit(k), characters[4] == "-", characters[7] == "-" else { return false }
+            return at(end) == UInt8(ascii: " ") && isDigit(end + 1) && !isDigit(end + 2)
+        }
         var atLineStart = true
         var atValue = false  // the next token begins a value
         while i < bytes.count {
@@ -197,6 +210,9 @@ package final class TOMLTableReader {
             if c == UInt8(ascii: "#") { while i < bytes.count, bytes[i] != UInt8(ascii: "\n") { i += 1 }; continue }
             if atValue, dateWithoutTime(i) {
                 return (line, i - lineStart + 1, "a date-time whose time does not begin with a digit")
+            }
+            if atValue, dateThenLoneDigit(i) {
+                return (line, i - lineStart + 1, "a date followed by a space and a single digit, not a time")
             }
             let opensArray = c == UInt8(ascii: "[") && atValue
             atValue = c == UInt8(ascii: "=") || opensArray || (c == UInt8(ascii: ",") && open.last == UInt8(ascii: "["))

@@ -21,4 +21,18 @@ struct FuzzRegressionTests {
             #expect(message.contains("array"))
         }
     }
+
+    /// fuzz-inventory-toml (2026-12-07, a 30-minute run), as it wrote it: `tt = 2--------n 0`
+    /// then a tab. Ten characters shaped as a date, a space and one digit: toml++'s scan for
+    /// a time after the space asserted that the character after the digit goes on.
+    @Test func dateThenALoneDigitIsASyntaxError() throws {
+        let path = fuzzInputs + "/inventory-date-lone-digit.toml"
+        do {
+            _ = try Inventory.load(path: path)
+            Issue.record("\(path) was read")
+        } catch let TOMLFileError.syntax(file, line, column, message) {
+            #expect(file == path && line == 1 && column == 6)
+            #expect(message.contains("single digit"), "\(message)")
+        }
+    }
 }

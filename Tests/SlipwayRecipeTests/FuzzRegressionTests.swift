@@ -48,7 +48,9 @@ struct FuzzRegressionTests {
                       "[`0lease]\nname = \"app\"\n", "[!]", "[=]", "[.]", "[", "[\u{E9}]", "[[`]]",
                       "a = [}]", "a = [1, }]\n", "a = [ # c\n}]", "[t]\nnodes = [\"n1\", }n2\"]\n",
                       "a = 2025-01-01T)00:00:00Z\n", "a=2025-01-01tx:00", "a = [ 1979-05-27T07:32:00Z,\n  2025-01-01T:00:00 ]",
-                      "t = { a = 2025-01-01T-0:00 }", "a = 2025-01-01T"])
+                      "t = { a = 2025-01-01T-0:00 }", "a = 2025-01-01T",
+                      "tt = 2--------n 0\t\u{0} (\u{0}0", "a = 2025-01-01 0\n", "a = [2025-01-01 1]", "a = 2_025-01-01 7,",
+                      "a = 2025-01-0\u{E9} 1\n"])
     func constructsThatAbortedAreSyntaxErrors(text: String) throws {
         #expect(throws: TOMLFileError.self) { try TOMLTableReader.document(text: text, file: "t.toml") }
         #expect(TOMLTableReader.abortingConstruct(text) != nil)
@@ -67,6 +69,8 @@ struct FuzzRegressionTests {
         "a = 1979-05-27T07:32:00Z\nb = 1979-05-27t07:32:00\nc = 1979-05-27 07:32:00\nd = 1979-05-27\n",
         "a = [ 1979-05-27T07:32:00Z, 1979-05-27 ]\n",
         "2025-01-01Tx = 1\nt = { 2025-01-01Ty = \"2025-01-01T)\" }\n",
+        "a = 1979-05-27 07:32:00\nb = [ 1979-05-27 07:32:00.5, 1979-05-27 ]\nc = 1979-05-27 # 1\n",
+        "2025-01-01 = 1\n",
     ])
     func bracketsInValuesAreNotHeaders(text: String) throws {
         #expect(TOMLTableReader.abortingConstruct(text) == nil)
