@@ -284,15 +284,8 @@ public enum ReleaseRegistry {
         let compression = ReleaseDelta.compression(forRelease: release.manifest.compression)
         var bases: [String] = [], skipped: [String] = [], bytes: UInt64 = 0
         for base in try store.versions(of: reference.name) where base != reference.version {
-            guard let old = try? store.release(name: reference.name, version: base) else { continue }
-            let archive = ReleaseDelta.archivePath(store: store, name: reference.name, from: base, to: reference.version, compression: compression)
-            let metadataPath = ReleaseDelta.metadataPath(store: store, name: reference.name, from: base, to: reference.version)
-            if let data = FileManager.default.contents(atPath: metadataPath),
-               let cached = try? JSONDecoder().decode(DeltaMetadata.self, from: data),
-               cached.fromArchiveSHA256 == old.manifest.archive.sha256, cached.toArchiveSHA256 == release.manifest.archive.sha256,
-               access(archive, F_OK) == 0 {
-                continue
-            }
+            guard let old = try? store.release(name: reference.name, version: base),
+                  ReleaseDelta.cached(store: store, from: old, to: release) == nil else { continue }
             guard let found = try deltaArtifact(reference, base: base, client: client) else { continue }
             func skip(_ why: String) {
                 skipped.append("\(base): \(why)")
@@ -325,13 +318,7 @@ public enum ReleaseRegistry {
             }
             metadata.archiveSHA256 = String(found.layer.digest.dropFirst("sha256:".count))
             metadata.archiveSize = found.layer.size
-            guard rename(partial, archive) == 0 else {
-                throw RegistryError.unexpected(what: archive, detail: String(cString: strerror(errno)))
-            }
-            // The archive first, its metadata last: the metadata marks a complete cache entry.
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            try writeFileAtomically(metadataPath, try encoder.encode(metadata) + Data("\n".utf8))
+            try ReleaseDelta.adopt(archive: partial, metadata: metadata, store: store)
             log("delta from \(base): \(ByteCount.format(found.layer.size))")
             bases.append(base)
         }

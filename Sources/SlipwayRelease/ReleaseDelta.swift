@@ -55,6 +55,36 @@ public enum ReleaseDelta {
         store.releaseDirectory(ReleaseReference(name: name, version: to)) + "/deltas/\(from).json"
     }
 
+    /// How a delta's metadata is written, inside the delta and in the cache.
+    static var metadataEncoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+
+    /// The cached delta from `old` to `new`, when the cache holds one made from these very
+    /// archives (its metadata, written last, marks a complete entry).
+    public static func cached(store: ReleaseStore, from old: StoredRelease, to new: StoredRelease) -> Made? {
+        let (name, from, to) = (new.reference.name, old.reference.version, new.reference.version)
+        let archive = archivePath(store: store, name: name, from: from, to: to, compression: compression(forRelease: new.manifest.compression))
+        let metaPath = metadataPath(store: store, name: name, from: from, to: to)
+        guard access(archive, F_OK) == 0, let data = FileManager.default.contents(atPath: metaPath),
+              let meta = try? JSONDecoder().decode(DeltaMetadata.self, from: data),
+              meta.toArchiveSHA256 == new.manifest.archive.sha256, meta.fromArchiveSHA256 == old.manifest.archive.sha256
+        else { return nil }
+        return Made(archivePath: archive, metadataPath: metaPath, metadata: meta, cached: true)
+    }
+
+    /// Puts a delta archive made elsewhere (a registry's) into the cache: the archive by
+    /// rename, then its metadata, last.
+    public static func adopt(archive path: String, metadata: DeltaMetadata, store: ReleaseStore) throws {
+        let name = metadata.name, from = metadata.from, to = metadata.to
+        let release = try store.release(name: name, version: to)
+        let archive = archivePath(store: store, name: name, from: from, to: to, compression: compression(forRelease: release.manifest.compression))
+        guard rename(path, archive) == 0 else { throw ReleaseError.system(operation: "rename \(path) to", path: archive, errno: errno) }
+        try writeFileAtomically(metadataPath(store: store, name: name, from: from, to: to), try metadataEncoder.encode(metadata) + Data("\n".utf8))
+    }
+
     /// What `make` produced.
     public struct Made: Sendable {
         public var archivePath: String
@@ -75,15 +105,10 @@ public enum ReleaseDelta {
         }
         let old = try store.release(from)
         let new = try store.release(to)
+        if let made = cached(store: store, from: old, to: new) { return made }
         let compression = compression(forRelease: new.manifest.compression)
         let archive = archivePath(store: store, name: to.name, from: from.version, to: to.version, compression: compression)
         let metaPath = metadataPath(store: store, name: to.name, from: from.version, to: to.version)
-        if access(archive, F_OK) == 0, access(metaPath, F_OK) == 0,
-           let data = FileManager.default.contents(atPath: metaPath),
-           let meta = try? JSONDecoder().decode(DeltaMetadata.self, from: data),
-           meta.toArchiveSHA256 == new.manifest.archive.sha256, meta.fromArchiveSHA256 == old.manifest.archive.sha256 {
-            return Made(archivePath: archive, metadataPath: metaPath, metadata: meta, cached: true)
-        }
         // The new tree is unpacked once, next to the cache, and the delta's tree is made of
         // hardlinks into it: no content is copied.
         let deltas = new.directory + "/deltas"
@@ -113,8 +138,7 @@ public enum ReleaseDelta {
             meta.formatVersion = 2
             meta.patched = patched
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let encoder = metadataEncoder
         let inner = subset + "/" + DeltaMetadata.entryName
         guard FileManager.default.createFile(atPath: inner, contents: try encoder.encode(meta), attributes: [.posixPermissions: 0o644]) else {
             throw ReleaseError.system(operation: "write", path: inner, errno: errno)
