@@ -34,8 +34,10 @@ let package = Package(
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CLzma", pkgConfig: "liblzma", providers: [.apt(["liblzma-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // Empty unless the static node binary links libarchive statically (scripts/lib/static-build.sh).
+        .target(name: "CArchiveStatic"),
         .target(name: "SlipwaySystem", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
-        .target(name: "SlipwayArchive", dependencies: ["SlipwaySystem", "CArchive", "CLzma", "CZstd", crypto]),
+        .target(name: "SlipwayArchive", dependencies: ["SlipwaySystem", "CArchive", "CArchiveStatic", "CLzma", "CZstd", crypto]),
         .target(name: "SlipwayRelease", dependencies: ["SlipwayArchive", crypto]),
         .target(name: "SlipwayRecipe", dependencies: ["SlipwayRelease"]),
         .target(name: "SlipwayBuild", dependencies: ["SlipwayRecipe"]),

@@ -1,0 +1,1 @@
+/* CArchiveStatic has no API of its own: see pax-filetype.c. */
