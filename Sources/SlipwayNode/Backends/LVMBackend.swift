@@ -51,6 +51,8 @@ public struct LVMBackend: NodeBackend {
     public var schrootSnapshotOptions: String
     /// The node context's runner (makeBackend passes it).
     let runner: CommandRunner
+    /// Recovery's `lvs`, for the staging that follows it under the same lock.
+    let recoveredListing = LVMListingHandoff()
     static let timeout: Duration = .seconds(300)
     /// The staging mark of slipway before 2026-12-07 (recover still removes such LVs).
     static let partialSuffix = "-partial"
@@ -237,7 +239,7 @@ public struct LVMBackend: NodeBackend {
         guard LVMMounts.isMountpoint(mountpoint) else {
             throw LVMBackendError.noStaging(version: version, volume: "\(volumeGroup)/\(staging)")
         }
-        try run(["umount", mountpoint])
+        try unmount(mountpoint)
         _ = rmdir(mountpoint)
         try lvm(["lvchange", "--deltag", Self.stagingTag, "\(volumeGroup)/\(staging)"])
         try finishCommit(version: version, layout: layout, active: true)
@@ -253,7 +255,7 @@ public struct LVMBackend: NodeBackend {
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
         try units.write(mountUnit(version: version, layout: layout))
         if !LVMMounts.isMountpoint(mountpoint) {
-            try run(["mount", "-t", filesystem, "-o", mountOptions(readOnly: true), devicePath(lv), mountpoint])
+            try mountVolume(lv, at: mountpoint, readOnly: true)
         }
     }
 
@@ -267,7 +269,7 @@ public struct LVMBackend: NodeBackend {
     public func remove(version: String, layout: NodeLayout) throws {
         let lv = lvName(version, layout)
         let mountpoint = layout.release(version)
-        if LVMMounts.isMountpoint(mountpoint) { try run(["umount", mountpoint]) }
+        if LVMMounts.isMountpoint(mountpoint) { try unmount(mountpoint) }
         try units.remove(where: mountpoint)
         _ = rmdir(mountpoint)
         let result = try runner.runAllowingFailure(lvmCommand(["lvremove", "--yes", "\(volumeGroup)/\(lv)"]))
@@ -285,9 +287,15 @@ public struct LVMBackend: NodeBackend {
 
     /// Recovery removes staging LVs and finishes commits: the landed LVs are those listed
     /// before it, so one `lvs` serves both (each LVM command costs a device scan).
+    /// When recovery found no staging LV it changed no LV (at most it activated and mounted
+    /// landed ones), so its listing is still the VG's: the apply that follows makes its
+    /// staging LV from it rather than from one more `lvs`.
     public func recoverListingLanded(layout: NodeLayout) throws -> [String] {
-        let volumes = try listVolumes(layout)
+        let listing = try listAll()
+        let volumes = appVolumes(listing.rows, layout)
+        recoveredListing.put(nil)
         try recover(layout: layout, volumes: volumes)
+        if !volumes.contains(where: \.isStaging) { recoveredListing.put(listing) }
         return landed(volumes)
     }
 
@@ -300,13 +308,13 @@ public struct LVMBackend: NodeBackend {
             guard let version = volume.version else { continue }
             if volume.isStaging {
                 let mountpoint = layout.partial(version)
-                if LVMMounts.isMountpoint(mountpoint) { try run(["umount", mountpoint]) }
+                if LVMMounts.isMountpoint(mountpoint) { try unmount(mountpoint) }
                 _ = rmdir(mountpoint)
                 if volume.name == lvName(version, layout) {
                     // A staging LV has its version's name: a mount unit left for that name
                     // (none should be) must not keep it mounted or mount it at the next boot.
                     let release = layout.release(version)
-                    if LVMMounts.isMountpoint(release) { try run(["umount", release]) }
+                    if LVMMounts.isMountpoint(release) { try unmount(release) }
                     if units.list(under: layout.releases + "/").contains(where: { $0.where == release }) {
                         try units.remove(where: release)
                         _ = rmdir(release)
@@ -320,7 +328,7 @@ public struct LVMBackend: NodeBackend {
         // Mountpoints of staging LVs removed elsewhere (or never made).
         for name in try BtrfsBackend.entries(layout.releases) where name.hasPrefix(".partial-") {
             let path = "\(layout.releases)/\(name)"
-            if LVMMounts.isMountpoint(path) { try run(["umount", path]) }
+            if LVMMounts.isMountpoint(path) { try unmount(path) }
             if rmdir(path) != 0, errno == ENOTEMPTY || errno == EBUSY {
                 throw LVMBackendError.strayStaging(path: path)
             }
@@ -362,7 +370,7 @@ public struct LVMBackend: NodeBackend {
     private func prepareStaging(version: String, layout: NodeLayout) throws -> (volumes: [LVMVolume], pool: PoolUsage?) {
         try LVMNames.validate(app: layout.app, version: version)
         try FileManager.default.createDirectory(atPath: layout.releases, withIntermediateDirectories: true)
-        var listing = try listAll()
+        var listing = try recoveredListing.take() ?? listAll()
         if let pool = thinPool, listing.pool == nil { throw LVMBackendError.noThinPool(vg: volumeGroup, pool: pool) }
         var volumes = appVolumes(listing.rows, layout)
         for name in [lvName(version, layout), legacyStagingName(version, layout)] {
@@ -385,8 +393,29 @@ public struct LVMBackend: NodeBackend {
     private func mountStaging(version: String, layout: NodeLayout) throws -> String {
         let mountpoint = layout.partial(version)
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
-        try run(["mount", "-t", filesystem, "-o", mountOptions(readOnly: false), devicePath(lvName(version, layout)), mountpoint])
+        try mountVolume(lvName(version, layout), at: mountpoint, readOnly: false)
         return mountpoint
+    }
+
+    /// mount(2) of an LV's file system, as mount(8) would call it for these options, without
+    /// the mount(8) process: a fork and exec that cost 0.15 s each under emulation, three
+    /// times per apply (docs/lvm.md).
+    private func mountVolume(_ lv: String, at mountpoint: String, readOnly: Bool) throws {
+        let device = devicePath(lv)
+        let (status, code) = (filesystem == "xfs" ? "nouuid" : "").withCString { data in
+            (Glibc.mount(device, mountpoint, filesystem, readOnly ? UInt(MS_RDONLY) : 0, data), errno)
+        }
+        guard status == 0 else {
+            throw LVMBackendError.mount(operation: "mount -t \(filesystem) -o \(mountOptions(readOnly: readOnly)) \(device) \(mountpoint)", errno: code)
+        }
+    }
+
+    /// umount(2), as `umount` without the process.
+    private func unmount(_ mountpoint: String) throws {
+        guard umount2(mountpoint, 0) == 0 else {
+            let code = errno
+            throw LVMBackendError.mount(operation: "umount \(mountpoint)", errno: code)
+        }
     }
 
     private func makeFilesystem(_ device: String) throws {
@@ -418,7 +447,7 @@ public struct LVMBackend: NodeBackend {
         }
     }
 
-    struct PoolUsage {
+    struct PoolUsage: Sendable {
         var size: UInt64
         var dataPercent: Double
         var metadataPercent: Double
@@ -433,7 +462,7 @@ public struct LVMBackend: NodeBackend {
     }
 
     /// One row of `lvs`.
-    struct Row {
+    struct Row: Sendable {
         var name: String
         var tags: [String]
         var attributes: [Character]
@@ -485,6 +514,23 @@ public struct LVMBackend: NodeBackend {
             return LVMVolume(name: row.name, version: LVMNames.unescape(rest), isStaging: staging,
                              isActive: row.attributes.count > 4 && row.attributes[4] == "a",
                              isThin: row.attributes.first == "V", size: row.size)
+        }
+    }
+
+    /// What `recoverListingLanded` listed, taken once by the staging that follows (each LVM
+    /// command costs a device scan: about 0.3 s under emulation, docs/lvm.md). Every mutating
+    /// command starts with recovery, which replaces it, so a listing never outlives its command.
+    final class LVMListingHandoff: @unchecked Sendable {
+        private let lock = NSLock()
+        private var listing: (rows: [Row], pool: PoolUsage?)?
+
+        func put(_ listing: (rows: [Row], pool: PoolUsage?)?) { lock.withLock { self.listing = listing } }
+
+        func take() -> (rows: [Row], pool: PoolUsage?)? {
+            lock.withLock {
+                defer { listing = nil }
+                return listing
+            }
         }
     }
 
@@ -568,6 +614,8 @@ public enum LVMBackendError: Error, CustomStringConvertible, Sendable {
     case poolFull(vg: String, pool: String, dataPercent: Double, metadataPercent: Double, needed: UInt64?, free: UInt64, detail: String?)
     case badSetting(key: String, value: String, expected: String)
     case command(CommandError)
+    /// mount(2) or umount(2) failed: what was asked (as the mount(8) command line) and errno.
+    case mount(operation: String, errno: Int32)
 
     public var description: String {
         func mib(_ bytes: UInt64) -> String { "\((bytes + (1 << 20) - 1) >> 20) MiB" }
@@ -604,6 +652,8 @@ public enum LVMBackendError: Error, CustomStringConvertible, Sendable {
             return "lvm backend setting \(key) = \"\(value)\" is not valid; expected \(expected)"
         case let .command(error):
             return "lvm: \(error)"
+        case let .mount(operation, code):
+            return "lvm: \(operation): \(String(cString: strerror(code)))"
         }
     }
 }
