@@ -401,13 +401,27 @@ public struct LVMBackend: NodeBackend {
     /// the mount(8) process: a fork and exec that cost 0.15 s each under emulation, three
     /// times per apply (docs/lvm.md).
     private func mountVolume(_ lv: String, at mountpoint: String, readOnly: Bool) throws {
-        let device = devicePath(lv)
+        let device = Self.mountSource(devicePath(lv))
         let (status, code) = (filesystem == "xfs" ? "nouuid" : "").withCString { data in
             (Glibc.mount(device, mountpoint, filesystem, readOnly ? UInt(MS_RDONLY) : 0, data), errno)
         }
         guard status == 0 else {
             throw LVMBackendError.mount(operation: "mount -t \(filesystem) -o \(mountOptions(readOnly: readOnly)) \(device) \(mountpoint)", errno: code)
         }
+    }
+
+    /// The source mount(8) passes for a device: `/dev/mapper/<dm name>` for a device-mapper
+    /// device (libmount's canonical form), so that /proc/mounts, findmnt and df name a landed
+    /// version as they did when mount(8) mounted it; the path itself for anything else.
+    static func mountSource(_ device: String) -> String {
+        guard let resolved = realpath(device, nil) else { return device }
+        defer { free(resolved) }
+        let node = (String(cString: resolved) as NSString).lastPathComponent
+        guard node.hasPrefix("dm-"),
+              let name = try? String(contentsOfFile: "/sys/block/\(node)/dm/name", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines), !name.isEmpty,
+              NodeFiles.exists("/dev/mapper/" + name) else { return device }
+        return "/dev/mapper/" + name
     }
 
     /// umount(2), as `umount` without the process.
