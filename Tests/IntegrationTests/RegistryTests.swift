@@ -159,7 +159,7 @@ struct RegistryTests {
                 == Data(contentsOf: URL(fileURLWithPath: source + "/1.json")), "the cache entry is the one the delta's maker wrote")
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: other + "/\(app)/2/deltas")) ?? []).sorted() == ["1.json", "1.tar.xz"])
         // The pulled store's own delta maker finds it cached: a push from it sends it as is.
-        let made = try ReleaseDelta.make(store: try ReleaseStore(root: other), from: .init(name: app, version: "1"), to: .init(name: app, version: "2"))
+        let made = try ReleaseDelta.make(store: ReleaseStore(root: other), from: .init(name: app, version: "1"), to: .init(name: app, version: "2"))
         #expect(made.cached)
         let verified = try setup.slipway(["verify", "\(app)@2", "--trust", setup.keyPath + ".pub"], store: other)
         #expect(verified.status == 0, "verify after pull: \(verified.err)")
