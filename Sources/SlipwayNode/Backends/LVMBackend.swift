@@ -361,8 +361,12 @@ public struct LVMBackend: NodeBackend {
     var units: LVMMountUnits { LVMMountUnits(directory: unitDirectory) }
 
     func mountOptions(readOnly: Bool) -> String {
-        ([readOnly ? "ro" : "rw"] + (filesystem == "xfs" ? ["nouuid"] : [])).joined(separator: ",")
+        ([readOnly ? "ro" : "rw"] + (mountData.isEmpty ? [] : [mountData])).joined(separator: ",")
     }
+
+    /// The file system's own mount options (mount(2)'s data): xfs refuses a second mount of
+    /// a snapshot's filesystem UUID without `nouuid`.
+    var mountData: String { filesystem == "xfs" ? "nouuid" : "" }
 
     /// Checks the names, the VG (and pool), that the version is not landed, and removes a
     /// leftover staging LV of the same version. Returns the app's volumes and the pool's use,
@@ -402,7 +406,7 @@ public struct LVMBackend: NodeBackend {
     /// times per apply (docs/lvm.md).
     private func mountVolume(_ lv: String, at mountpoint: String, readOnly: Bool) throws {
         let device = Self.mountSource(devicePath(lv))
-        let (status, code) = (filesystem == "xfs" ? "nouuid" : "").withCString { data in
+        let (status, code) = mountData.withCString { data in
             (Glibc.mount(device, mountpoint, filesystem, readOnly ? UInt(MS_RDONLY) : 0, data), errno)
         }
         guard status == 0 else {
