@@ -318,7 +318,7 @@ public enum ReleaseRegistry {
             }
             metadata.archiveSHA256 = String(found.layer.digest.dropFirst("sha256:".count))
             metadata.archiveSize = found.layer.size
-            try ReleaseDelta.adopt(archive: partial, metadata: metadata, store: store)
+            try ReleaseDelta.adopt(archive: partial, metadata: metadata, to: release, store: store)
             log("delta from \(base): \(ByteCount.format(found.layer.size))")
             bases.append(base)
         }

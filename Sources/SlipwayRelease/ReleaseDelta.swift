@@ -75,12 +75,11 @@ public enum ReleaseDelta {
         return Made(archivePath: archive, metadataPath: metaPath, metadata: meta, cached: true)
     }
 
-    /// Puts a delta archive made elsewhere (a registry's) into the cache: the archive by
-    /// rename, then its metadata, last.
-    public static func adopt(archive path: String, metadata: DeltaMetadata, store: ReleaseStore) throws {
+    /// Puts a delta archive made elsewhere (a registry's) to `new` (the store's release
+    /// `metadata.to`) into the cache: the archive by rename, then its metadata, last.
+    public static func adopt(archive path: String, metadata: DeltaMetadata, to new: StoredRelease, store: ReleaseStore) throws {
         let name = metadata.name, from = metadata.from, to = metadata.to
-        let release = try store.release(name: name, version: to)
-        let archive = archivePath(store: store, name: name, from: from, to: to, compression: compression(forRelease: release.manifest.compression))
+        let archive = archivePath(store: store, name: name, from: from, to: to, compression: compression(forRelease: new.manifest.compression))
         guard rename(path, archive) == 0 else { throw ReleaseError.system(operation: "rename \(path) to", path: archive, errno: errno) }
         try writeFileAtomically(metadataPath(store: store, name: name, from: from, to: to), try metadataEncoder.encode(metadata) + Data("\n".utf8))
     }
