@@ -15,6 +15,12 @@ import SlipwayNode
 /// argument. Anything else (`--help`, `--opt=value`, `-qv`, `--`, an unknown or repeated
 /// option, a value that does not convert, a failed `validate()`) returns nil before anything
 /// has run, and argument-parser reads the line as it always did, errors and all.
+///
+/// These verbs run without `SignalHandling`: they assemble no tree for it to remove, and its
+/// dispatch sources start a thread, whose presence makes every later mapping change of the
+/// process a cross-CPU TLB shootdown. SIGINT and SIGTERM end them as SIGKILL would, which
+/// leaves what a crash leaves and the next command's recovery repairs (docs/node.md, "Crash
+/// safety").
 enum FastNodeVerbs {
     /// Runs `arguments` (without the program name) when it is a fast verb's plain line;
     /// returns its exit status, or nil for argument-parser to take the line.

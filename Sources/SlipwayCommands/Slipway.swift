@@ -43,9 +43,10 @@ public struct Slipway: ParsableCommand {
             _ = line.withCString { Glibc.write(1, $0, strlen($0)) }
             Glibc.exit(0)
         }
-        // libarchive converts entry names through the locale; a C locale would mangle them.
-        setlocale(LC_ALL, "C.UTF-8")
-        SignalHandling.install()
+        // libarchive converts entry names through the locale's character set; a C locale
+        // would mangle them. Only LC_CTYPE: the other categories of C.UTF-8 are C's, and
+        // loading them cost a dozen file opens at every start.
+        setlocale(LC_CTYPE, "C.UTF-8")
         // A node command killed holding an app's lock leaves its children to the next one
         // (NodeLock); they are found by the process group it leads.
         NodeLock.mayMakeProcessGroup()
@@ -57,8 +58,10 @@ public struct Slipway: ParsableCommand {
             _ = message.withCString { Glibc.write(2, $0, strlen($0)) }
             Glibc.exit(2)
         }
-        // A controller's per-node verbs skip argument-parser's reflection (FastNodeVerbs).
+        // A controller's per-node verbs skip argument-parser's reflection and the signal
+        // handling below (FastNodeVerbs).
         if let status = FastNodeVerbs.run(Array(CommandLine.arguments.dropFirst())) { Glibc.exit(status) }
+        SignalHandling.install()
         main(nil)
     }
 }

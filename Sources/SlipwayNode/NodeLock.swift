@@ -85,7 +85,7 @@ public final class NodeLock {
     }
 
     private static func write(_ holder: Holder, fd: Int32) {
-        if let data = try? JSONEncoder().encode(holder) {
+        if let data = NodeLockHolderCodec.encode(holder) ?? (try? JSONEncoder().encode(holder)) {
             _ = ftruncate(fd, 0)
             _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
         }
@@ -119,6 +119,9 @@ public final class NodeLock {
         var buffer = [UInt8](repeating: 0, count: 4096)
         let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
         guard n > 0 else { return nil }
+        if let holder = buffer.withUnsafeBytes({ NodeLockHolderCodec.decode(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }) {
+            return holder
+        }
         return try? JSONDecoder().decode(Holder.self, from: Data(buffer[0..<n]))
     }
 

@@ -136,3 +136,59 @@ struct NodeStateFastCodecTests {
         #expect(answered > 100, "\(answered)")
     }
 }
+
+/// The lock file's record of its holder (NodeLockHolderCodec) against JSONEncoder and
+/// JSONDecoder: what it writes, JSONDecoder reads as the same holder; it reads what
+/// JSONEncoder wrote (lock files of earlier versions) as the same holder; nil for anything
+/// else.
+@Suite("Node lock: the holder's record is written and read without JSONEncoder and JSONDecoder")
+struct NodeLockHolderCodecTests {
+    static func same(_ a: NodeLock.Holder?, _ b: NodeLock.Holder) -> Bool {
+        guard let a else { return false }
+        return a.pid == b.pid && a.command == b.command && a.since == b.since && a.group == b.group && a.released == b.released
+    }
+
+    static func decode(_ data: Data) -> NodeLock.Holder? { data.withUnsafeBytes { NodeLockHolderCodec.decode($0) } }
+
+    @Test("written: JSONDecoder reads the same holder; read: the same holder from its own bytes and from JSONEncoder's")
+    func writeAndRead() throws {
+        var generator = SeededGenerator(seed: 20_261_207)
+        let commands = ["/usr/bin/slipway node activate web@2 --config /etc/slipway/node.toml -q",
+                        "slipway node apply --archive /var/lib/slipway/incoming/café 1.tar.xz", "x", ""]
+        var written = 0
+        for round in 0..<500 {
+            let flags: [Bool?] = [nil, true, false]
+            let holder = NodeLock.Holder(pid: round == 0 ? Int32.max : Int32.random(in: 1...4_194_304, using: &generator),
+                                         command: commands.randomElement(using: &generator)!,
+                                         since: round % 3 == 0 ? 1_796_629_346 : 1_796_629_346 + Double.random(in: 0..<100_000, using: &generator),
+                                         group: flags.randomElement(using: &generator)!, released: flags.randomElement(using: &generator)!)
+            let fast = try #require(NodeLockHolderCodec.encode(holder))
+            written += 1
+            #expect(Self.same(try JSONDecoder().decode(NodeLock.Holder.self, from: fast), holder), "\(String(decoding: fast, as: UTF8.self))")
+            #expect(Self.same(Self.decode(fast), holder), "\(String(decoding: fast, as: UTF8.self))")
+            let old = try JSONEncoder().encode(holder)
+            #expect(Self.same(Self.decode(old), holder), "\(String(decoding: old, as: UTF8.self))")
+        }
+        #expect(written == 500)
+    }
+
+    @Test("a command with a quote, a backslash or a control character is left to JSONEncoder")
+    func leftToJSONEncoder() {
+        for command in ["say \"hi\"", "a\\b", "line\nbreak"] {
+            #expect(NodeLockHolderCodec.encode(.init(pid: 1, command: command, since: 1, group: nil, released: nil)) == nil)
+        }
+        #expect(NodeLockHolderCodec.encode(.init(pid: 1, command: "x", since: 1e300, group: nil, released: nil)) == nil)
+    }
+
+    @Test("read: nil for unknown, repeated, missing or mistyped members and trailing bytes")
+    func refused() {
+        let good = #"{"pid":12,"command":"c","since":1.5,"group":true}"#
+        #expect(Self.same(Self.decode(Data(good.utf8)), .init(pid: 12, command: "c", since: 1.5, group: true, released: nil)))
+        for text in [#"{"pid":12,"command":"c","since":1.5,"owner":1}"#, #"{"pid":12,"pid":13,"command":"c","since":1.5}"#,
+                     #"{"command":"c","since":1.5}"#, #"{"pid":-1,"command":"c","since":1.5}"#,
+                     #"{"pid":2147483648,"command":"c","since":1.5}"#, #"{"pid":12,"command":"c","since":1.5,"group":"yes"}"#,
+                     #"{"pid":12,"command":7,"since":1.5}"#, good + "x", "", "{"] {
+            #expect(Self.decode(Data(text.utf8)) == nil, "\(text)")
+        }
+    }
+}
