@@ -254,7 +254,7 @@ struct NodeStatusCommand: SlipwayCommand {
 func printStatus(app: String?, node: NodeOptions, packages: Bool = false, output: Output) throws {
     let nodeContext = try node.context(output)
     if packages {
-        let apps = try app.map { [$0] } ?? NodeStatus.apps(context: nodeContext)
+        let apps = app.map { [$0] } ?? NodeStatus.apps(context: nodeContext)
         let all = try apps.map { try NodePackages.read(app: $0, context: nodeContext) }
         if app != nil, let one = all.first { return try output.result(one, text: one.textLines) }
         return try output.result(all, text: all.isEmpty ? ["no apps under \(nodeContext.settings.root)"] : all.flatMap(\.textLines))

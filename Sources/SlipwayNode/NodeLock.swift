@@ -197,3 +197,59 @@ enum LockProcessGroup {
         return text[text.index(after: close)...].split(separator: " ").map(String.init)
     }
 }
+
+/// The lock file's record of its holder (`NodeLock.Holder`), written and read without
+/// JSONEncoder and JSONDecoder, as `NodeStateFastCodec` does the journal: every mutating
+/// command reads the record and writes it twice, and the two coders' first use cost more
+/// than the rest of taking the lock. Writing gives what JSONEncoder would (compact, the
+/// members in their declared order) but for slashes, left unescaped, which both readers
+/// take; nil for what it does not write itself, and the caller uses JSONEncoder. Reading
+/// gives nil for anything but that shape, and the caller decodes with JSONDecoder.
+enum NodeLockHolderCodec {
+    static func encode(_ holder: NodeLock.Holder) -> Data? {
+        var out = NodeStateFastCodec.Writer()
+        out.raw("{\"pid\":")
+        out.bytes.append(contentsOf: Array(String(holder.pid).utf8))
+        out.raw(",\"command\":")
+        guard out.string(holder.command) else { return nil }
+        out.raw(",\"since\":")
+        guard out.number(holder.since) else { return nil }
+        if let group = holder.group {
+            out.raw(",\"group\":")
+            out.raw(group ? "true" : "false")
+        }
+        if let released = holder.released {
+            out.raw(",\"released\":")
+            out.raw(released ? "true" : "false")
+        }
+        out.raw("}")
+        return Data(out.bytes)
+    }
+
+    static func decode(_ raw: UnsafeRawBufferPointer) -> NodeLock.Holder? {
+        guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
+        var scanner = JSONScanner(bytes: UnsafeBufferPointer(start: base, count: raw.count))
+        var pid: Int32?, command: String?, since: Double?, group: Bool?, released: Bool?
+        func flag(_ scanner: inout JSONScanner) -> Bool? {
+            if scanner.literal("true") { return true }
+            if scanner.literal("false") { return false }
+            return nil
+        }
+        let read = scanner.members(Self.key) { scanner, field in
+            switch field {
+            case 0: pid = scanner.number(max: UInt64(Int32.max)).map { Int32($0) }; return pid != nil
+            case 1: command = scanner.text(); return command != nil
+            case 2: since = scanner.double(); return since != nil
+            case 3: group = flag(&scanner); return group != nil
+            default: released = flag(&scanner); return released != nil
+            }
+        }
+        scanner.skipSpace()
+        guard read, scanner.at == scanner.bytes.count, let pid, let command, let since else { return nil }
+        return NodeLock.Holder(pid: pid, command: command, since: since, group: group, released: released)
+    }
+
+    private static func key(_ key: String) -> Int? {
+        switch key { case "pid": 0; case "command": 1; case "since": 2; case "group": 3; case "released": 4; default: nil }
+    }
+}
