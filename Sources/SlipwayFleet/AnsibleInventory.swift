@@ -25,8 +25,8 @@ enum AnsibleInventory {
         case vars(String)
     }
 
-    static func parse(text: String, file: String, directory: String, warn: (String) -> Void = { _ in },
-                      note: (String) -> Void = { _ in }) throws -> Inventory {
+    static func parse(text: String, file: String, directory: String, limits: InventoryLimits = .standard,
+                      warn: (String) -> Void = { _ in }, note: (String) -> Void = { _ in }) throws -> Inventory {
         var parsed = Parsed()
         var section = Section.hosts("ungrouped")
         var entries = 0
@@ -55,9 +55,9 @@ enum AnsibleInventory {
             switch section {
             case let .hosts(group):
                 guard let pattern = words.first, !pattern.contains("=") else { throw fail("expected a host line: NAME key=value …") }
-                let (names, port) = try expand(pattern, fail: fail)
+                let (names, port) = try expand(pattern, limit: limits.hostsPerPattern, fail: fail)
                 entries += names.count
-                guard entries <= maxHostEntries else { throw fail("the inventory names more than \(maxHostEntries) host entries") }
+                guard entries <= limits.hostEntries else { throw fail("the inventory names more than \(limits.hostEntries) host entries") }
                 var lineVariables: [String: String] = [:]
                 // A port in the pattern (`host:2222`) is ansible_port, which the line may still set.
                 if let port { lineVariables["ansible_port"] = port }
@@ -137,7 +137,9 @@ enum AnsibleInventory {
     /// A host pattern as Ansible's INI reader takes it: `NAME[:PORT]`, where NAME may hold
     /// ranges `[01:50]` (zero-padded like their start), `[a:f]`, with a stride `[1:9:2]`, and
     /// a missing start meaning 0 (`[:3]`); several ranges multiply, leftmost outermost.
-    static func expand(_ pattern: String, fail: (String) -> FleetError) throws -> (names: [String], port: String?) {
+    /// It names at most `limit` hosts.
+    static func expand(_ pattern: String, limit: Int = InventoryLimits.standard.hostsPerPattern,
+                       fail: (String) -> FleetError) throws -> (names: [String], port: String?) {
         var name = pattern
         var port: String?
         // The port follows the last ':' outside brackets.
@@ -159,8 +161,8 @@ enum AnsibleInventory {
             name = String(pattern[..<colon])
             port = digits
         }
-        var budget = maxHostsPerPattern
-        let names = try expandRanges(name, pattern: pattern, budget: &budget, fail: fail)
+        var budget = limit
+        let names = try expandRanges(name, pattern: pattern, limit: limit, budget: &budget, fail: fail)
         for host in names where !Inventory.validName(host) {
             throw fail("'\(host)' (from '\(pattern)') is not a host name slipway can select: letters, digits, '-', '_' and '.'")
         }
@@ -169,16 +171,11 @@ enum AnsibleInventory {
 
     private static let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
-    /// The most hosts one pattern may name, all its ranges multiplied.
-    static let maxHostsPerPattern = 100_000
-    /// The most host entries (a host once per line naming it) one inventory may hold.
-    static let maxHostEntries = 1_000_000
-
-    private static func expandRanges(_ name: String, pattern: String, budget: inout Int,
+    private static func expandRanges(_ name: String, pattern: String, limit: Int, budget: inout Int,
                                      fail: (String) -> FleetError) throws -> [String] {
         guard let open = name.firstIndex(of: "[") else {
             budget -= 1
-            guard budget >= 0 else { throw fail("'\(pattern)' names more than \(maxHostsPerPattern) hosts") }
+            guard budget >= 0 else { throw fail("'\(pattern)' names more than \(limit) hosts") }
             return [name]
         }
         guard let close = name[open...].firstIndex(of: "]") else { throw fail("'\(pattern)': a range '[' has no ']'") }
@@ -198,7 +195,7 @@ enum AnsibleInventory {
                 throw fail("'\(pattern)': a host range is numbers ([01:50]) or single letters ([a:f])")
             }
             guard low <= high else { throw fail("'\(pattern)': a host range goes from its begin up to its end") }
-            guard (high - low) / step < maxHostsPerPattern else { throw fail("'\(pattern)' names more than \(maxHostsPerPattern) hosts") }
+            guard (high - low) / step < limit else { throw fail("'\(pattern)' names more than \(limit) hosts") }
             // A begin with a leading zero pads every number to its width, which the end must share.
             let width = begin.hasPrefix("0") && begin.count > 1 ? begin.count : 0
             if width > 0, end.count != width { throw fail("'\(pattern)': a zero-padded range has a begin and an end of the same width") }
@@ -208,7 +205,7 @@ enum AnsibleInventory {
             }
         }
         var names: [String] = []
-        for value in values { names += try expandRanges(head + value + tail, pattern: pattern, budget: &budget, fail: fail) }
+        for value in values { names += try expandRanges(head + value + tail, pattern: pattern, limit: limit, budget: &budget, fail: fail) }
         return names
     }
 

@@ -6,11 +6,8 @@ import Yams
 /// `children` (groups of the same shape). Groups, variables and precedence are then those
 /// of the INI reader.
 enum AnsibleYAMLInventory {
-    /// The most group definitions one inventory may hold, aliases expanded.
-    static let maxGroupVisits = 100_000
-
-    static func parse(text: String, file: String, directory: String, warn: (String) -> Void = { _ in },
-                      note: (String) -> Void = { _ in }) throws -> Inventory {
+    static func parse(text: String, file: String, directory: String, limits: InventoryLimits = .standard,
+                      warn: (String) -> Void = { _ in }, note: (String) -> Void = { _ in }) throws -> Inventory {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -57,7 +54,7 @@ enum AnsibleYAMLInventory {
             // YAML aliases can name one group mapping many times over (`a: *g`, `b: *g` at
             // every level: exponential); each visit counts.
             visits += 1
-            guard visits <= maxGroupVisits else { throw fail(nameNode, "the inventory defines groups more than \(maxGroupVisits) times (through YAML aliases?)") }
+            guard visits <= limits.groupVisits else { throw fail(nameNode, "the inventory defines groups more than \(limits.groupVisits) times (through YAML aliases?)") }
             guard Inventory.validName(name) else { throw fail(nameNode, "'\(name)' is not a valid group name") }
             parsed.groupLine[name] = parsed.groupLine[name] ?? nameNode.mark?.line
             parsed.direct[name, default: []] += []
@@ -73,10 +70,10 @@ enum AnsibleYAMLInventory {
                     }
                     for (patternNode, hostNode) in hosts {
                         guard let pattern = patternNode.string else { throw fail(patternNode, "group '\(name)': a host name is a string") }
-                        let (names, port) = try AnsibleInventory.expand(pattern, fail: { fail(patternNode, $0) })
+                        let (names, port) = try AnsibleInventory.expand(pattern, limit: limits.hostsPerPattern, fail: { fail(patternNode, $0) })
                         entries += names.count
-                        guard entries <= AnsibleInventory.maxHostEntries else {
-                            throw fail(patternNode, "the inventory names more than \(AnsibleInventory.maxHostEntries) host entries")
+                        guard entries <= limits.hostEntries else {
+                            throw fail(patternNode, "the inventory names more than \(limits.hostEntries) host entries")
                         }
                         var own = try variables(hostNode, place: "host '\(pattern)'")
                         if let port, own["ansible_port"] == nil { own["ansible_port"] = port }

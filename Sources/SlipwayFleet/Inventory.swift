@@ -75,7 +75,9 @@ public struct Inventory: Sendable {
     /// Reads an inventory: Ansible INI when the name ends in `.ini` or is `hosts`, else TOML.
     /// `warn` gets what is read but ignored (an Ansible variable slipway does not use);
     /// `note` the playbooks' own variables, which slipway leaves alone (shown with `-v`).
-    public static func load(path: String, warn: (String) -> Void = { _ in }, note: (String) -> Void = { _ in }) throws -> Inventory {
+    /// `limits` bound what an Ansible inventory's host ranges and YAML aliases may expand to.
+    public static func load(path: String, limits: InventoryLimits = .standard, warn: (String) -> Void = { _ in },
+                            note: (String) -> Void = { _ in }) throws -> Inventory {
         guard let data = FileManager.default.contents(atPath: path) else {
             let reason = access(path, F_OK) == 0 ? "permission denied or not a file" : "no such file (give --inventory FILE or set SLIPWAY_INVENTORY)"
             throw FleetError.inventory(file: path, line: nil, detail: "cannot read the inventory: \(reason)")
@@ -86,10 +88,10 @@ public struct Inventory: Sendable {
         let directory = URL(fileURLWithPath: path).standardizedFileURL.deletingLastPathComponent().path
         let name = (path as NSString).lastPathComponent
         if name.hasSuffix(".ini") || name == "hosts" {
-            return try AnsibleInventory.parse(text: text, file: path, directory: directory, warn: warn, note: note)
+            return try AnsibleInventory.parse(text: text, file: path, directory: directory, limits: limits, warn: warn, note: note)
         }
         if name.hasSuffix(".yml") || name.hasSuffix(".yaml") {
-            return try AnsibleYAMLInventory.parse(text: text, file: path, directory: directory, warn: warn, note: note)
+            return try AnsibleYAMLInventory.parse(text: text, file: path, directory: directory, limits: limits, warn: warn, note: note)
         }
         return try parseTOML(text: text, file: path, directory: directory)
     }

@@ -241,6 +241,23 @@ struct InventoryTests {
         let many = String(repeating: "w[00000:99999]\n", count: 11)
         let entries = errorText { try AnsibleInventory.parse(text: "[web]\n" + many, file: "hosts.ini", directory: "/") }
         #expect(entries?.contains("more than 1000000 host entries") == true, "\(entries ?? "accepted")")
+
+        // Smaller limits (the fuzz targets' own) are honoured by both readers, with their
+        // figures in the errors; what they allow still reads.
+        let small = InventoryLimits(hostsPerPattern: 100, hostEntries: 150, groupVisits: 3)
+        let pattern = errorText { try AnsibleInventory.parse(text: "[web]\nw[0:100]\n", file: "hosts.ini", directory: "/", limits: small) }
+        #expect(pattern?.contains("more than 100 hosts") == true, "\(pattern ?? "accepted")")
+        #expect(try AnsibleInventory.parse(text: "[web]\nw[0:99]\n", file: "hosts.ini", directory: "/", limits: small).nodes.count == 100)
+        let lines = errorText { try AnsibleInventory.parse(text: "[web]\nw[0:99]\nv[0:99]\n", file: "hosts.ini", directory: "/", limits: small) }
+        #expect(lines?.contains("more than 150 host entries") == true, "\(lines ?? "accepted")")
+        let yamlPattern = errorText {
+            try AnsibleYAMLInventory.parse(text: "all:\n  hosts:\n    w[0:100]:\n", file: "hosts.yml", directory: "/", limits: small)
+        }
+        #expect(yamlPattern?.contains("more than 100 hosts") == true, "\(yamlPattern ?? "accepted")")
+        let visits = errorText {
+            try AnsibleYAMLInventory.parse(text: "all:\n  children:\n    a:\n    b:\n    c:\n", file: "hosts.yml", directory: "/", limits: small)
+        }
+        #expect(visits?.contains("more than 3 times") == true, "\(visits ?? "accepted")")
     }
 
     /// Issue 13: `host = "-V"` made the controller run `ssh … -V`: a destination or user that
