@@ -138,8 +138,7 @@ enum AnsibleInventory {
     /// ranges `[01:50]` (zero-padded like their start), `[a:f]`, with a stride `[1:9:2]`, and
     /// a missing start meaning 0 (`[:3]`); several ranges multiply, leftmost outermost.
     /// It names at most `limit` hosts.
-    static func expand(_ pattern: String, limit: Int = InventoryLimits.standard.hostsPerPattern,
-                       fail: (String) -> FleetError) throws -> (names: [String], port: String?) {
+    static func expand(_ pattern: String, limit: Int, fail: (String) -> FleetError) throws -> (names: [String], port: String?) {
         var name = pattern
         var port: String?
         // The port follows the last ':' outside brackets.

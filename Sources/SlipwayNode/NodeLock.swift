@@ -227,26 +227,25 @@ enum NodeLockHolderCodec {
     }
 
     static func decode(_ raw: UnsafeRawBufferPointer) -> NodeLock.Holder? {
-        guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
-        var scanner = JSONScanner(bytes: UnsafeBufferPointer(start: base, count: raw.count))
-        var pid: Int32?, command: String?, since: Double?, group: Bool?, released: Bool?
-        func flag(_ scanner: inout JSONScanner) -> Bool? {
-            if scanner.literal("true") { return true }
-            if scanner.literal("false") { return false }
-            return nil
-        }
-        let read = scanner.members(Self.key) { scanner, field in
-            switch field {
-            case 0: pid = scanner.number(max: UInt64(Int32.max)).map { Int32($0) }; return pid != nil
-            case 1: command = scanner.text(); return command != nil
-            case 2: since = scanner.double(); return since != nil
-            case 3: group = flag(&scanner); return group != nil
-            default: released = flag(&scanner); return released != nil
+        JSONScanner.document(raw) { scanner in
+            var pid: Int32?, command: String?, since: Double?, group: Bool?, released: Bool?
+            func flag(_ scanner: inout JSONScanner) -> Bool? {
+                if scanner.literal("true") { return true }
+                if scanner.literal("false") { return false }
+                return nil
             }
+            let read = scanner.members(Self.key) { scanner, field in
+                switch field {
+                case 0: pid = scanner.number(max: UInt64(Int32.max)).map { Int32($0) }; return pid != nil
+                case 1: command = scanner.text(); return command != nil
+                case 2: since = scanner.double(); return since != nil
+                case 3: group = flag(&scanner); return group != nil
+                default: released = flag(&scanner); return released != nil
+                }
+            }
+            guard read, let pid, let command, let since else { return nil }
+            return NodeLock.Holder(pid: pid, command: command, since: since, group: group, released: released)
         }
-        scanner.skipSpace()
-        guard read, scanner.at == scanner.bytes.count, let pid, let command, let since else { return nil }
-        return NodeLock.Holder(pid: pid, command: command, since: since, group: group, released: released)
     }
 
     private static func key(_ key: String) -> Int? {

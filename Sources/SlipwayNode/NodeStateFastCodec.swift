@@ -139,18 +139,22 @@ enum NodeStateFastCodec {
     // MARK: Reading
 
     static func decode(_ data: Data) -> NodeState? {
-        data.withUnsafeBytes { raw -> NodeState? in
-            guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
-            var scanner = JSONScanner(bytes: UnsafeBufferPointer(start: base, count: raw.count))
-            guard let state = scanner.nodeState() else { return nil }
-            scanner.skipSpace()
-            return scanner.at == scanner.bytes.count ? state : nil
-        }
+        data.withUnsafeBytes { JSONScanner.document($0) { $0.nodeState() } }
     }
 }
 
 /// The journal's shape; each returns nil (or false) for anything it does not expect.
 extension JSONScanner {
+    /// What `read` makes of the whole of `raw`: nil when it gives up or bytes other than
+    /// white space follow what it read.
+    static func document<Value>(_ raw: UnsafeRawBufferPointer, _ read: (inout JSONScanner) -> Value?) -> Value? {
+        guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
+        var scanner = JSONScanner(bytes: UnsafeBufferPointer(start: base, count: raw.count))
+        guard let value = read(&scanner) else { return nil }
+        scanner.skipSpace()
+        return scanner.at == scanner.bytes.count ? value : nil
+    }
+
     // The keys of each object, numbered; a switch over strings, not a dictionary keyed by
     // bytes, whose first use would cost a protocol-conformance scan of the whole binary.
     private static func stateKey(_ key: String) -> Int? {
