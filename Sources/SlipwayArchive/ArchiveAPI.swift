@@ -43,12 +43,16 @@ public struct ExtractOptions: Sendable {
     /// Hash each regular file's bytes as they are written (`ExtractResult.fileHashes`), so a
     /// caller can check them against a manifest without reading the tree back.
     public var hashContents: Bool
+    /// Worker threads that create the small regular files (0: the reading thread writes
+    /// every file). Worth it where each file system call waits on a daemon (zfs-fuse).
+    public var writers: Int
     public init(threads: Int = 0, restoreOwners: Bool = geteuid() == 0, progress: (any ArchiveProgress)? = nil,
-                hashContents: Bool = false) {
+                hashContents: Bool = false, writers: Int = 0) {
         self.threads = threads
         self.restoreOwners = restoreOwners
         self.progress = progress
         self.hashContents = hashContents
+        self.writers = writers
     }
 }
 

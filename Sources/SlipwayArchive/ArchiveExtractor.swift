@@ -18,8 +18,8 @@ public enum ArchiveExtractor {
         defer { if created { InterruptedWork.unregister(target) } }
         options.progress?.begin("unpack", total: reader.input.size)
         defer { options.progress?.end() }
+        let creator = TreeCreator(rootFD: rootFD, restoreOwners: options.restoreOwners, writers: options.writers)
         do {
-            let creator = TreeCreator(rootFD: rootFD, restoreOwners: options.restoreOwners)
             var count = 0
             var hashes: [ArchivePath: String] = [:]
             while let header = try reader.nextHeader() {
@@ -43,6 +43,7 @@ public enum ArchiveExtractor {
             close(rootFD)
             return ExtractResult(entryCount: count, tarSize: reader.tarBytes, fileHashes: hashes)
         } catch {
+            creator.abandon()
             PosixPath.removeContents(directoryFD: rootFD)
             close(rootFD)
             if created { rmdir(target) }

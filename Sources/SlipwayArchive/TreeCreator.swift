@@ -21,13 +21,26 @@ final class TreeCreator {
     private var directories: [DeferredDirectory] = []
     private var openDirectories: [[UInt8]: Int32] = [:]
     private var lastParent: (path: [UInt8], fd: Int32)?
+    private let writer: ParallelFileWriter?
 
-    init(rootFD: Int32, restoreOwners: Bool) {
+    /// `writers` > 0: files up to `ParallelFileWriter.largestQueuedFile` are created by that
+    /// many worker threads.
+    init(rootFD: Int32, restoreOwners: Bool, writers: Int = 0) {
         self.rootFD = rootFD
         self.restoreOwners = restoreOwners
+        writer = writers > 0 ? ParallelFileWriter(workers: writers, restoreOwners: restoreOwners) : nil
     }
 
-    deinit { closeDirectories() }
+    deinit {
+        writer?.stop()
+        closeDirectories()
+    }
+
+    /// Waits for the files being written and ends the workers, so that nothing more is
+    /// created in the tree; before a failed extraction's tree is removed.
+    func abandon() {
+        writer?.stop()
+    }
 
     /// Creates the entry of `header`; `content` streams a regular file's bytes.
     func create(_ header: TarHeader, content: ((UnsafeRawBufferPointer, Int64) throws -> Void) throws -> Void) throws {
@@ -53,22 +66,20 @@ final class TreeCreator {
                 directories.append(DeferredDirectory(path: header.path, header: header))
                 return
             case .file:
+                if let writer, header.size <= ParallelFileWriter.largestQueuedFile {
+                    try queue(header, name: name, parentFD: parentFD, writer: writer, content: content)
+                    break
+                }
                 let fd = openat(parentFD, cName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
                 try call(fd, "create", header)
                 defer { close(fd) }
                 var end: Int64 = 0
                 try content { chunk, offset in
-                    var written = 0
-                    while written < chunk.count {
-                        let n = pwrite(fd, chunk.baseAddress! + written, chunk.count - written, off_t(offset) + written)
-                        if n < 0, errno == EINTR { continue }
-                        try call(n < 0 ? -1 : 0, "write", header)
-                        written += n
-                    }
+                    try EntryMetadata.write(fd: fd, chunk, at: offset, header)
                     end = offset + Int64(chunk.count)
                 }
                 if end < Int64(header.size) { try call(ftruncate(fd, off_t(header.size)), "truncate", header) }
-                try applyMetadata(fd: fd, header)
+                try EntryMetadata.apply(fd: fd, header, restoreOwners: restoreOwners)
             case .symlink:
                 try PosixPath.withCString(header.linkTarget ?? []) { target in
                     try call(symlinkat(target, parentFD, cName), "symlink", header)
@@ -91,6 +102,8 @@ final class TreeCreator {
                         entry: header.storedName,
                         reason: "a hardlink to \(PosixPath.display(target)), which is not an earlier file of this archive")
                 }
+                // The target may still be queued: every queued file exists after this.
+                try writer?.drain()
                 let targetSlash = target.lastIndex(of: UInt8(ascii: "/"))
                 let targetParent = try directoryFD(targetSlash.map { Array(target[..<$0]) } ?? [], for: header)
                 let targetName = targetSlash.map { Array(target[($0 + 1)...]) } ?? target
@@ -110,9 +123,11 @@ final class TreeCreator {
     /// Sets the directories' owners, modes, xattrs and times, deepest first, once every
     /// entry exists (a read-only directory must not block its own children).
     func finish() throws {
+        try writer?.drain()
+        writer?.stop()
         for directory in directories.reversed() {
             let fd = try directoryFD(directory.path, for: directory.header)
-            try applyMetadata(fd: fd, directory.header)
+            try EntryMetadata.apply(fd: fd, directory.header, restoreOwners: restoreOwners)
         }
         closeDirectories()
     }
@@ -170,18 +185,6 @@ final class TreeCreator {
 
     // MARK: - Metadata
 
-    /// Owner first (chown clears setuid bits and capabilities), then mode, xattrs, times.
-    private func applyMetadata(fd: Int32, _ header: TarHeader) throws {
-        if restoreOwners { try call(fchown(fd, header.uid, header.gid), "chown", header) }
-        try call(fchmod(fd, mode_t(header.mode)), "chmod", header)
-        for (name, value) in header.xattrs {
-            let status = value.withUnsafeBytes { fsetxattr(fd, name, $0.baseAddress, $0.count, 0) }
-            try call(status, "set xattr \(name) on", header)
-        }
-        let times = Self.times(header)
-        try call(futimens(fd, times), "set times of", header)
-    }
-
     /// The same for entries that cannot be opened (symlinks, devices, fifos).
     private func applyMetadata(parentFD: Int32, name: UnsafePointer<CChar>, _ header: TarHeader) throws {
         if restoreOwners { try call(fchownat(parentFD, name, header.uid, header.gid, AT_SYMLINK_NOFOLLOW), "chown", header) }
@@ -194,17 +197,31 @@ final class TreeCreator {
                 try call(status, "set xattr \(xName) on", header)
             }
         }
-        let times = Self.times(header)
-        try call(utimensat(parentFD, name, times, AT_SYMLINK_NOFOLLOW), "set times of", header)
-    }
-
-    /// Access and modification time both set to the entry's mtime.
-    private static func times(_ header: TarHeader) -> [timespec] {
-        let time = timespec(tv_sec: time_t(header.mtime), tv_nsec: header.mtimeNanoseconds)
-        return [time, time]
+        try call(utimensat(parentFD, name, EntryMetadata.times(header), AT_SYMLINK_NOFOLLOW), "set times of", header)
     }
 
     private func call(_ status: Int32, _ operation: String, _ header: TarHeader) throws {
-        if status < 0 { throw ArchiveError.system(operation: operation, path: header.storedName, errno: errno) }
+        try EntryMetadata.check(status, operation, header)
+    }
+
+    // MARK: - Queued files
+
+    /// Collects a small file's bytes (hashed by `content`'s caller as they pass) and hands
+    /// them to the workers with a descriptor of the parent of their own.
+    private func queue(_ header: TarHeader, name: [UInt8], parentFD: Int32, writer: ParallelFileWriter,
+                       content: ((UnsafeRawBufferPointer, Int64) throws -> Void) throws -> Void) throws {
+        var data: [UInt8] = []
+        data.reserveCapacity(Int(header.size))
+        var segments: [ParallelFileWriter.Segment] = []
+        try content { chunk, offset in
+            guard offset >= 0, UInt64(offset) + UInt64(chunk.count) <= header.size, UInt64(data.count + chunk.count) <= header.size else {
+                throw ArchiveError.refused(entry: header.storedName, reason: "its content runs past its size")
+            }
+            segments.append(.init(offset: offset, start: data.count, count: chunk.count))
+            data.append(contentsOf: chunk)
+        }
+        let fd = fcntl(parentFD, F_DUPFD_CLOEXEC, 0)
+        try call(fd, "open the directory of", header)
+        try writer.submit(.init(parentFD: fd, name: name, header: header, data: data, segments: segments))
     }
 }

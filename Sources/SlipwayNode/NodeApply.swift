@@ -128,7 +128,8 @@ extension NodeApply {
                 switch request.source {
                 case let .full(archive):
                     let extracted = try ArchiveExtractor.extract(archive: archive, into: staging,
-                                                                 options: ExtractOptions(hashContents: !verifyLanded))
+                                                                 options: ExtractOptions(hashContents: !verifyLanded,
+                                                                                         writers: context.backend.extractWriters))
                     if !verifyLanded { contents = .written(hashes: extracted.fileHashes) }
                 case let .delta(archive, base):
                     let applied = try NodeDeltaApply.apply(delta: archive, staging: staging,

@@ -157,14 +157,14 @@ private struct Sandbox {
 
     /// Extracts `archive`, which must fail; checks that nothing changed outside the target and
     /// that the target is gone (or still empty when `precreate`). Returns the error.
-    func expectRefused(_ archive: String, precreate: Bool, _ label: String,
+    func expectRefused(_ archive: String, precreate: Bool, _ label: String, writers: Int = 0,
                        sourceLocation: SourceLocation = #_sourceLocation) throws -> ArchiveError? {
         if precreate { try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: false) }
         defer { try? FileManager.default.removeItem(atPath: target) }
         let before = try Snapshot(root, excluding: target)
         var thrown: ArchiveError?
         do {
-            let result = try ArchiveExtractor.extract(archive: archive, into: target)
+            let result = try ArchiveExtractor.extract(archive: archive, into: target, options: .init(writers: writers))
             Issue.record("\(label): extracted \(result.entryCount) entries instead of refusing", sourceLocation: sourceLocation)
         } catch let error as ArchiveError {
             thrown = error
@@ -219,9 +219,11 @@ struct HostileArchiveTests {
         defer { sandbox.tmp.remove() }
         let archive = try sandbox.compress(try sandbox.build(hostile.name), compression)
 
-        for precreate in [false, true] {
-            let label = "\(hostile.name) (\(compression), target \(precreate ? "empty dir" : "absent"))"
-            let error = try sandbox.expectRefused(archive, precreate: precreate, label)
+        // The reading thread alone, and with worker threads creating the small files (the
+        // ZFS backend's extraction): the same refusal, nothing written.
+        for (precreate, writers) in [(false, 0), (true, 0), (false, 8), (true, 8)] {
+            let label = "\(hostile.name) (\(compression), target \(precreate ? "empty dir" : "absent"), \(writers) writers)"
+            let error = try sandbox.expectRefused(archive, precreate: precreate, label, writers: writers)
             guard let error else { continue }
             guard case let .refused(entry, reason) = error else {
                 Issue.record("\(label): expected ArchiveError.refused, got \(error)")
@@ -238,6 +240,42 @@ struct HostileArchiveTests {
             #expect(error.description.contains(entry), "\(label): message does not name the entry: \(error)")
             #expect(!reason.isEmpty)
         }
+    }
+
+    /// A file system that fills up mid-extraction: the write that fails (on the reading
+    /// thread, or on a worker while the reader goes on) fails the extraction, and nothing is
+    /// left of the tree, with no worker still writing into it after the error.
+    @Test("a file system filling up mid-extraction leaves nothing, with or without writer threads",
+          .needs("mount", "umount", root: true), arguments: [0, 8])
+    func fileSystemFull(writers: Int) throws {
+        let tmp = try TempDir("slipway-full")
+        defer { tmp.remove() }
+        let tree = tmp.sub("tree")
+        try FileManager.default.createDirectory(atPath: tree + "/data", withIntermediateDirectories: true)
+        // 48 files of 96 KiB that do not compress: 4.5 MiB for a 2 MiB file system.
+        for index in 0..<48 {
+            var generator = SystemRandomNumberGenerator()
+            let bytes = (0..<(96 << 10)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            try Data(bytes).write(to: URL(fileURLWithPath: tree + "/data/file\(index)"))
+        }
+        let archive = tmp.sub("release.tar.zst")
+        _ = try ArchiveWriter.pack(tree: tree, to: archive, configuration: .init(compression: .zstd))
+
+        let small = tmp.sub("small")
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: false)
+        try runChecked("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", small])
+        defer { _ = try? run("umount", [small]) }
+        let target = small + "/target"
+        let error = #expect(throws: ArchiveError.self) {
+            try ArchiveExtractor.extract(archive: archive, into: target, options: .init(hashContents: true, writers: writers))
+        }
+        #expect(error.map { "\($0)" }?.contains("No space left on device") == true, "\(error.map { "\($0)" } ?? "no error")")
+        #expect(!exists(target), "the target must not be left behind; it holds \((try? walk(target).count) ?? 0) entries")
+        // Nothing is written after the error either: the file system stays empty.
+        usleep(200_000)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: small).isEmpty)
+        var fs = statvfs()
+        #expect(statvfs(small, &fs) == 0 && fs.f_bfree == fs.f_blocks, "blocks still used on the tmpfs: \(fs.f_blocks - fs.f_bfree)")
     }
 
     /// The harmless part of the corpus extracts, so the refusals above are about the

@@ -28,7 +28,7 @@ struct RoundTripTests {
     }
 
     /// Packs the fixture with `compression`, extracts it and compares trees, records and times.
-    private func roundTrip(_ compression: ArchiveCompression, sourceDateEpoch: Int64? = nil) throws {
+    private func roundTrip(_ compression: ArchiveCompression, sourceDateEpoch: Int64? = nil, writers: Int = 0) throws {
         let tmp = try TempDir()
         defer { tmp.remove() }
         let fixture = try FixtureTree.build(at: tmp.sub("src"))
@@ -48,9 +48,16 @@ struct RoundTripTests {
         let read = try ArchiveReader.records(archive: archive)
         expectSameRecords(read, source, "ArchiveReader.records vs the source tree")
 
-        let result = try ArchiveExtractor.extract(archive: archive, into: target)
+        let result = try ArchiveExtractor.extract(archive: archive, into: target,
+                                                  options: .init(hashContents: true, writers: writers))
         #expect(result.entryCount == source.count)
         #expect(result.tarSize == packed.tarSize)
+        // The hashes taken as the bytes were written are the files' hashes (hardlinks have
+        // none of their own).
+        let expectedHashes = Dictionary(uniqueKeysWithValues: read.compactMap { record in
+            record.kind == .file ? record.sha256.map { (record.path, $0) } : nil
+        })
+        #expect(result.fileHashes == expectedHashes, "hashes taken while writing differ from the archive's")
         expectSameRecords(try TreeWalker.records(root: target), source, "extracted tree vs source tree")
 
         if fixture.hasCapability {
@@ -82,6 +89,11 @@ struct RoundTripTests {
 
     @Test("xz with SOURCE_DATE_EPOCH: later mtimes clamped, earlier kept", .needs("setfattr", "mkfifo", "chmod"))
     func xzRoundTripClamped() throws { try roundTrip(.xz, sourceDateEpoch: 1_500_000_000) }
+
+    /// Small files created by worker threads (the ZFS backend's extraction): the same tree,
+    /// metadata, times and hashes as the reading thread alone gives.
+    @Test("xz with 8 writer threads: pack, extract, same tree", .needs("setfattr", "mkfifo", "chmod"))
+    func xzRoundTripWriters() throws { try roundTrip(.xz, writers: 8) }
 
     @Test("zstd: pack, extract, same tree", .needs("setfattr", "mkfifo", "chmod"))
     func zstdRoundTrip() throws { try roundTrip(.zstd) }

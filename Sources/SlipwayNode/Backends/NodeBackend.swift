@@ -56,6 +56,12 @@ public protocol NodeBackend: Sendable {
     /// of a release that failed its check; the signature and names are checked before.
     var stagesWhileHashing: Bool { get }
 
+    /// Worker threads that create a full apply's small files (0: the extracting thread
+    /// creates every file): for a file system whose every call is a round trip to a daemon
+    /// (zfs-fuse), where several files in flight at once shorten the apply. On a kernel file
+    /// system the calls are CPU work, and more threads gain nothing on two cores.
+    var extractWriters: Int { get }
+
     /// A clearer error for an apply that failed because of the backend's storage (a full
     /// thin pool), or nil to keep the error as it is.
     func explainFailure(_ error: any Error, version: String, layout: NodeLayout) -> (any Error)?
@@ -70,6 +76,7 @@ extension NodeBackend {
     public var name: String { kind.rawValue }
     public var stagedCopyIsImmutableBase: Bool { false }
     public var stagesWhileHashing: Bool { false }
+    public var extractWriters: Int { 0 }
     public func recoverListingLanded(layout: NodeLayout) throws -> [String] {
         try recover(layout: layout)
         return try landedVersions(layout: layout)

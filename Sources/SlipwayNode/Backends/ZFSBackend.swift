@@ -33,6 +33,9 @@ public struct ZFSBackend: NodeBackend {
     public var kind: BackendKind { .zfs }
     /// A clone of the base's `@landed` snapshot, which nothing can write.
     public var stagedCopyIsImmutableBase: Bool { true }
+    /// zfs-fuse serves several requests at once: with 8 writers a full apply of the bench
+    /// tree took 0.82× as long as with none (docs/node.md).
+    public var extractWriters: Int { 8 }
     public var prefix: String
     public var schrootType: String
     /// The node context's runner (makeBackend passes it).
