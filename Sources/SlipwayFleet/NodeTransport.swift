@@ -111,6 +111,8 @@ public struct LocalTransport: NodeTransport {
 public final class TransportPool: Sendable {
     let controlDirectory: String
     let executable: String
+    /// The lock this run holds on its socket directory (-1: none), released by `close`.
+    private let ownerLock: Int32
 
     /// `executable`: the slipway binary local nodes run (default: this process's own).
     public init(executable: String? = nil) throws {
@@ -120,6 +122,53 @@ public final class TransportPool: Sendable {
             throw FleetError.invalidArgument("cannot create a directory for ssh control sockets in /tmp: \(String(cString: strerror(errno)))")
         }
         controlDirectory = String(cString: made)
+        ownerLock = Self.holdOwnerLock(in: controlDirectory)
+        Self.removeAbandoned(keeping: controlDirectory)
+    }
+
+    /// The lock file of a socket directory: held (flock) by the run that made the directory for
+    /// as long as it runs, and so released by its death, however it dies.
+    static let ownerFile = "owner.lock"
+
+    /// Makes the directory's lock file and locks it before giving it its name, so that no
+    /// other run finds it unlocked. -1 when it cannot (the directory is then never removed
+    /// by another run: it stays as it did before there was a lock).
+    private static func holdOwnerLock(in directory: String) -> Int32 {
+        let temporary = directory + "/.owner"
+        let fd = open(temporary, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return -1 }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0, rename(temporary, directory + "/" + ownerFile) == 0 else {
+            Glibc.close(fd)
+            unlink(temporary)
+            return -1
+        }
+        return fd
+    }
+
+    /// Removes the socket directories of runs that ended without removing their own: a
+    /// controller killed with -9 leaves its directory (and the manifests it sent) in /tmp.
+    /// Only a directory of this user's, named as ours, whose lock file nobody holds, is
+    /// removed: that of a run still going on (in any PID namespace), of another user, or
+    /// without a lock file (made by an older slipway) stays.
+    static func removeAbandoned(keeping own: String, in parent: String = "/tmp") {
+        let parentFD = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard parentFD >= 0 else { return }
+        defer { Glibc.close(parentFD) }
+        let listing = PosixPath.duplicate(parentFD)
+        guard listing >= 0, let names = try? PosixPath.directoryNames(fd: listing, path: Array(parent.utf8)) else { return }
+        let prefix = Array("slipway-ssh-".utf8)
+        for name in names where name.starts(with: prefix) && parent + "/" + String(decoding: name, as: UTF8.self) != own {
+            let directory = PosixPath.withCString(name) { openat(parentFD, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+            guard directory >= 0 else { continue }
+            defer { Glibc.close(directory) }
+            var st = stat()
+            guard fstat(directory, &st) == 0, st.st_uid == geteuid() else { continue }
+            let lock = openat(directory, ownerFile, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard lock >= 0 else { continue }
+            defer { Glibc.close(lock) }
+            guard flock(lock, LOCK_EX | LOCK_NB) == 0 else { continue }
+            PosixPath.removeTree(parentFD: parentFD, name: name)
+        }
     }
 
     public func transport(for node: FleetNode) -> any NodeTransport {
@@ -133,6 +182,7 @@ public final class TransportPool: Sendable {
     public func close(_ nodes: [FleetNode]) {
         ParallelWork.forEach(nodes.filter { $0.transport == .ssh }, width: 16) { self.transport(for: $0).close() }
         PosixPath.removeTree(controlDirectory)
+        if ownerLock >= 0 { Glibc.close(ownerLock) }
     }
 
     /// The path of the running slipway binary.

@@ -61,6 +61,17 @@ extension FleetFarmTests {
             return running
         }
 
+        /// The ssh socket directories in /tmp whose run is gone: a lock file nobody holds.
+        func abandonedSocketDirectories() -> Set<String> {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
+            return Set(names.filter { $0.hasPrefix("slipway-ssh-") }.map { "/tmp/" + $0 }.filter { directory in
+                let fd = open(directory + "/" + TransportPool.ownerFile, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                guard fd >= 0 else { return false }
+                defer { close(fd) }
+                return flock(fd, LOCK_EX | LOCK_NB) == 0
+            })
+        }
+
         @Test("killed while sending, after a batch, and while confirming: old or confirmed new everywhere; a re-run finishes",
               .needs(.farm, .tools(["nft"]), .nodeBinary))
         func killedMidDeploy() throws {
@@ -110,6 +121,9 @@ extension FleetFarmTests {
             usleep(500_000)
             sending.kill9()
             _ = sending.wait()
+            // What a killed controller leaves in /tmp, removed by the next run.
+            var abandoned = abandonedSocketDirectories()
+            #expect(!abandoned.isEmpty, "the killed controller left no socket directory to find")
             try runChecked("bash", [testfarm, "netem", "all", "off"])
             let afterSending = try settled(farm, app: app, old: "1", new: "2")
             #expect(afterSending.values.allSatisfy { $0 == "1" }, "nothing was activated while bytes travelled: \(afterSending)")
@@ -119,6 +133,7 @@ extension FleetFarmTests {
             #expect(waitFor(batches, seconds: 120) { $0.hasPrefix("node1: activated ") }, "node1 was never confirmed: \(batches.stderr)")
             batches.kill9()
             _ = batches.wait()
+            abandoned.formUnion(abandonedSocketDirectories())
             let afterBatch = try settled(farm, app: app, old: "1", new: "2")
             #expect(afterBatch["node1"] == "2", "node1 was confirmed on 2 before the kill")
             #expect(afterBatch["node3"] == "1", "the third batch never started")
@@ -148,6 +163,7 @@ extension FleetFarmTests {
             let confirmedBeforeKill = confirming.stderr.split(separator: "\n").filter { $0.contains(": activated 2 → 3") }.count
             confirming.kill9()
             _ = confirming.wait()
+            abandoned.formUnion(abandonedSocketDirectories())
             // The killed controller's ssh children outlive it: a confirmation's ssh keeps
             // knocking until its ConnectTimeout (10 s). The partition lasts longer, so none
             // gets through and the dead man's switch alone decides.
@@ -162,6 +178,8 @@ extension FleetFarmTests {
             }
             let finished = try farm.slipway(["deploy", "\(app)@3", "--on", "@farm", "--json", "--confirm-timeout", String(Self.confirmTimeout)])
             #expect(finished.ok, "re-run: \(finished.err)")
+            let left = abandoned.filter { FileManager.default.fileExists(atPath: $0) }
+            #expect(left.isEmpty, "the killed controllers' socket directories are removed by the runs after them: \(left.sorted())")
             for (node, outcome) in try farm.outcomes(finished) {
                 #expect(outcome.result == .activated && outcome.bytesSent == 0, "\(node): \(outcome)")
                 let status = try nodeState(farm, node, app: app)

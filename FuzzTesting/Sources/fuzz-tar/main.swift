@@ -1,7 +1,11 @@
 // The tar stream reader and the extractor (docs/fuzzing.md): `ArchiveReader.records`
 // (inspect's reading of an archive) and `ArchiveExtractor.extract` (unpack, node apply,
 // build bases) into a scratch directory, over tar, tar.xz and tar.zst (detected by content).
+// An input whose last byte is odd is extracted with 2 writer threads (the ZFS backend's
+// extraction), an even one by the reading thread alone. A failed extraction must leave
+// nothing: a target directory still there afterwards aborts, as a crash.
 import Foundation
+import Glibc
 import FuzzSupport
 import SlipwayArchive
 
@@ -27,5 +31,13 @@ FuzzTarget.run(
         _ = try? ArchiveReader.records(archive: archive)
         let tree = fixture.scratch.path("tree")
         defer { Scratch.removeTree(tree) }
-        _ = try? ArchiveExtractor.extract(archive: archive, into: tree)
+        let writers = (bytes.last ?? 0) & 1 == 1 ? 2 : 0
+        do {
+            _ = try ArchiveExtractor.extract(archive: archive, into: tree, options: .init(hashContents: true, writers: writers))
+        } catch {
+            if access(tree, F_OK) == 0 {
+                FileHandle.standardError.write(Data("extraction failed (\(error)) and left \(tree) behind\n".utf8))
+                abort()
+            }
+        }
     })
