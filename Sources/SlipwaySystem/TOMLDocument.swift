@@ -197,6 +197,11 @@ package final class TOMLTableReader {
             guard characters.count == 10, isDigit(k), characters[4] == "-", characters[7] == "-" else { return false }
             return at(end) == UInt8(ascii: " ") && isDigit(end + 1) && !isDigit(end + 2)
         }
+        /// U+0085, U+2028 or U+2029 at `k`: line breaks to toml++'s value check, not to the
+        /// loop that skips an array's blanks.
+        func unicodeLineBreak(_ k: Int) -> Bool {
+            (at(k) == 0xC2 && at(k + 1) == 0x85) || (at(k) == 0xE2 && at(k + 1) == 0x80 && (at(k + 2) == 0xA8 || at(k + 2) == 0xA9))
+        }
         var atLineStart = true
         var atValue = false  // the next token begins a value
         while i < bytes.count {
@@ -208,6 +213,9 @@ package final class TOMLTableReader {
             }
             if c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") || c == UInt8(ascii: "\r") { i += 1; continue }
             if c == UInt8(ascii: "#") { while i < bytes.count, bytes[i] != UInt8(ascii: "\n") { i += 1 }; continue }
+            if atValue, open.last == UInt8(ascii: "["), unicodeLineBreak(i) {
+                return (line, i - lineStart + 1, "a Unicode line break (U+0085, U+2028 or U+2029) where an array expects an element")
+            }
             if atValue, dateWithoutTime(i) {
                 return (line, i - lineStart + 1, "a date-time whose time does not begin with a digit")
             }
