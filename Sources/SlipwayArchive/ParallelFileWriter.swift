@@ -132,28 +132,41 @@ final class ParallelFileWriter: @unchecked Sendable {
     }
 
     private static func write(_ job: Job, restoreOwners: Bool) throws {
-        let header = job.header
-        let fd = PosixPath.withCString(job.name) { openat(job.parentFD, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
-        try EntryMetadata.check(fd, "create", header)
-        defer { close(fd) }
-        var end: Int64 = 0
-        try job.data.withUnsafeBytes { bytes in
-            for segment in job.segments {
-                try EntryMetadata.write(fd: fd, UnsafeRawBufferPointer(rebasing: bytes[segment.start..<(segment.start + segment.count)]),
-                                        at: segment.offset, header)
-                end = segment.offset + Int64(segment.count)
+        try PosixPath.withCString(job.name) { name in
+            try EntryMetadata.createFile(parentFD: job.parentFD, name: name, job.header, restoreOwners: restoreOwners) { body in
+                try job.data.withUnsafeBytes { bytes in
+                    for segment in job.segments {
+                        try body(UnsafeRawBufferPointer(rebasing: bytes[segment.start..<(segment.start + segment.count)]), segment.offset)
+                    }
+                }
             }
         }
-        if end < Int64(header.size) { try EntryMetadata.check(ftruncate(fd, off_t(header.size)), "truncate", header) }
-        try EntryMetadata.apply(fd: fd, header, restoreOwners: restoreOwners)
     }
 }
 
 /// Writing an entry's bytes and metadata through an open descriptor: shared by the reading
 /// thread and the workers.
 enum EntryMetadata {
+    /// Creates the regular file `name` in `parentFD` (`O_EXCL | O_NOFOLLOW`: never over an
+    /// existing entry, never through a symlink), writes each chunk `fill` hands it at its
+    /// offset, extends it to the header's size (a sparse entry's trailing hole) and sets its
+    /// metadata.
+    static func createFile(parentFD: Int32, name: UnsafePointer<CChar>, _ header: TarHeader, restoreOwners: Bool,
+                           fill: ((UnsafeRawBufferPointer, Int64) throws -> Void) throws -> Void) throws {
+        let fd = openat(parentFD, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        try check(fd, "create", header)
+        defer { close(fd) }
+        var end: Int64 = 0
+        try fill { chunk, offset in
+            try write(fd: fd, chunk, at: offset, header)
+            end = offset + Int64(chunk.count)
+        }
+        if end < Int64(header.size) { try check(ftruncate(fd, off_t(header.size)), "truncate", header) }
+        try apply(fd: fd, header, restoreOwners: restoreOwners)
+    }
+
     /// All of `chunk` at `offset`.
-    static func write(fd: Int32, _ chunk: UnsafeRawBufferPointer, at offset: Int64, _ header: TarHeader) throws {
+    private static func write(fd: Int32, _ chunk: UnsafeRawBufferPointer, at offset: Int64, _ header: TarHeader) throws {
         var written = 0
         while written < chunk.count {
             let n = pwrite(fd, chunk.baseAddress! + written, chunk.count - written, off_t(offset) + written)

@@ -70,16 +70,7 @@ final class TreeCreator {
                     try queue(header, name: name, parentFD: parentFD, writer: writer, content: content)
                     break
                 }
-                let fd = openat(parentFD, cName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-                try call(fd, "create", header)
-                defer { close(fd) }
-                var end: Int64 = 0
-                try content { chunk, offset in
-                    try EntryMetadata.write(fd: fd, chunk, at: offset, header)
-                    end = offset + Int64(chunk.count)
-                }
-                if end < Int64(header.size) { try call(ftruncate(fd, off_t(header.size)), "truncate", header) }
-                try EntryMetadata.apply(fd: fd, header, restoreOwners: restoreOwners)
+                try EntryMetadata.createFile(parentFD: parentFD, name: cName, header, restoreOwners: restoreOwners, fill: content)
             case .symlink:
                 try PosixPath.withCString(header.linkTarget ?? []) { target in
                     try call(symlinkat(target, parentFD, cName), "symlink", header)
